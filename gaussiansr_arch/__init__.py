@@ -1,0 +1,13 @@
+"""GaussianSR (AAAI 2025) as a BasicSR plugin.
+
+Importing this package registers every arch, dataset and model with BasicSR's registries.
+The torchvision shim must run first: basicsr 1.4.2 cannot be imported without it.
+"""
+
+from gaussiansr_arch._compat import install_torchvision_shim
+
+install_torchvision_shim()
+
+from gaussiansr_arch import archs, data, models  # noqa: E402,F401  (registration side effects)
+
+__version__ = '0.1.0'

@@ -1,0 +1,7 @@
+"""Registers every `*_arch.py` module of this folder with BasicSR (like basicsr.archs)."""
+
+from os import path as osp
+
+from gaussiansr_arch.utils.registry_scan import import_modules_with_suffix
+
+_modules = import_modules_with_suffix(__name__, osp.dirname(osp.abspath(__file__)), '_arch')

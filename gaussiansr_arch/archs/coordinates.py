@@ -1,0 +1,81 @@
+"""Pixel-centre coordinates in LIIF's convention.
+
+A coordinate is (row, col) in [-1, 1]; pixel ``i`` of an axis of length ``n`` has its centre
+at ``-1 + (2 i + 1) / n``. A cell is the size of one output pixel in the same units,
+``(2 / H, 2 / W)``. Keeping LIIF's convention lets LIIF-style models share data and checkpoints.
+"""
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+
+def make_coord(size: Sequence[int], device=None, dtype=torch.float32) -> torch.Tensor:
+    """Coordinates of every pixel centre of an image.
+
+    Args:
+        size (Sequence[int]): Output size (H, W).
+
+    Returns:
+        Tensor: [H*W, 2], (row, col) in row-major pixel order.
+    """
+    axes = [(torch.arange(n, device=device, dtype=dtype) * 2 + 1) / n - 1 for n in size]
+    return torch.stack(torch.meshgrid(*axes, indexing='ij'), dim=-1).reshape(-1, 2)
+
+
+def make_cell(size: Sequence[int], num_queries: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Cell of an (H, W) output for ``num_queries`` queries: [num_queries, 2] = (2/H, 2/W)."""
+    cell = torch.tensor([2.0 / size[0], 2.0 / size[1]], device=device, dtype=dtype)
+    return cell.expand(num_queries, 2).clone()
+
+
+def make_coord_rows(size: Sequence[int], row_start: int, row_stop: int, device=None, dtype=torch.float32):
+    """Coordinates of the pixel centres of rows ``[row_start, row_stop)`` of an (H, W) image.
+
+    Returns:
+        Tensor: [(row_stop-row_start)*W, 2], row-major.
+    """
+    h, w = size
+    rows = (torch.arange(row_start, row_stop, device=device, dtype=dtype) * 2 + 1) / h - 1
+    cols = (torch.arange(w, device=device, dtype=dtype) * 2 + 1) / w - 1
+    return torch.stack(torch.meshgrid(rows, cols, indexing='ij'), dim=-1).reshape(-1, 2)
+
+
+def output_size_for_scale(lr_size: Sequence[int], scale) -> tuple[int, int]:
+    """Output size of an LR image upscaled by ``scale`` (a number or a (scale_h, scale_w) pair).
+
+    Uses round(h * s), the size a HR crop of the LR patch would have.
+
+    Raises:
+        ValueError: if a scale is not a finite number > 0.
+    """
+    scales = tuple(scale) if isinstance(scale, (tuple, list)) else (scale, scale)
+    if len(scales) != 2:
+        raise ValueError(f'scale must be a number or a (scale_h, scale_w) pair, got {scale!r}')
+    for s in scales:
+        check_scale(s)
+    return tuple(max(1, round(n * s)) for n, s in zip(lr_size, scales))
+
+
+def check_scale(scale) -> float:
+    """Return ``scale`` as a float, or raise ValueError if it is not a finite number > 0."""
+    try:
+        value = float(scale)
+    except (TypeError, ValueError):
+        raise ValueError(f'scale must be a number > 0, got {scale!r}') from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f'scale must be a finite number > 0, got {scale!r}')
+    return value
+
+
+def check_size(size) -> tuple[int, int]:
+    """Return ``size`` as an (H, W) pair of ints, or raise ValueError naming the bad value."""
+    try:
+        h, w = size
+        pair = (int(h), int(w))
+    except (TypeError, ValueError):
+        raise ValueError(f'size must be an (H, W) pair of positive integers, got {size!r}') from None
+    if pair != (h, w) or min(pair) <= 0:
+        raise ValueError(f'size must be an (H, W) pair of positive integers, got {size!r}')
+    return pair

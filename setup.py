@@ -1,0 +1,55 @@
+"""Install gaussiansr_arch, the GaussianSR plugin for BasicSR."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+
+def read_version() -> str:
+    for line in (HERE / 'gaussiansr_arch' / '__init__.py').read_text().splitlines():
+        if line.startswith('__version__'):
+            return line.split('=')[1].strip().strip('\'"')
+    raise RuntimeError('__version__ not found in gaussiansr_arch/__init__.py')
+
+
+CONSOLE_SCRIPTS = [
+    'gaussiansr-train = gaussiansr_arch.train:main',
+    'gaussiansr-test = gaussiansr_arch.test:main',
+    'gaussiansr-demo = gaussiansr_arch.demo:main',
+    'gaussiansr-upscale = gaussiansr_arch.tools.upscale:main',
+    'gaussiansr-compare = gaussiansr_arch.tools.compare:main',
+    'gaussiansr-plot-curves = gaussiansr_arch.tools.plot_curves:main',
+    'gaussiansr-kernel-bank = gaussiansr_arch.tools.kernel_bank:main',
+    'gaussiansr-prepare-div2k = gaussiansr_arch.tools.prepare_div2k:main',
+    'gaussiansr-prepare-benchmark = gaussiansr_arch.tools.prepare_benchmark:main',
+    'gaussiansr-convert-liif = gaussiansr_arch.tools.convert_liif:main',
+]
+
+setup(
+    name='gaussiansr_arch',
+    version=read_version(),
+    description='GaussianSR: 2D Gaussian splatting for arbitrary-scale super-resolution, as a BasicSR plugin',
+    long_description=(HERE / 'README.md').read_text(encoding='utf-8'),
+    long_description_content_type='text/markdown',
+    license='Apache-2.0',
+    packages=find_packages(include=['gaussiansr_arch', 'gaussiansr_arch.*']),
+    include_package_data=True,
+    package_data={'gaussiansr_arch': ['options/*.yml']},
+    python_requires='>=3.9',
+    install_requires=[
+        'basicsr>=1.4.2',
+        'torch>=1.13',
+        'torchvision',
+        'opencv-python',
+        'lmdb',
+        'pyyaml',
+        'scikit-image',
+        'tqdm',
+        'matplotlib',
+    ],
+    extras_require={'test': ['pytest', 'ruff']},
+    entry_points={'console_scripts': CONSOLE_SCRIPTS},
+    classifiers=['Programming Language :: Python :: 3', 'License :: OSI Approved :: Apache Software License'],
+)
