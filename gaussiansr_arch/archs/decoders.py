@@ -1,0 +1,125 @@
+"""Decoders: rendered 64-channel features at a query -> RGB.
+
+Both decoders take the features rendered at the query (and, for the LTE decoder, at its
+3x3 HR-pixel neighbourhood), the query's relative coordinate to its nearest LR pixel and
+its cell, both in LIIF/LTE units (multiplied by the LR size).
+"""
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ACTIVATIONS = {'relu': nn.ReLU, 'gelu': nn.GELU}
+
+
+def build_mlp(in_dim: int, hidden: Sequence[int], out_dim: int, act: str = 'relu') -> nn.Sequential:
+    """Linear layers with an activation between them (LIIF's ``mlp``)."""
+    if act not in ACTIVATIONS:
+        raise ValueError(f'unknown activation {act!r}; known: {sorted(ACTIVATIONS)}')
+    layers, last = [], in_dim
+    for width in hidden:
+        layers += [nn.Linear(last, width), ACTIVATIONS[act]()]
+        last = width
+    layers.append(nn.Linear(last, out_dim))
+    return nn.Sequential(*layers)
+
+
+class LTEDecoder(nn.Module):
+    """The local texture estimator decoder of the authors' code, evaluated at the queries.
+
+    On a dense HR feature map it would be: ``coef = conv3x3(F)``, ``freq = conv3x3(F)``,
+    ``phase = Linear(cell)``; per pixel ``x = coef * [cos(pi g), sin(pi g)]`` with
+    ``g_k = freq_{2k} r_y + freq_{2k+1} r_x + phase_k`` (r = relative coordinate), then an MLP.
+    The two 3x3 convs are linear maps of the features at the query's 3x3 HR-pixel
+    neighbourhood, so ``forward`` takes those 9 feature vectors directly and training never
+    renders a dense map. ``forward_dense`` is the same function on a dense map (faster for a
+    whole image); the two agree exactly (tested).
+
+    Args:
+        in_channels (int): Rendered feature channels. Default: 64.
+        num_freq (int): Channels of coef/freq (2 x number of frequencies). Default: 256.
+        hidden (Sequence[int]): MLP hidden widths. Default: [256, 256, 256, 256].
+        act (str): MLP activation. Default: 'gelu' (authors' code).
+    """
+
+    def __init__(self, in_channels: int = 64, num_freq: int = 256, hidden: Sequence[int] = (256,) * 4,
+                 act: str = 'gelu'):
+        super().__init__()
+        if num_freq % 2:
+            raise ValueError(f'num_freq must be even, got {num_freq}')
+        self.in_channels = in_channels
+        self.coef = nn.Conv2d(in_channels, num_freq, 3, 1, 1)
+        self.freq = nn.Conv2d(in_channels, num_freq, 3, 1, 1)
+        self.phase = nn.Linear(2, num_freq // 2, bias=False)
+        self.mlp = build_mlp(num_freq, hidden, 3, act)
+
+    @staticmethod
+    def _conv_as_linear(conv: nn.Conv2d, neighbourhood: torch.Tensor) -> torch.Tensor:
+        """Apply a 3x3 conv to [..., 9, C] neighbourhoods (row-major 3x3 order) -> [..., out]."""
+        weight = conv.weight.permute(0, 2, 3, 1).reshape(conv.out_channels, -1)
+        return F.linear(neighbourhood.flatten(-2), weight, conv.bias)
+
+    def decode(self, coef: torch.Tensor, freq: torch.Tensor, rel_coord: torch.Tensor,
+               rel_cell: torch.Tensor) -> torch.Tensor:
+        """[..., num_freq] coef and freq, [..., 2] rel_coord and rel_cell -> [..., 3]."""
+        freq = freq.unflatten(-1, (-1, 2))  # [..., F/2, 2]: (row, col) weights per frequency
+        angle = (freq * rel_coord.unsqueeze(-2)).sum(-1) + self.phase(rel_cell)
+        angle = math.pi * angle
+        return self.mlp(coef * torch.cat([torch.cos(angle), torch.sin(angle)], dim=-1))
+
+    def forward(self, neighbourhood: torch.Tensor, rel_coord: torch.Tensor, rel_cell: torch.Tensor):
+        """Decode queries from their 3x3 HR neighbourhoods.
+
+        Args:
+            neighbourhood (Tensor): [B,Q,9,C] features at the 3x3 HR pixels around each query
+                (row-major, centre at index 4; zeros outside the image).
+            rel_coord (Tensor): [B,Q,2] offset to the nearest LR pixel centre, x (h, w).
+            rel_cell (Tensor): [B,Q,2] cell x (h, w).
+
+        Returns:
+            Tensor: [B,Q,3].
+        """
+        coef = self._conv_as_linear(self.coef, neighbourhood)
+        freq = self._conv_as_linear(self.freq, neighbourhood)
+        return self.decode(coef, freq, rel_coord, rel_cell)
+
+    def forward_dense(self, feat: torch.Tensor, rel_coord: torch.Tensor, rel_cell: torch.Tensor,
+                      pad_rows: bool = True) -> torch.Tensor:
+        """Decode every pixel of a dense HR feature map.
+
+        Args:
+            feat (Tensor): [B,C,R,W] rendered features. With ``pad_rows`` False the first
+                and last rows are a halo (neighbours only, not decoded).
+            rel_coord (Tensor): [B,R',W,2] with R' = R (pad_rows) or R - 2.
+            rel_cell (Tensor): [B,1,1,2] or broadcastable to rel_coord.
+            pad_rows (bool): zero-pad rows (the map is the whole image height).
+
+        Returns:
+            Tensor: [B,R',W,3].
+        """
+        padding = (1, 1) if pad_rows else (0, 1)
+        coef = F.conv2d(feat, self.coef.weight, self.coef.bias, padding=padding).permute(0, 2, 3, 1)
+        freq = F.conv2d(feat, self.freq.weight, self.freq.bias, padding=padding).permute(0, 2, 3, 1)
+        return self.decode(coef, freq, rel_coord, rel_cell)
+
+
+class MLPDecoder(nn.Module):
+    """The paper's "several fully connected layers": [features, rel_coord, rel_cell] -> MLP -> RGB.
+
+    Args:
+        in_channels (int): Rendered feature channels. Default: 64.
+        hidden (Sequence[int]): MLP hidden widths. Default: [256, 256, 256].
+        act (str): Activation. Default: 'relu' (LIIF).
+    """
+
+    def __init__(self, in_channels: int = 64, hidden: Sequence[int] = (256,) * 3, act: str = 'relu'):
+        super().__init__()
+        self.in_channels = in_channels
+        self.mlp = build_mlp(in_channels + 4, hidden, 3, act)
+
+    def forward(self, feat: torch.Tensor, rel_coord: torch.Tensor, rel_cell: torch.Tensor) -> torch.Tensor:
+        """feat [...,C], rel_coord [...,2], rel_cell [...,2] -> [...,3]."""
+        return self.mlp(torch.cat([feat, rel_coord, rel_cell.expand_as(rel_coord)], dim=-1))
