@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-
 from basicsr.utils.registry import ARCH_REGISTRY
+
 from gaussiansr_arch.archs.arbitrary_scale import DEFAULT_CHUNK_SIZE, ArbitraryScaleArch
 from gaussiansr_arch.archs.coordinates import check_size, make_coord_rows
 from gaussiansr_arch.archs.decoders import LTEDecoder, MLPDecoder
@@ -115,13 +115,18 @@ class GaussianSR(ArbitraryScaleArch):
         return GaussianSRState(lq=lq, image=image, splat_feat=feat[:, :s], bicubic_feat=feat[:, s:], kernels=kernels)
 
     def render_features(self, state: GaussianSRState, coord: torch.Tensor) -> torch.Tensor:
-        """Both streams at [B,P,2] points, concatenated: [B,P,C] (Gaussian channels first)."""
+        """Both streams at [B,Q,2] points (or [B,Q,P,2] groups of nearby points), concatenated.
+
+        Returns:
+            Tensor: [B,Q,C] (or [B,Q,P,C]), the Gaussian-field channels first.
+        """
         streams = []
         if state.kernels is not None:
             k = state.kernels
             streams.append(render_gaussian_field(state.splat_feat, k.sigma, k.rho, k.opacity, coord, self.radius))
         if state.bicubic_feat.shape[1] > 0:
-            streams.append(sample_bicubic(state.bicubic_feat, coord))
+            flat = sample_bicubic(state.bicubic_feat, coord.reshape(coord.shape[0], -1, 2))
+            streams.append(flat.reshape(*coord.shape[:-1], -1))
         return torch.cat(streams, dim=-1)
 
     def _image_skip(self, state: GaussianSRState, coord: torch.Tensor) -> torch.Tensor | float:
@@ -145,8 +150,7 @@ class GaussianSR(ArbitraryScaleArch):
         steps = torch.tensor([-1.0, 0.0, 1.0], device=coord.device, dtype=coord.dtype)
         unit = torch.stack(torch.meshgrid(steps, steps, indexing='ij'), dim=-1).reshape(9, 2)
         points = coord.unsqueeze(2) + unit * cell.unsqueeze(2)  # [B,Q,9,2]
-        b, q = coord.shape[:2]
-        feat = self.render_features(state, points.reshape(b, q * 9, 2)).reshape(b, q, 9, -1)
+        feat = self.render_features(state, points)
         outside = (points.abs() > 1).any(dim=-1, keepdim=True)
         return feat.masked_fill(outside, 0.0)
 
