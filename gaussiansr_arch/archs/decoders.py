@@ -56,11 +56,9 @@ class LTEDecoder(nn.Module):
         self.phase = nn.Linear(2, num_freq // 2, bias=False)
         self.mlp = build_mlp(num_freq, hidden, 3, act)
 
-    @staticmethod
-    def _conv_as_linear(conv: nn.Conv2d, neighbourhood: torch.Tensor) -> torch.Tensor:
-        """Apply a 3x3 conv to [..., 9, C] neighbourhoods (row-major 3x3 order) -> [..., out]."""
-        weight = conv.weight.permute(0, 2, 3, 1).reshape(conv.out_channels, -1)
-        return F.linear(neighbourhood.flatten(-2), weight, conv.bias)
+    def _stacked_conv(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """coef and freq convs as one conv (one GEMM instead of two): weight [2F,C,3,3], bias [2F]."""
+        return torch.cat([self.coef.weight, self.freq.weight]), torch.cat([self.coef.bias, self.freq.bias])
 
     def decode(self, coef: torch.Tensor, freq: torch.Tensor, rel_coord: torch.Tensor,
                rel_cell: torch.Tensor) -> torch.Tensor:
@@ -82,8 +80,10 @@ class LTEDecoder(nn.Module):
         Returns:
             Tensor: [B,Q,3].
         """
-        coef = self._conv_as_linear(self.coef, neighbourhood)
-        freq = self._conv_as_linear(self.freq, neighbourhood)
+        weight, bias = self._stacked_conv()
+        # A 3x3 conv at one pixel is a linear map of its 3x3 neighbourhood (row-major, channels last).
+        coef_freq = F.linear(neighbourhood.flatten(-2), weight.permute(0, 2, 3, 1).flatten(1), bias)
+        coef, freq = coef_freq.chunk(2, dim=-1)
         return self.decode(coef, freq, rel_coord, rel_cell)
 
     def forward_dense(self, feat: torch.Tensor, rel_coord: torch.Tensor, rel_cell: torch.Tensor,
@@ -101,8 +101,10 @@ class LTEDecoder(nn.Module):
             Tensor: [B,R',W,3].
         """
         padding = (1, 1) if pad_rows else (0, 1)
-        coef = F.conv2d(feat, self.coef.weight, self.coef.bias, padding=padding).permute(0, 2, 3, 1)
-        freq = F.conv2d(feat, self.freq.weight, self.freq.bias, padding=padding).permute(0, 2, 3, 1)
+        weight, bias = self._stacked_conv()
+        # Channels last once, so the per-pixel maths below runs on contiguous rows.
+        coef_freq = F.conv2d(feat, weight, bias, padding=padding).permute(0, 2, 3, 1).contiguous()
+        coef, freq = coef_freq.chunk(2, dim=-1)
         return self.decode(coef, freq, rel_coord, rel_cell)
 
 
