@@ -1,0 +1,177 @@
+"""Helpers for the training/entry-point tests: tiny data, YAML options, test hooks.
+
+Importing this module registers ``HookedArbitraryScaleSRModel`` (a test-only subclass that
+dumps what it resumed from and each rank's final weights into ``opt['test_dump_dir']``).
+Subprocess runs go through ``tests/run_entry.py``, which imports this module and then calls
+the real ``gaussiansr_arch.train.main`` / ``gaussiansr_arch.test.main``.
+"""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import yaml
+
+import gaussiansr_arch  # noqa: F401  (shim + registration: must precede any basicsr import)
+
+# isort: split
+from basicsr.utils.registry import MODEL_REGISTRY
+
+from gaussiansr_arch.models.arbitrary_scale_sr_model import ArbitraryScaleSRModel
+
+HERE = Path(__file__).resolve().parent
+RUN_ENTRY = HERE / 'run_entry.py'
+
+TINY_NET = {
+    'type': 'GaussianSR',
+    'encoder': 'edsr-baseline',
+    'encoder_opt': {'num_feat': 16, 'num_block': 1},
+    'splat_channels': 4,
+    'bank_size': 16,
+    'decoder_hidden': [32, 32],
+}
+
+TRAIN_DATASET = 'ArbitraryScaleImageDataset'
+VAL_DATASET = 'ArbitraryScalePairedDataset'
+
+
+if 'HookedArbitraryScaleSRModel' not in MODEL_REGISTRY:
+
+    @MODEL_REGISTRY.register()
+    class HookedArbitraryScaleSRModel(ArbitraryScaleSRModel):
+        """ArbitraryScaleSRModel + test hooks writing into ``opt['test_dump_dir']``."""
+
+        def _dump(self, name: str, obj) -> None:
+            folder = self.opt.get('test_dump_dir')
+            if folder:
+                os.makedirs(folder, exist_ok=True)
+                torch.save(obj, os.path.join(folder, name))
+
+        def resume_training(self, resume_state: dict) -> None:
+            super().resume_training(resume_state)
+            # What the model holds right after resuming, to compare with the files on disk.
+            self._dump('resumed.pt', {
+                'iter': resume_state['iter'],
+                'net_g': self.get_bare_model(self.net_g).state_dict(),
+                'net_g_ema': self.net_g_ema.state_dict() if hasattr(self, 'net_g_ema') else None,
+                'optimizers': [o.state_dict() for o in self.optimizers],
+                'schedulers': [s.state_dict() for s in self.schedulers],
+            })
+
+        def save(self, epoch: int, current_iter: int) -> None:
+            super().save(epoch, current_iter)
+            if current_iter == -1:  # end of training: every rank dumps its own weights
+                self._dump(f'final_rank{self.opt["rank"]}.pt', self.get_bare_model(self.net_g).state_dict())
+
+
+# ----------------------------------------------------------------------------- data
+def _photos() -> list[np.ndarray]:
+    import skimage.data
+
+    return [skimage.data.astronaut()[100:228, 180:308], skimage.data.chelsea()[60:188, 120:248],
+            skimage.data.coffee()[100:228, 200:328]]  # 128x128 RGB crops
+
+
+def make_tiny_data(root: Path) -> dict:
+    """Write a 3-image training LMDB and a 2-image validation folder under ``root``."""
+    from basicsr.utils.lmdb_util import make_lmdb_from_imgs
+
+    hr_dir, val_dir = root / 'hr', root / 'val'
+    hr_dir.mkdir(parents=True)
+    val_dir.mkdir()
+    names = []
+    for i, img in enumerate(_photos()):
+        name = f'{i:04d}.png'
+        cv2.imwrite(str(hr_dir / name), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        names.append(name)
+        if i < 2:  # 48x48 validation GT -> 24x24 LR at x2
+            crop = np.ascontiguousarray(img[:48, :48])
+            cv2.imwrite(str(val_dir / name), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+    lmdb_path = root / 'train.lmdb'
+    make_lmdb_from_imgs(str(hr_dir), str(lmdb_path), names, [n[:-4] for n in names], n_thread=1)
+    return {'lmdb': str(lmdb_path), 'val': str(val_dir)}
+
+
+# ----------------------------------------------------------------------------- options
+def train_opt(data: dict, name: str, total_iter: int = 6, ckpt_freq: int = 3, val_freq: int = 3,
+              model_type: str = 'HookedArbitraryScaleSRModel', dump_dir: str | None = None) -> dict:
+    """A tiny GaussianSR training config (seconds on 2 CPU cores)."""
+    return {
+        'name': name,
+        'model_type': model_type,
+        'num_gpu': 0,
+        'manual_seed': 0,
+        'test_dump_dir': dump_dir,
+        'network_g': dict(TINY_NET),
+        'datasets': {
+            'train': {
+                'name': 'tiny', 'type': TRAIN_DATASET, 'dataroot_gt': data['lmdb'],
+                'meta_info_file': os.path.join(data['lmdb'], 'meta_info.txt'), 'io_backend': {'type': 'lmdb'},
+                'lr_size': 16, 'scale_min': 1.0, 'scale_max': 2.0, 'sample_q': 128,
+                'use_hflip': True, 'use_rot': True, 'num_worker_per_gpu': 0, 'batch_size_per_gpu': 2,
+                'dataset_enlarge_ratio': 20, 'prefetch_mode': None,
+            },
+            'val_x2': {'name': 'val_x2', 'type': VAL_DATASET, 'dataroot_gt': data['val'], 'scale': 2,
+                       'io_backend': {'type': 'disk'}},
+        },
+        'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
+        'train': {
+            'ema_decay': 0.9,
+            'optim_g': {'type': 'Adam', 'lr': 1e-3, 'weight_decay': 0, 'betas': [0.9, 0.99]},
+            'scheduler': {'type': 'MultiStepLR', 'milestones': [2, 4], 'gamma': 0.5},
+            'total_iter': total_iter, 'warmup_iter': -1, 'grad_clip': 1.0,
+            'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'},
+        },
+        'val': {
+            'val_freq': val_freq, 'save_img': False, 'chunk_size': 512,
+            'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 2, 'test_y_channel': False},
+                        'ssim': {'type': 'calculate_ssim', 'crop_border': 2, 'test_y_channel': False}},
+        },
+        'logger': {'print_freq': 1, 'save_checkpoint_freq': ckpt_freq, 'use_tb_logger': False},
+    }
+
+
+def test_opt(data: dict, name: str, model_path: str) -> dict:
+    """Test-entry config for the same validation set and a saved ``net_g_*.pth``."""
+    opt = train_opt(data, name)
+    return {
+        'name': name, 'model_type': 'ArbitraryScaleSRModel', 'num_gpu': 0, 'manual_seed': 0,
+        'network_g': dict(TINY_NET),
+        'datasets': {'test_x2': dict(opt['datasets']['val_x2'])},
+        'path': {'pretrain_network_g': model_path, 'param_key_g': 'params_ema', 'strict_load_g': True},
+        'val': opt['val'],
+    }
+
+
+def write_yaml(opt: dict, path: Path) -> str:
+    path.write_text(yaml.safe_dump(opt, sort_keys=False))
+    return str(path)
+
+
+# ----------------------------------------------------------------------------- running
+def entry_cmd(kind: str, *args: str) -> list[str]:
+    """Command running ``gaussiansr_arch.<kind>.main(args)`` with the test hooks registered."""
+    return [sys.executable, str(RUN_ENTRY), kind, *args]
+
+
+def run_entry(kind: str, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
+    proc = subprocess.run(entry_cmd(kind, *args), capture_output=True, text=True, timeout=timeout, env=env)
+    if check and proc.returncode != 0:
+        tail = f'{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}'
+        raise AssertionError(f'{kind} failed ({proc.returncode}):\n{tail}')
+    return proc
+
+
+def read_logs(folder: Path, prefix: str) -> str:
+    return '\n'.join(p.read_text() for p in sorted(folder.glob(f'{prefix}_*.log')))
+
+
+def metric_values(log_text: str, metric: str) -> list[str]:
+    """Every logged value of a validation metric, as printed (4 decimals)."""
+    return re.findall(rf'# {metric}: (-?[0-9.]+|inf|nan)', log_text)
