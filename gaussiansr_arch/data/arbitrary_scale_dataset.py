@@ -1,0 +1,498 @@
+"""Arbitrary-scale SR datasets (LIIF-style sampling) for BasicSR.
+
+* :class:`ArbitraryScaleImageDataset` (training): HR images only; every sample draws a scale,
+  crops a HR patch of ``round(lr_size * s)`` pixels, makes an ``lr_size`` x ``lr_size`` LR patch by
+  MATLAB bicubic, and returns ``sample_q`` random HR pixels with their coordinates and cells.
+* :class:`ArbitraryScalePairedDataset` (validation / test): whole images at one (possibly
+  non-integer) scale, LR read from ``dataroot_lq`` or made from the HR.
+
+Both read through basicsr's ``FileClient`` (``io_backend`` ``disk`` or ``lmdb``) and decode with
+:mod:`gaussiansr_arch.utils.image_io`, so corrupt files fail with a one-line error naming them.
+
+LR images made here are rounded to 8 bits, exactly like the bicubic LR PNGs shipped with DIV2K
+and the benchmarks (and written by ``gaussiansr-prepare-benchmark``): a model then sees the same
+kind of input in training, in validation from HR, and in testing from files.
+"""
+
+import math
+import os
+import os.path as osp
+
+import numpy as np
+import torch
+from basicsr.utils import FileClient
+from basicsr.utils.file_client import LmdbBackend
+from basicsr.utils.registry import DATASET_REGISTRY
+from torch.utils import data as data
+
+from gaussiansr_arch.archs.coordinates import check_scale, make_cell, make_coord
+from gaussiansr_arch.utils.image_io import ImageReadError, decode_image, imresize_to
+
+__all__ = ['ArbitraryScaleImageDataset', 'ArbitraryScalePairedDataset', 'LmdbKeyError', 'hr_crop_and_lr_size',
+           'make_lr']
+
+IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
+
+# Keys BasicSR itself (options parsing, build_dataloader, train/test pipelines) puts or reads in a
+# dataset's options, plus ``metrics`` (a val set's own protocol, read by ArbitraryScaleSRModel);
+# they are accepted by every dataset here whether used or not.
+BASICSR_DATASET_KEYS = frozenset({
+    'name', 'type', 'phase', 'scale', 'batch_size_per_gpu', 'num_worker_per_gpu', 'dataset_enlarge_ratio',
+    'prefetch_mode', 'num_prefetch_queue', 'pin_memory', 'persistent_workers', 'use_shuffle', 'num_gpu',
+    'dist', 'manual_seed', 'world_size', 'rank', 'metrics'
+})
+
+
+class LmdbKeyError(KeyError):
+    """An LMDB key is missing. Unlike KeyError, prints its message as is (one line, no quotes)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ''
+
+
+def check_options(opt: dict, own_keys, dataset_type: str) -> None:
+    """Raise ValueError listing unknown option keys (typos would otherwise be silently ignored)."""
+    allowed = set(own_keys) | BASICSR_DATASET_KEYS
+    unknown = sorted(k for k in opt if k not in allowed)
+    if unknown:
+        raise ValueError(f'{dataset_type}: unknown option key(s) {unknown}; '
+                         f'allowed keys are {sorted(allowed)}')
+
+
+def hr_crop_and_lr_size(hr_size, scale: float):
+    """Sizes of the evaluation protocol for a (possibly non-integer) scale.
+
+    LR size is ``floor(H / s)``; the HR is cropped (top-left) to ``round(h_lr * s)`` so that the
+    pair has exactly the requested ratio, as in LIIF's and GaussianSR's evaluation.
+
+    Args:
+        hr_size (tuple[int, int]): HR (H, W).
+        scale (float): Scale factor > 0.
+
+    Returns:
+        tuple: ((hr_h, hr_w), (lr_h, lr_w)).
+    """
+    scale = check_scale(scale)
+    # the epsilon keeps e.g. 480 / 2.4 = 199.99999999999997 from flooring to 199
+    lr = tuple(math.floor(n / scale + 1e-9) for n in hr_size)
+    if min(lr) < 1:
+        raise ValueError(f'image of size {tuple(hr_size)} is too small for scale {scale}')
+    hr = tuple(min(round(n * scale), full) for n, full in zip(lr, hr_size))
+    return hr, lr
+
+
+def make_lr(hr: np.ndarray, lr_size) -> np.ndarray:
+    """MATLAB-bicubic LR of a float HR image, rounded to 8 bits like a saved LR PNG.
+
+    Args:
+        hr (ndarray): HxWx3 float32 in [0, 1].
+        lr_size (tuple[int, int]): Output (h, w).
+
+    Returns:
+        ndarray: hxwx3 float32 in [0, 1], multiples of 1/255.
+    """
+    lr = imresize_to(hr, lr_size)
+    return (np.clip(np.round(lr * 255.0), 0, 255) / 255.0).astype(np.float32)
+
+
+def _read_meta_info(meta_file: str) -> list:
+    """Image names (first field of each non-empty line) of a BasicSR meta_info.txt."""
+    if not osp.isfile(meta_file):
+        raise FileNotFoundError(f'meta_info file {meta_file} does not exist')
+    with open(meta_file) as f:
+        names = [line.split(' ')[0].strip() for line in f if line.strip()]
+    if not names:
+        raise ValueError(f'meta_info file {meta_file} lists no images')
+    return names
+
+
+# One read-only environment per LMDB and process. py-lmdb refuses to open a path twice in a process,
+# which several datasets sharing an LMDB (e.g. one HR LMDB for x2/x3/x4 validation sets) would do.
+_LMDB_ENVS = {}
+
+
+def _lmdb_identity(path: str) -> tuple:
+    st = os.stat(osp.join(path, 'data.mdb'))
+    return st.st_dev, st.st_ino
+
+
+def shared_lmdb_env(path: str, **kwargs):
+    """A read-only LMDB environment for ``path`` shared within this process.
+
+    Reopened when the LMDB was replaced on disk (new inode) or in a forked child. If a child
+    inherited the parent's open environment, py-lmdb will not open the path again; the inherited
+    read-only, lock-free mapping is then reused (it stays valid for reads).
+    """
+    import lmdb
+
+    key = osp.realpath(path)
+    ident = _lmdb_identity(key)
+    entry = _LMDB_ENVS.get(key)
+    if entry is not None and entry[0] == os.getpid() and entry[1] == ident:
+        return entry[2]
+    if entry is not None and entry[0] == os.getpid():
+        entry[2].close()  # replaced on disk: the old mapping is stale
+        entry = None
+    opts = {'readonly': True, 'lock': False, 'readahead': False}
+    opts.update(kwargs)
+    try:
+        env = lmdb.open(key, **opts)
+    except lmdb.Error:
+        if entry is None or entry[1] != ident:
+            raise
+        env = entry[2]
+    _LMDB_ENVS[key] = (os.getpid(), ident, env)
+    return env
+
+
+def _lmdb_keys(lmdb_path: str) -> set:
+    """All keys of an LMDB. Uses a temporary environment (closed again so that DataLoader workers
+    forked later can open the LMDB themselves) unless this process already holds one."""
+    import lmdb
+
+    key = osp.realpath(lmdb_path)
+    entry = _LMDB_ENVS.get(key)
+    shared = entry is not None and entry[0] == os.getpid() and entry[1] == _lmdb_identity(key)
+    env = shared_lmdb_env(key) if shared else lmdb.open(key, readonly=True, lock=False, readahead=False)
+    try:
+        with env.begin(write=False) as txn:
+            return {bytes(k).decode('ascii', 'replace') for k in txn.cursor().iternext(values=False)}
+    finally:
+        if not shared:
+            env.close()
+
+
+class _SharedLmdbBackend(LmdbBackend):
+    """basicsr's LmdbBackend, but with environments from :func:`shared_lmdb_env`."""
+
+    def __init__(self, db_paths, client_keys, **kwargs):  # noqa: B027  (no super(): it would open again)
+        self.db_paths = [str(p) for p in db_paths]
+        self._client = {k: shared_lmdb_env(p, **kwargs) for k, p in zip(client_keys, self.db_paths)}
+
+
+class _ImageIndex:
+    """The images of one data root: names, keys/paths and a one-line-error reader.
+
+    Args:
+        root (str): Image folder (disk) or ``*.lmdb`` folder (lmdb).
+        backend (str): ``'disk'`` or ``'lmdb'``.
+        meta_info_file (str | None): Restrict/ordering list; for lmdb defaults to ``root/meta_info.txt``.
+        role (str): ``'gt'`` or ``'lq'``, used in messages and as the LMDB client key.
+    """
+
+    def __init__(self, root: str, backend: str, meta_info_file: str | None, role: str):
+        self.root, self.backend, self.role = str(root), backend, role
+        if not osp.isdir(self.root):
+            raise FileNotFoundError(f'dataroot_{role} {self.root} does not exist or is not a folder')
+        is_lmdb = osp.isfile(osp.join(self.root, 'data.mdb'))
+        if backend == 'lmdb':
+            if not is_lmdb:
+                raise ValueError(f'dataroot_{role} {self.root} is not an LMDB (no data.mdb); '
+                                 'for an image folder use io_backend: {type: disk}')
+            meta = meta_info_file or osp.join(self.root, 'meta_info.txt')
+            names = _read_meta_info(meta)
+            # the LMDB key is the file name without extension (basicsr's convention)
+            self.stems = [osp.splitext(n)[0] for n in names]
+            present = _lmdb_keys(self.root)
+            missing = [k for k in self.stems if k not in present]
+            if missing:
+                more = ' ...' if len(missing) > 3 else ''
+                raise LmdbKeyError(f'key(s) {missing[:3]}{more} listed in {meta} are absent from LMDB '
+                                   f'{self.root} ({len(missing)} missing)')
+            self.locations = list(self.stems)
+        elif backend == 'disk':
+            if is_lmdb:
+                raise ValueError(f'dataroot_{role} {self.root} is an LMDB; use io_backend: {{type: lmdb}}')
+            if meta_info_file:
+                names = _read_meta_info(meta_info_file)
+                absent = [n for n in names if not osp.isfile(osp.join(self.root, n))]
+                if absent:
+                    raise FileNotFoundError(f'{len(absent)} file(s) listed in {meta_info_file} are absent '
+                                            f'from {self.root}, e.g. {absent[:3]}')
+            else:
+                names = sorted(n for n in os.listdir(self.root)
+                               if n.lower().endswith(IMG_EXTENSIONS) and osp.isfile(osp.join(self.root, n)))
+            self.stems = [osp.splitext(osp.basename(n))[0] for n in names]
+            self.locations = [osp.join(self.root, n) for n in names]
+        else:
+            raise ValueError(f"io_backend type must be 'disk' or 'lmdb', got {backend!r}")
+        if not self.locations:
+            raise ValueError(f'dataroot_{role} {self.root} contains no images ({", ".join(IMG_EXTENSIONS)})')
+        self.by_stem = dict(zip(self.stems, range(len(self.stems))))
+
+    def name(self, i: int) -> str:
+        """Path-like name of image ``i``: its file, or ``<lmdb>/<key>`` (basename = key, as SRModel
+        derives saved-image names from the basename)."""
+        return self.locations[i] if self.backend == 'disk' else osp.join(self.root, self.locations[i])
+
+    def describe(self, i: int) -> str:
+        """Name of image ``i`` for error messages."""
+        return self.locations[i] if self.backend == 'disk' else f'LMDB {self.root} key {self.locations[i]!r}'
+
+    def read(self, client: FileClient, i: int) -> np.ndarray:
+        """Image ``i`` as HxWx3 float32 RGB in [0, 1]."""
+        if self.backend == 'lmdb':
+            content = client.get(self.locations[i], self.role)
+            if content is None:
+                raise LmdbKeyError(f'key {self.locations[i]!r} is missing from LMDB {self.root}')
+        else:
+            content = _read_disk(client, self.locations[i])
+        return decode_image(content, self.describe(i), float32=True)
+
+
+def _read_disk(client: FileClient, path: str) -> bytes:
+    try:
+        return client.get(path)
+    except OSError as err:
+        raise ImageReadError(f'cannot read image {path}: {err.strerror or err}') from None
+
+
+def _make_client(io_opt: dict, indexes: list) -> FileClient:
+    io_opt = dict(io_opt)
+    backend = io_opt.pop('type')
+    if backend != 'lmdb':
+        return FileClient(backend, **io_opt)
+    client = FileClient('disk')  # same FileClient interface, LMDB backend with shared environments
+    client.backend = 'lmdb'
+    client.client = _SharedLmdbBackend([ix.root for ix in indexes], [ix.role for ix in indexes], **io_opt)
+    return client
+
+
+def _backend_of(opt: dict, dataset_type: str) -> str:
+    io_opt = opt.get('io_backend') or {'type': 'disk'}
+    if not isinstance(io_opt, dict) or 'type' not in io_opt:
+        raise ValueError(f'{dataset_type}: io_backend must be a dict like {{type: disk}}, got {io_opt!r}')
+    return io_opt['type']
+
+
+@DATASET_REGISTRY.register()
+class ArbitraryScaleImageDataset(data.Dataset):
+    """Training dataset: random-scale HR crops, exact-size LR patches and sampled HR queries.
+
+    Per sample: ``s ~ U(scale_min, scale_max)``; HR crop of ``c = round(lr_size * s)`` pixels at a
+    random position; LR = MATLAB bicubic of the crop to exactly ``lr_size`` (rounded to 8 bits);
+    the same random hflip / vflip / transpose on LR and HR; ``sample_q`` HR pixels drawn without
+    replacement. All samples have the same shapes, so BasicSR's default collate works.
+
+    Randomness uses torch's global RNG: the DataLoader reseeds it per worker *and per epoch*,
+    whereas basicsr's ``worker_init_fn`` reseeds numpy identically every epoch.
+
+    Args:
+        opt (dict): Options (YAML ``datasets.train``):
+            dataroot_gt (str): HR folder or ``*.lmdb``.
+            io_backend (dict): ``{type: disk}`` (default) or ``{type: lmdb}``.
+            meta_info_file (str, optional): Image list (``name (h,w,c) level`` lines).
+            lr_size (int): LR patch size. Default 48.
+            scale_min, scale_max (float): Scale range. Default 1, 4.
+            sample_q (int | None): HR queries per sample. Default 2304. ``None``: every pixel of the
+                crop, only allowed when ``scale_min == scale_max``.
+            use_hflip (bool): Random horizontal flip. Default False.
+            use_rot (bool): Random vertical flip and transpose. Default False.
+            batch_scale (bool): One scale per batch (see below). Default False.
+            scale_seed (int): Seed of the per-batch scale sequence. Default 0.
+            batch_size_per_gpu (int): Needed by ``batch_scale``; multiplied by ``num_gpu`` when that key
+                is present and ``dist`` is false (BasicSR's DataParallel batching).
+
+    ``batch_scale``: the scale of a sample is ``U(scale_min, scale_max)`` drawn from a generator
+    seeded with ``(scale_seed, batch_index)``, so every DDP rank draws the same scale for its
+    ``k``-th batch without communicating. ``batch_index = worker_id + num_workers * (calls // batch)``
+    counts this process's ``__getitem__`` calls (DataLoader hands batches to workers round-robin).
+    Limitations: the sequence restarts whenever workers restart (every epoch unless
+    ``persistent_workers``); with ``num_workers: 0`` it continues across epochs; the pairing of
+    scales with images still changes with the sampler's shuffling; it assumes full batches
+    (BasicSR's train loader uses ``drop_last``).
+
+    Returns (per sample):
+        dict: ``lq`` [3, lr, lr], ``gt`` [Q, 3], ``coord`` [Q, 2], ``cell`` [Q, 2] (all float32, RGB in
+        [0, 1]), ``scale`` (float32 scalar tensor, the actual ratio ``c / lr_size``), ``gt_path`` (str).
+    """
+
+    OPTION_KEYS = ('dataroot_gt', 'io_backend', 'meta_info_file', 'lr_size', 'scale_min', 'scale_max',
+                   'sample_q', 'use_hflip', 'use_rot', 'batch_scale', 'scale_seed')
+
+    def __init__(self, opt: dict):
+        super().__init__()
+        name = type(self).__name__
+        check_options(opt, self.OPTION_KEYS, name)
+        if 'dataroot_gt' not in opt:
+            raise ValueError(f'{name}: option dataroot_gt is required')
+        self.opt = opt
+        self.io_backend_opt = dict(opt.get('io_backend') or {'type': 'disk'})
+        backend = _backend_of(opt, name)
+        self.gt_index = _ImageIndex(opt['dataroot_gt'], backend, opt.get('meta_info_file'), 'gt')
+        self.file_client = None  # opened lazily: LMDB environments must not cross a fork
+
+        self.lr_size = int(opt.get('lr_size', 48))
+        if self.lr_size < 1:
+            raise ValueError(f'{name}: lr_size must be >= 1, got {opt.get("lr_size")}')
+        self.scale_min = check_scale(opt.get('scale_min', 1))
+        self.scale_max = check_scale(opt.get('scale_max', 4))
+        if self.scale_min > self.scale_max:
+            raise ValueError(f'{name}: scale_min ({self.scale_min}) > scale_max ({self.scale_max})')
+        min_crop = max(1, round(self.lr_size * self.scale_min))
+        self.sample_q = opt.get('sample_q', 2304)
+        if self.sample_q is None:
+            if self.scale_min != self.scale_max:
+                raise ValueError(f'{name}: sample_q: null (all pixels) needs a fixed scale '
+                                 f'(scale_min == scale_max), got [{self.scale_min}, {self.scale_max}]')
+        else:
+            self.sample_q = int(self.sample_q)
+            if not 1 <= self.sample_q <= min_crop * min_crop:
+                raise ValueError(f'{name}: sample_q must be in [1, {min_crop * min_crop}] (pixels of the '
+                                 f'smallest HR crop, {min_crop}x{min_crop}), got {self.sample_q}')
+        self.use_hflip = bool(opt.get('use_hflip', False))
+        self.use_rot = bool(opt.get('use_rot', False))
+
+        self.batch_scale = bool(opt.get('batch_scale', False))
+        self.scale_seed = int(opt.get('scale_seed', 0))
+        self.batch_size = None
+        if self.batch_scale:
+            if not opt.get('batch_size_per_gpu'):
+                raise ValueError(f'{name}: batch_scale needs batch_size_per_gpu')
+            self.batch_size = int(opt['batch_size_per_gpu'])
+            if not opt.get('dist', False) and int(opt.get('num_gpu', 1) or 1) > 1:
+                self.batch_size *= int(opt['num_gpu'])
+        self._calls = 0  # __getitem__ calls in this process (each worker has its own copy)
+
+    def __len__(self) -> int:
+        return len(self.gt_index.locations)
+
+    def batch_scale_for(self, batch_index: int) -> float:
+        """The scale of batch ``batch_index`` in ``batch_scale`` mode (same on every rank)."""
+        rng = np.random.default_rng([self.scale_seed, batch_index])
+        return float(rng.uniform(self.scale_min, self.scale_max))
+
+    def _draw_scale(self) -> float:
+        if self.batch_scale:
+            info = torch.utils.data.get_worker_info()
+            worker_id, num_workers = (0, 1) if info is None else (info.id, info.num_workers)
+            batch_index = worker_id + num_workers * (self._calls // self.batch_size)
+            self._calls += 1
+            return self.batch_scale_for(batch_index)
+        return self.scale_min + (self.scale_max - self.scale_min) * torch.rand(()).item()
+
+    def __getitem__(self, index: int) -> dict:
+        if self.file_client is None:
+            self.file_client = _make_client(self.io_backend_opt, [self.gt_index])
+        crop = max(1, round(self.lr_size * self._draw_scale()))
+        img = self.gt_index.read(self.file_client, index)
+        h, w = img.shape[:2]
+        if h < crop or w < crop:
+            raise ValueError(f'HR image {self.gt_index.name(index)} ({h}x{w}) is smaller than the '
+                             f'{crop}x{crop} crop (lr_size {self.lr_size} x scale up to {self.scale_max})')
+        top = int(torch.randint(0, h - crop + 1, ()).item())
+        left = int(torch.randint(0, w - crop + 1, ()).item())
+        hr = np.ascontiguousarray(img[top:top + crop, left:left + crop])
+        lr = make_lr(hr, (self.lr_size, self.lr_size))
+
+        # same flips / transpose on both (BasicSR's augment: hflip, and rot = vflip + transpose)
+        flips = torch.rand(3)
+        if self.use_hflip and flips[0] < 0.5:
+            hr, lr = hr[:, ::-1], lr[:, ::-1]
+        if self.use_rot and flips[1] < 0.5:
+            hr, lr = hr[::-1], lr[::-1]
+        if self.use_rot and flips[2] < 0.5:
+            hr, lr = hr.transpose(1, 0, 2), lr.transpose(1, 0, 2)
+
+        hr_flat = torch.from_numpy(np.ascontiguousarray(hr)).reshape(-1, 3)
+        coord = make_coord((crop, crop))
+        if self.sample_q is not None:
+            idx = torch.randperm(crop * crop)[:self.sample_q]
+            hr_flat, coord = hr_flat[idx], coord[idx]
+        return {
+            'lq': torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1))),
+            'gt': hr_flat.contiguous(),
+            'coord': coord,
+            'cell': make_cell((crop, crop), coord.shape[0]),
+            'scale': torch.tensor(crop / self.lr_size, dtype=torch.float32),
+            'gt_path': self.gt_index.name(index),
+        }
+
+
+@DATASET_REGISTRY.register()
+class ArbitraryScalePairedDataset(data.Dataset):
+    """Validation / test dataset: whole LR/HR pairs at one (possibly non-integer) scale.
+
+    Without ``dataroot_lq`` the LR is made from the HR: ``h_lr = floor(H / s)``, HR cropped
+    (top-left) to ``round(h_lr * s)``, LR = MATLAB bicubic to exactly (h_lr, w_lr), rounded to 8 bits.
+    With ``dataroot_lq``, the LR named ``filename_tmpl.format(gt_stem)`` is used; a HR with
+    ``floor(H / s) == h_lr`` (for integer s: larger than ``round(h_lr * s)`` by less than ``s``) is
+    cropped to ``round(h_lr * s)``, any other size pair is an error naming both files.
+
+    Args:
+        opt (dict): Options:
+            dataroot_gt (str): HR folder or ``*.lmdb``.
+            dataroot_lq (str, optional): LR folder or ``*.lmdb`` (same io_backend type).
+            io_backend (dict): ``{type: disk}`` (default) or ``{type: lmdb}``.
+            filename_tmpl (str): LR stem from HR stem. Default ``'{}'`` (e.g. ``'{}x4'``).
+            scale (float): Scale factor, e.g. 2, 2.4, 3.6, 12.
+            meta_info_file (str, optional): HR image list.
+
+    Returns (per sample):
+        dict: ``lq`` [3, h, w], ``gt`` [3, H, W] float32 RGB in [0, 1], ``lq_path``, ``gt_path`` (str),
+        ``scale`` (float).
+    """
+
+    OPTION_KEYS = ('dataroot_gt', 'dataroot_lq', 'io_backend', 'filename_tmpl', 'scale', 'meta_info_file')
+
+    def __init__(self, opt: dict):
+        super().__init__()
+        name = type(self).__name__
+        check_options(opt, self.OPTION_KEYS, name)
+        for key in ('dataroot_gt', 'scale'):
+            if opt.get(key) is None:
+                raise ValueError(f'{name}: option {key} is required')
+        self.opt = opt
+        self.scale = check_scale(opt['scale'])
+        self.io_backend_opt = dict(opt.get('io_backend') or {'type': 'disk'})
+        backend = _backend_of(opt, name)
+        self.filename_tmpl = opt.get('filename_tmpl', '{}')
+        self.gt_index = _ImageIndex(opt['dataroot_gt'], backend, opt.get('meta_info_file'), 'gt')
+        self.lq_index = None
+        self.lq_of = None
+        if opt.get('dataroot_lq'):
+            self.lq_index = _ImageIndex(opt['dataroot_lq'], backend, None, 'lq')
+            self.lq_of = []
+            for i, stem in enumerate(self.gt_index.stems):
+                lq_stem = self.filename_tmpl.format(stem)
+                if lq_stem not in self.lq_index.by_stem:
+                    raise FileNotFoundError(f'no LR image {lq_stem!r} in {self.lq_index.root} for HR '
+                                            f'{self.gt_index.name(i)} (filename_tmpl {self.filename_tmpl!r})')
+                self.lq_of.append(self.lq_index.by_stem[lq_stem])
+        self.file_client = None
+
+    def __len__(self) -> int:
+        return len(self.gt_index.locations)
+
+    def __getitem__(self, index: int) -> dict:
+        indexes = [self.gt_index] + ([self.lq_index] if self.lq_index else [])
+        if self.file_client is None:
+            self.file_client = _make_client(self.io_backend_opt, indexes)
+        gt_name = self.gt_index.name(index)
+        hr = self.gt_index.read(self.file_client, index)
+        if self.lq_index is None:
+            (hr_h, hr_w), lr_size = hr_crop_and_lr_size(hr.shape[:2], self.scale)
+            hr = np.ascontiguousarray(hr[:hr_h, :hr_w])
+            lr = make_lr(hr, lr_size)
+            lq_name = gt_name  # made from the HR: same name, so SRModel saves results under it
+        else:
+            j = self.lq_of[index]
+            lq_name = self.lq_index.name(j)
+            lr = self.lq_index.read(self.file_client, j)
+            want = tuple(round(n * self.scale) for n in lr.shape[:2])
+            have = hr.shape[:2]
+            # accept exactly the HR sizes whose protocol LR size floor(H / s) is this LR's size (for an
+            # integer s: HR larger than round(h_lr * s) by less than s); the HR is then cropped
+            if any(hv < wv or math.floor(hv / self.scale + 1e-9) != lv
+                   for hv, wv, lv in zip(have, want, lr.shape[:2])):
+                raise ValueError(f'size mismatch at scale {self.scale:g}: HR {gt_name} is '
+                                 f'{have[0]}x{have[1]}, LR {lq_name} is {lr.shape[0]}x{lr.shape[1]} '
+                                 f'(expects HR {want[0]}x{want[1]})')
+            hr = np.ascontiguousarray(hr[:want[0], :want[1]])
+        return {
+            'lq': torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1))),
+            'gt': torch.from_numpy(np.ascontiguousarray(hr.transpose(2, 0, 1))),
+            'lq_path': lq_name,
+            'gt_path': gt_name,
+            'scale': self.scale,
+        }

@@ -1,0 +1,169 @@
+"""Check benchmark sets, make LR for any scale, and optionally pack them as LMDBs.
+
+``gaussiansr-prepare-benchmark``. Input layout (LIIF's / BasicSR's benchmark layout)::
+
+    ROOT/Set5/HR/baby.png ...
+    ROOT/Set5/LR_bicubic/X2/babyx2.png ...   (optional, shipped MATLAB-bicubic LR)
+
+For each requested scale: shipped LR is checked against the HR (``floor(H / s) == h_lr``), a
+missing scale is generated with MATLAB bicubic from the HR (cropped so ``h_lr = floor(H / s)``),
+named ``<stem>x<s>.png`` like the shipped files.
+
+``--format folder`` (default) writes generated LR to ``OUT/<set>/LR_bicubic/X<s>/`` (OUT defaults
+to ROOT). ``--format lmdb`` writes ``OUT/<set>/HR.lmdb`` and ``OUT/<set>/LR_bicubic_X<s>.lmdb``.
+Use with ``ArbitraryScalePairedDataset`` and ``filename_tmpl: '{}x<s>'``.
+"""
+
+import argparse
+import math
+import os
+import os.path as osp
+import sys
+from multiprocessing import Pool
+
+from gaussiansr_arch.archs.coordinates import check_scale
+from gaussiansr_arch.tools.lmdb_tools import (
+    Task,
+    ToolError,
+    add_common_args,
+    build_output,
+    scale_tag,
+    scan_images,
+    verify_or_fail,
+)
+from gaussiansr_arch.utils.image_io import ImageReadError, read_image
+
+KNOWN_SETS = ('Set5', 'Set14', 'B100', 'Urban100', 'Manga109')
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog='gaussiansr-prepare-benchmark',
+        description='Check benchmark sets (<set>/HR, <set>/LR_bicubic/X<s>), generate MATLAB-bicubic LR '
+        'for any scale, optionally pack as LMDBs. Outputs are built in <out>.tmp-<pid> and renamed when '
+        'complete.',
+        epilog='example: gaussiansr-prepare-benchmark --root datasets/benchmark --scales 2 3 4 2.4 6 '
+        '--verify')
+    parser.add_argument('--root', required=True, help='folder holding Set5/, Set14/, ... each with HR/')
+    parser.add_argument('--out', help='output folder (default: ROOT)')
+    parser.add_argument('--datasets', nargs='+', metavar='NAME',
+                        help=f'sets to prepare (default: every ROOT/<name>/HR, e.g. {" ".join(KNOWN_SETS)})')
+    parser.add_argument('--scales', nargs='+', default=['2', '3', '4'], metavar='S',
+                        help='scales, integer or not (default 2 3 4)')
+    parser.add_argument('--format', choices=('folder', 'lmdb'), default='folder',
+                        help='folder: check + write missing LR as PNG; lmdb: also pack HR and LR '
+                        '(default folder)')
+    add_common_args(parser)
+    return parser
+
+
+def _size(path: str):
+    try:
+        return path, read_image(path).shape[:2], None
+    except ImageReadError as err:
+        return path, None, str(err)
+
+
+def check_pairs(hr_dir: str, lr_dir: str, scale: float, workers: int, skip_bad: bool) -> list:
+    """Check that every HR in ``hr_dir`` has ``<stem>x<s>`` in ``lr_dir`` with ``floor(H/s) == h_lr``.
+
+    Returns:
+        list[str]: LR file names in HR order.
+    """
+    hr_names = scan_images(hr_dir)
+    lr_by_stem = {osp.splitext(n)[0]: n for n in scan_images(lr_dir)}
+    lr_names = []
+    for n in hr_names:
+        want = f'{osp.splitext(n)[0]}x{scale:g}'
+        if want not in lr_by_stem:
+            raise ToolError(f'no LR {want}.* in {lr_dir} for HR {osp.join(hr_dir, n)}')
+        lr_names.append(lr_by_stem[want])
+    paths = [osp.join(hr_dir, n) for n in hr_names] + [osp.join(lr_dir, n) for n in lr_names]
+    if workers > 1:
+        with Pool(min(workers, len(paths))) as pool:
+            sizes = pool.map(_size, paths)
+    else:
+        sizes = [_size(p) for p in paths]
+    for _, _, err in sizes:
+        if err and not skip_bad:
+            raise ToolError(f'{err} (use --skip-bad to skip unreadable images)')
+    half = len(hr_names)
+    for (hr_path, hr_size, _), (lr_path, lr_size, _) in zip(sizes[:half], sizes[half:]):
+        if hr_size is None or lr_size is None:
+            continue
+        ok = all(lv == math.floor(hv / scale + 1e-9) for hv, lv in zip(hr_size, lr_size))
+        if not ok:
+            raise ToolError(f'size mismatch at x{scale:g}: HR {hr_path} is {hr_size[0]}x{hr_size[1]}, '
+                            f'LR {lr_path} is {lr_size[0]}x{lr_size[1]} (expected floor(HR / {scale:g}))')
+    return lr_names
+
+
+def prepare_set(args, name: str) -> list:
+    """Prepare one set; returns the LMDB paths written or found (for --verify)."""
+    src = osp.join(args.root, name)
+    hr_dir = osp.join(src, 'HR')
+    if not osp.isdir(hr_dir):
+        raise ToolError(f'{hr_dir} does not exist (expected <root>/<set>/HR)')
+    dst = osp.join(args.out or args.root, name)
+    hr_names = scan_images(hr_dir)
+    lmdbs = []
+    if args.format == 'lmdb':
+        out = osp.join(dst, 'HR.lmdb')
+        tasks = [Task(osp.join(hr_dir, n), osp.splitext(n)[0]) for n in hr_names]
+        build_output(out, tasks, 'lmdb', args.workers, args.overwrite, args.skip_bad, args.compress_level)
+        lmdbs.append(out)
+    for s in args.scales:
+        tag = scale_tag(s)
+        shipped = osp.join(src, 'LR_bicubic', tag)
+        if osp.isdir(shipped):
+            lr_names = check_pairs(hr_dir, shipped, s, args.workers, args.skip_bad)
+            print(f'{name} {tag}: {len(lr_names)} shipped LR images match their HR')
+            if args.format == 'lmdb':
+                out = osp.join(dst, f'LR_bicubic_{tag}.lmdb')
+                tasks = [Task(osp.join(shipped, n), osp.splitext(n)[0]) for n in lr_names]
+                build_output(out, tasks, 'lmdb', args.workers, args.overwrite, args.skip_bad,
+                             args.compress_level)
+                lmdbs.append(out)
+            continue
+        tasks = [Task(osp.join(hr_dir, n), f'{osp.splitext(n)[0]}x{s:g}', 'lr', {'scale': s})
+                 for n in hr_names]
+        if args.format == 'lmdb':
+            out = osp.join(dst, f'LR_bicubic_{tag}.lmdb')
+            lmdbs.append(out)
+        else:
+            out = osp.join(dst, 'LR_bicubic', tag)
+        build_output(out, tasks, args.format, args.workers, args.overwrite, args.skip_bad,
+                     args.compress_level)
+    return lmdbs
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error('--workers must be >= 1')
+    try:
+        args.scales = [check_scale(s) for s in args.scales]
+    except ValueError as err:
+        parser.error(f'--scales: {err}')
+    try:
+        if not osp.isdir(args.root):
+            raise ToolError(f'--root {args.root} does not exist')
+        names = args.datasets or sorted(n for n in os.listdir(args.root)
+                                        if osp.isdir(osp.join(args.root, n, 'HR')))
+        if not names:
+            raise ToolError(f'no <set>/HR folders in {args.root}')
+        for name in names:
+            for path in prepare_set(args, name):
+                if args.verify:
+                    verify_or_fail(path)
+    except ToolError as err:
+        raise SystemExit(f'error: {err}') from None
+    except KeyboardInterrupt:
+        print('interrupted: no partial output was left under a final name', file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
