@@ -106,13 +106,20 @@ class GaussianSR(ArbitraryScaleArch):
         self.decoder_type = decoder
 
     # ------------------------------------------------------------------ encoding
-    def encode(self, lq: torch.Tensor) -> GaussianSRState:
-        """Encode once: features, the per-pixel Gaussians and the two streams."""
-        image = (lq - 0.5) / 0.5
-        feat = self.encoder(image)
+    def encoder_input(self, lq: torch.Tensor) -> torch.Tensor:
+        """RGB [0,1] -> the encoder's input range [-1,1] (LIIF's normalisation)."""
+        return (lq - 0.5) / 0.5
+
+    def state_from_features(self, lq: torch.Tensor, feat: torch.Tensor) -> GaussianSRState:
+        """Everything ``encode`` does after the encoder (lets tools encode in tiles and stitch)."""
         s = self.splat_channels
         kernels = self.splatting(feat) if self.splatting is not None else None
-        return GaussianSRState(lq=lq, image=image, splat_feat=feat[:, :s], bicubic_feat=feat[:, s:], kernels=kernels)
+        return GaussianSRState(lq=lq, image=self.encoder_input(lq), splat_feat=feat[:, :s], bicubic_feat=feat[:, s:],
+                               kernels=kernels)
+
+    def encode(self, lq: torch.Tensor) -> GaussianSRState:
+        """Encode once: features, the per-pixel Gaussians and the two streams."""
+        return self.state_from_features(lq, self.encoder(self.encoder_input(lq)))
 
     def render_features(self, state: GaussianSRState, coord: torch.Tensor) -> torch.Tensor:
         """Both streams at [B,Q,2] points (or [B,Q,P,2] groups of nearby points), concatenated.

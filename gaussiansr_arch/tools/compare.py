@@ -1,0 +1,476 @@
+"""Compare several SR models on the same datasets and scales with BasicSR's own metrics.
+
+Writes into ``--output``: ``results.md`` and ``results.csv`` (PSNR/SSIM per dataset x scale,
+parameters, seconds per image), ``psnr_vs_scale.png`` and ``crops/*.png`` (the same region of
+every model's output beside bicubic and HR). See docs/tools.md and
+options/compare/compare_example.yml.
+"""
+
+import argparse
+import csv
+import io
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from gaussiansr_arch.tools.common import (
+    ToolError,
+    check_output_free,
+    collect_images,
+    count_parameters,
+    format_scale,
+    image_to_tensor,
+    is_finite_number,
+    load_model,
+    load_yaml,
+    progress,
+    resolve_device,
+    run_main,
+    save_figure_atomic,
+    tensor_to_image,
+    write_text_atomic,
+)
+
+OUTPUT_FILES = ('results.md', 'results.csv', 'psnr_vs_scale.png')
+
+
+@dataclass
+class ModelEntry:
+    """One model to compare: ``kind`` is 'arbitrary', 'fixed' (own ``scale`` only) or 'bicubic'."""
+
+    name: str
+    kind: str
+    net: torch.nn.Module | None = None
+    scale: float | None = None
+    params: int = 0
+
+
+@dataclass
+class DatasetEntry:
+    """One dataset: HR folder, optional LR folder (``{scale}`` is substituted), scales, protocol."""
+
+    name: str
+    hr: str
+    scales: list
+    lr: str | None = None
+    filename_tmpl: str = '{}'
+    crop_border: object = 'scale'
+    test_y_channel: bool = True
+
+
+@dataclass
+class Result:
+    """Accumulated metrics of one model on one dataset at one scale."""
+
+    psnr: list = field(default_factory=list)
+    ssim: list = field(default_factory=list)
+    seconds: list = field(default_factory=list)
+    note: str = ''
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface of ``gaussiansr-compare``."""
+    parser = argparse.ArgumentParser(
+        prog='gaussiansr-compare',
+        description=(
+            'Evaluate several SR models (arbitrary-scale GaussianSR/LIIF, fixed-scale BasicSR archs such as '
+            'EDSR/RCAN/SwinIR, and the built-in bicubic baseline) on the same datasets and scales with '
+            'basicsr.metrics.calculate_psnr/calculate_ssim. Writes results.md, results.csv, psnr_vs_scale.png '
+            'and crops/*.png into --output. Models and datasets come from --config (see '
+            'options/compare/compare_example.yml) and/or the flags below.'
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument('--config', help='YAML with "models", "datasets" and optional settings')
+    parser.add_argument(
+        '--model',
+        action='append',
+        default=[],
+        metavar='NAME=WEIGHTS[,OPT_YML]',
+        help='add a model (repeatable); NAME=bicubic adds the baseline',
+    )
+    parser.add_argument(
+        '--hr',
+        action='append',
+        default=[],
+        metavar='HR_FOLDER',
+        help='add a dataset from an HR folder (LR made by MATLAB bicubic), named after the folder',
+    )
+    parser.add_argument('--scales', nargs='+', type=float, help='scales for --hr datasets (default: 2 3 4)')
+    parser.add_argument(
+        '--crop-border',
+        default=None,
+        help="crop border for --hr datasets: an int, 'scale' (ceil of the scale, benchmarks) or 'scale+6' (DIV2K)",
+    )
+    parser.add_argument('--rgb', action='store_true', help='--hr datasets: RGB metrics instead of the Y channel')
+    parser.add_argument(
+        '-o', '--output', default=None, help='output folder (default: config "output" or results/compare)'
+    )
+    parser.add_argument('--force', action='store_true', help='overwrite existing result files')
+    parser.add_argument('--max-images', type=int, default=None, help='use only the first N images per dataset')
+    parser.add_argument('--crops', type=int, default=None, help='crop-comparison PNGs per dataset x scale (default 1)')
+    parser.add_argument('--crop-size', type=int, default=None, help='side of the crop region in HR pixels (default 96)')
+    parser.add_argument('--chunk-size', type=int, default=65536, help='queries per chunk for arbitrary-scale models')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu', help='cpu or cuda')
+    parser.add_argument('--quiet', action='store_true', help='no progress bars')
+    return parser
+
+
+# ---------------------------------------------------------------------------- configuration
+def _model_from_mapping(item: dict, where: str, device) -> ModelEntry:
+    from gaussiansr_arch.archs.arbitrary_scale import ArbitraryScaleArch
+
+    if not isinstance(item, dict) or 'name' not in item:
+        raise ToolError(f'{where}: each model needs a "name"')
+    name = str(item['name'])
+    if item.get('type') == 'bicubic' or (name.lower() == 'bicubic' and 'weights' not in item):
+        return ModelEntry(name=name, kind='bicubic')
+    if 'weights' not in item:
+        raise ToolError(f'{where}: model {name!r} has no "weights"')
+    net, network_opt = load_model(item['weights'], item.get('opt'), item.get('param_key'), device)
+    if isinstance(net, ArbitraryScaleArch):
+        return ModelEntry(name=name, kind='arbitrary', net=net, params=count_parameters(net))
+    scale = item.get('scale', network_opt.get('upscale', network_opt.get('scale')))
+    if not is_finite_number(scale) or scale <= 0:
+        raise ToolError(
+            f'{where}: fixed-scale model {name!r} ({network_opt["type"]}) needs "scale" '
+            f'(network_g has no upscale), got {scale!r}'
+        )
+    return ModelEntry(name=name, kind='fixed', net=net, scale=float(scale), params=count_parameters(net))
+
+
+def _parse_cli_model(text: str) -> dict:
+    name, sep, rest = text.partition('=')
+    if not name:
+        raise ToolError(f'--model {text!r}: expected NAME=WEIGHTS[,OPT_YML] or bicubic')
+    if not sep:
+        if name.lower() == 'bicubic':
+            return {'name': 'Bicubic', 'type': 'bicubic'}
+        raise ToolError(f'--model {text!r}: expected NAME=WEIGHTS[,OPT_YML]')
+    if rest.lower() == 'bicubic':
+        return {'name': name, 'type': 'bicubic'}
+    weights, _, opt = rest.partition(',')
+    return {'name': name, 'weights': weights, **({'opt': opt} if opt else {})}
+
+
+def _dataset_from_mapping(item: dict, where: str) -> DatasetEntry:
+    if not isinstance(item, dict) or 'hr' not in item:
+        raise ToolError(f'{where}: each dataset needs an "hr" folder')
+    scales = item.get('scales', [2, 3, 4])
+    if not isinstance(scales, list) or not scales:
+        raise ToolError(f'{where}: dataset {item.get("name", item["hr"])!r}: "scales" must be a non-empty list')
+    for s in scales:
+        if not is_finite_number(s) or s <= 0:
+            raise ToolError(f'{where}: dataset {item.get("name", item["hr"])!r}: scale {s!r} is not a number > 0')
+    name = str(item.get('name') or os.path.basename(os.path.normpath(item['hr'])))
+    ds = DatasetEntry(
+        name=name,
+        hr=item['hr'],
+        scales=[float(s) for s in scales],
+        lr=item.get('lr'),
+        filename_tmpl=item.get('filename_tmpl', '{}'),
+        crop_border=item.get('crop_border', 'scale'),
+        test_y_channel=bool(item.get('test_y_channel', True)),
+    )
+    crop_border_for(ds, ds.scales[0], where)  # validate early
+    if not os.path.isdir(ds.hr):
+        raise ToolError(f'{where}: dataset {name!r}: HR folder {ds.hr} does not exist')
+    return ds
+
+
+def crop_border_for(ds: DatasetEntry, scale: float, where: str = 'dataset') -> int:
+    """The crop border of ``ds`` at ``scale``: an int, 'scale' (= ceil(scale)) or 'scale+N'."""
+    value = ds.crop_border
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    text = str(value).replace(' ', '')
+    if text == 'scale':
+        return math.ceil(scale - 1e-9)
+    if text.startswith('scale+') and text[6:].isdigit():
+        return math.ceil(scale - 1e-9) + int(text[6:])
+    raise ToolError(f"{where}: dataset {ds.name!r}: crop_border {value!r} must be an int >= 0, 'scale' or 'scale+N'")
+
+
+# ---------------------------------------------------------------------------- data
+def _lr_path(ds: DatasetEntry, hr_path: str, scale: float) -> str:
+    folder = ds.lr.replace('{scale}', format_scale(scale))
+    stem, ext = os.path.splitext(os.path.basename(hr_path))
+    base = ds.filename_tmpl.replace('{scale}', format_scale(scale)).format(stem)
+    for candidate in (base + ext, base + '.png'):
+        if os.path.isfile(os.path.join(folder, candidate)):
+            return os.path.join(folder, candidate)
+    raise ToolError(f'dataset {ds.name!r}: no LR image {os.path.join(folder, base + ext)} for {hr_path}')
+
+
+def make_pair(ds: DatasetEntry, hr_path: str, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """(LR, HR) uint8 RGB for one image at ``scale``.
+
+    Without an LR folder: HR is cropped (top-left) so that h_lr = floor(H / s), w_lr = floor(W / s)
+    and the HR crop is round(h_lr * s) x round(w_lr * s); LR is MATLAB bicubic of the crop, rounded
+    to uint8 like a saved LR file. With an LR folder the HR is cropped to round(lr * s).
+    """
+    from gaussiansr_arch.utils.image_io import imresize_to, read_image
+
+    hr = read_image(hr_path)
+    if ds.lr:
+        lr_path = _lr_path(ds, hr_path, scale)
+        lr = read_image(lr_path)
+        hh, ww = round(lr.shape[0] * scale), round(lr.shape[1] * scale)
+        if hh > hr.shape[0] or ww > hr.shape[1]:
+            raise ToolError(
+                f'{lr_path}: LR {lr.shape[0]}x{lr.shape[1]} x{scale:g} is larger than HR {hr_path} '
+                f'{hr.shape[0]}x{hr.shape[1]}'
+            )
+        return lr, hr[:hh, :ww]
+    h_lr, w_lr = (math.floor(n / scale + 1e-9) for n in hr.shape[:2])
+    if min(h_lr, w_lr) < 1:
+        raise ToolError(f'{hr_path}: image {hr.shape[0]}x{hr.shape[1]} is too small for scale {scale:g}')
+    hr = hr[: round(h_lr * scale), : round(w_lr * scale)]
+    lr = imresize_to(hr.astype(np.float32) / 255.0, (h_lr, w_lr))
+    return (np.clip(lr, 0, 1) * 255.0).round().astype(np.uint8), hr
+
+
+def bicubic_upscale(lr: np.ndarray, size) -> np.ndarray:
+    """MATLAB-style bicubic upscaling of a uint8 RGB image to ``size`` (uint8)."""
+    from gaussiansr_arch.utils.image_io import imresize_to
+
+    out = imresize_to(lr.astype(np.float32) / 255.0, size)
+    return (np.clip(out, 0, 1) * 255.0).round().astype(np.uint8)
+
+
+@torch.no_grad()
+def run_model(model: ModelEntry, lr: np.ndarray, size, device, chunk_size: int) -> np.ndarray:
+    """Super-resolve ``lr`` (uint8 RGB) to ``size`` with ``model``; returns uint8 RGB."""
+    if model.kind == 'bicubic':
+        return bicubic_upscale(lr, size)
+    lq = image_to_tensor(lr, device)
+    if model.kind == 'arbitrary':
+        return tensor_to_image(model.net.upscale(lq, size=size, chunk_size=chunk_size))
+    # Fixed-scale archs with windows (SwinIR) need sizes divisible by the window: pad, then crop.
+    window = int(getattr(model.net, 'window_size', 1) or 1)
+    h, w = lq.shape[-2:]
+    pad_h, pad_w = (-h) % window, (-w) % window
+    if pad_h or pad_w:
+        lq = torch.nn.functional.pad(lq, (0, pad_w, 0, pad_h), mode='reflect')
+    out = model.net(lq)[..., : size[0], : size[1]]
+    if tuple(out.shape[-2:]) != tuple(size):
+        raise ToolError(f'model {model.name!r} produced {tuple(out.shape[-2:])}, expected {tuple(size)}')
+    return tensor_to_image(out)
+
+
+def metrics(sr: np.ndarray, hr: np.ndarray, crop_border: int, y_channel: bool) -> tuple[float, float]:
+    """BasicSR's PSNR and SSIM of two uint8 RGB images (BasicSR expects BGR for the Y channel)."""
+    from basicsr.metrics import calculate_psnr, calculate_ssim
+
+    sr_bgr, hr_bgr = sr[:, :, ::-1].astype(np.float64), hr[:, :, ::-1].astype(np.float64)
+    psnr = calculate_psnr(sr_bgr, hr_bgr, crop_border, input_order='HWC', test_y_channel=y_channel)
+    ssim = calculate_ssim(sr_bgr, hr_bgr, crop_border, input_order='HWC', test_y_channel=y_channel)
+    return float(psnr), float(ssim)
+
+
+def pick_crop(hr: np.ndarray, side: int) -> tuple[int, int, int]:
+    """Top-left corner and side of the most textured square (highest HR variance on a coarse grid)."""
+    side = max(8, min(side, hr.shape[0], hr.shape[1]))
+    gray = hr.astype(np.float32).mean(axis=2)
+    best, best_yx = -1.0, (0, 0)
+    step = max(1, side // 2)
+    for y in range(0, hr.shape[0] - side + 1, step):
+        for x in range(0, hr.shape[1] - side + 1, step):
+            v = float(gray[y : y + side, x : x + side].var())
+            if v > best:
+                best, best_yx = v, (y, x)
+    return best_yx[0], best_yx[1], side
+
+
+# ---------------------------------------------------------------------------- outputs
+def _mean(values: list) -> float:
+    return float(np.mean(values)) if values else float('nan')
+
+
+def write_tables(out_dir: str, models, datasets, results) -> None:
+    """results.csv (one row per model x dataset x scale) and results.md (PSNR/SSIM grid)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator='\n')
+    writer.writerow(['model', 'dataset', 'scale', 'psnr', 'ssim', 'params', 'seconds_per_image', 'images', 'note'])
+    for m in models:
+        for ds in datasets:
+            for s in ds.scales:
+                r = results[(m.name, ds.name, s)]
+                writer.writerow(
+                    [
+                        m.name,
+                        ds.name,
+                        format_scale(s),
+                        f'{_mean(r.psnr):.4f}',
+                        f'{_mean(r.ssim):.4f}',
+                        m.params,
+                        f'{_mean(r.seconds):.4f}',
+                        len(r.psnr),
+                        r.note,
+                    ]
+                )
+    write_text_atomic(os.path.join(out_dir, 'results.csv'), buf.getvalue())
+
+    cols = [(ds, s) for ds in datasets for s in ds.scales]
+    lines = [
+        '# SR comparison',
+        '',
+        'PSNR (dB) / SSIM with `basicsr.metrics` on uint8 images. '
+        'Protocol per dataset: '
+        + '; '.join(
+            f'{ds.name}: {"Y channel" if ds.test_y_channel else "RGB"}, crop border {ds.crop_border}' for ds in datasets
+        )
+        + '.',
+        '',
+        '| model | params | s/img | ' + ' | '.join(f'{ds.name} x{format_scale(s)}' for ds, s in cols) + ' |',
+        '|---|---:|---:|' + '---:|' * len(cols),
+    ]
+    notes = []
+    for m in models:
+        cells, secs = [], []
+        for ds, s in cols:
+            r = results[(m.name, ds.name, s)]
+            secs.extend(r.seconds)
+            cells.append(f'{_mean(r.psnr):.2f} / {_mean(r.ssim):.4f}' if r.psnr else '-')
+            if r.note:
+                notes.append(f'- {m.name} on {ds.name} x{format_scale(s)}: {r.note}')
+        params = f'{m.params / 1e6:.2f}M' if m.params else '-'
+        lines.append(f'| {m.name} | {params} | {_mean(secs):.3f} | ' + ' | '.join(cells) + ' |')
+    if notes:
+        lines += ['', 'Notes:', ''] + notes
+    write_text_atomic(os.path.join(out_dir, 'results.md'), '\n'.join(lines) + '\n')
+
+
+def plot_psnr_vs_scale(path: str, models, datasets, results) -> None:
+    """One subplot per dataset: PSNR against scale, one line per model."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
+    for ax, ds in zip(axes[0], datasets):
+        for m in models:
+            pts = [
+                (s, _mean(results[(m.name, ds.name, s)].psnr)) for s in ds.scales if results[(m.name, ds.name, s)].psnr
+            ]
+            if pts:
+                xs, ys = zip(*sorted(pts))
+                ax.plot(xs, ys, marker='o', label=m.name)
+        ax.set_title(ds.name)
+        ax.set_xlabel('scale')
+        ax.set_ylabel('PSNR (dB)')
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    save_figure_atomic(fig, path)
+
+
+def plot_crops(path: str, title: str, panels: list, box: tuple[int, int, int]) -> None:
+    """Side-by-side crops ``panels`` = [(label, uint8 image)] of the region ``box`` = (y, x, side)."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    y, x, side = box
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 3.0), squeeze=False)
+    for ax, (label, img) in zip(axes[0], panels):
+        ax.imshow(img[y : y + side, x : x + side], interpolation='nearest')
+        ax.set_title(label, fontsize=8)
+        ax.axis('off')
+    fig.suptitle(title, fontsize=9)
+    save_figure_atomic(fig, path)
+
+
+# ---------------------------------------------------------------------------- main
+def _run(args: argparse.Namespace) -> dict:
+    config = load_yaml(args.config) if args.config else {}
+    where = f'config {args.config}' if args.config else 'command line'
+    device = resolve_device(args.device)
+    out_dir = args.output or config.get('output') or 'results/compare'
+    for name in OUTPUT_FILES:
+        check_output_free(os.path.join(out_dir, name), args.force)
+    max_images = args.max_images if args.max_images is not None else config.get('max_images')
+    n_crops = args.crops if args.crops is not None else int(config.get('crops', 1))
+    crop_side = args.crop_size or int(config.get('crop_size', 96))
+
+    dataset_items = list(config.get('datasets') or [])
+    for hr in args.hr:
+        dataset_items.append(
+            {
+                'hr': hr,
+                'scales': args.scales or [2, 3, 4],
+                'crop_border': args.crop_border if args.crop_border is not None else 'scale',
+                'test_y_channel': not args.rgb,
+            }
+        )
+    datasets = [_dataset_from_mapping(item, f'{where}: datasets[{i}]') for i, item in enumerate(dataset_items)]
+    model_items = list(config.get('models') or []) + [_parse_cli_model(t) for t in args.model]
+    if not datasets or not model_items:
+        raise ToolError(f'{where}: give at least one model (--model / models:) and one dataset (--hr / datasets:)')
+    names = [str(m.get('name')) if isinstance(m, dict) else '?' for m in model_items]
+    if len(set(names)) != len(names):
+        raise ToolError(f'{where}: model names must be unique, got {names}')
+    models = [_model_from_mapping(item, f'{where}: models[{i}]', device) for i, item in enumerate(model_items)]
+
+    results = {(m.name, ds.name, s): Result() for m in models for ds in datasets for s in ds.scales}
+    crops_dir = os.path.join(out_dir, 'crops')
+    for ds in datasets:
+        paths = collect_images([ds.hr])[:max_images]
+        for s in ds.scales:
+            border = crop_border_for(ds, s)
+            for m in models:
+                if m.kind == 'fixed' and abs(m.scale - s) > 1e-6:
+                    results[(m.name, ds.name, s)].note = f'skipped: fixed-scale model (x{format_scale(m.scale)} only)'
+            for idx, path in enumerate(progress(paths, f'{ds.name} x{format_scale(s)}', disable=args.quiet)):
+                lr, hr = make_pair(ds, path, s)
+                outputs = []
+                for m in models:
+                    r = results[(m.name, ds.name, s)]
+                    if r.note:
+                        continue
+                    if device.type == 'cuda':
+                        torch.cuda.synchronize()
+                    t0 = time.perf_counter()
+                    sr = run_model(m, lr, hr.shape[:2], device, args.chunk_size)
+                    if device.type == 'cuda':
+                        torch.cuda.synchronize()
+                    r.seconds.append(time.perf_counter() - t0)
+                    psnr, ssim = metrics(sr, hr, border, ds.test_y_channel)
+                    r.psnr.append(psnr)
+                    r.ssim.append(ssim)
+                    if m.kind != 'bicubic':  # the crop figure always has its own bicubic panel
+                        outputs.append((f'{m.name} {psnr:.2f} dB', sr))
+                if idx < n_crops:
+                    bic = bicubic_upscale(lr, hr.shape[:2])
+                    bic_psnr = metrics(bic, hr, border, ds.test_y_channel)[0]
+                    panels = [('HR', hr), (f'bicubic {bic_psnr:.2f} dB', bic)] + outputs
+                    stem = os.path.splitext(os.path.basename(path))[0]
+                    crop_path = os.path.join(crops_dir, f'{ds.name}_x{format_scale(s)}_{stem}.png')
+                    check_output_free(crop_path, args.force)
+                    plot_crops(crop_path, f'{ds.name} {stem} x{format_scale(s)}', panels, pick_crop(hr, crop_side))
+    write_tables(out_dir, models, datasets, results)
+    plot_psnr_vs_scale(os.path.join(out_dir, 'psnr_vs_scale.png'), models, datasets, results)
+    if not args.quiet:
+        print(f'wrote results to {out_dir}', file=sys.stderr)
+    return results
+
+
+def run(argv: list[str] | None = None) -> dict:
+    """Parse ``argv`` and compare; returns {(model, dataset, scale): Result} (errors exit with 2)."""
+    args = build_parser().parse_args(argv)
+    return run_main(lambda: _run(args))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``gaussiansr-compare``."""
+    run(argv)
+
+
+if __name__ == '__main__':
+    main()

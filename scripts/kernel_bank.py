@@ -1,0 +1,11 @@
+"""Thin wrapper: `python scripts/kernel_bank.py --help` runs gaussiansr_arch.tools.kernel_bank."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from gaussiansr_arch.tools.kernel_bank import main  # noqa: E402
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,345 @@
+"""Command-line tools: upscale, compare, plot_curves, kernel_bank (tiny random GaussianSR, small images)."""
+
+import copy
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+from basicsr.archs import build_network
+from basicsr.metrics import calculate_psnr
+from conftest import REPO_ROOT, TINY_GAUSSIANSR_OPT
+from skimage import data
+
+from gaussiansr_arch.tools import compare, kernel_bank, plot_curves, upscale
+from gaussiansr_arch.tools.common import (
+    encode_tiled,
+    image_to_tensor,
+    parse_scale,
+    receptive_radius,
+    tensor_to_image,
+    upscale_tensor,
+)
+from gaussiansr_arch.utils.image_io import imresize_to, read_image
+
+
+@pytest.fixture(scope='module')
+def env(tmp_path_factory):
+    """A tiny GaussianSR saved with its network_g, a second mismatching one, and three small images."""
+    root = tmp_path_factory.mktemp('tools')
+    torch.manual_seed(0)
+    net = build_network(copy.deepcopy(TINY_GAUSSIANSR_OPT)).eval()
+    weights = root / 'tiny.pth'
+    torch.save({'params': net.state_dict(), 'network_g': copy.deepcopy(TINY_GAUSSIANSR_OPT)}, weights)
+    other_opt = dict(copy.deepcopy(TINY_GAUSSIANSR_OPT), bank_size=9)
+    other = build_network(copy.deepcopy(other_opt))
+    bad = root / 'other_bank.pth'
+    torch.save({'params': other.state_dict()}, bad)
+    opt_yml = root / 'run.yml'
+    opt_yml.write_text(yaml.safe_dump({'network_g': copy.deepcopy(TINY_GAUSSIANSR_OPT)}))
+    imgs = root / 'imgs'
+    imgs.mkdir()
+    crops = {
+        'astro': data.astronaut()[100:120, 180:204],
+        'coffee': data.coffee()[60:80, 120:146],
+        'chelsea': data.chelsea()[80:98, 100:122],
+    }
+    for name, img in crops.items():
+        cv2.imwrite(str(imgs / f'{name}.png'), img[:, :, ::-1])
+    hr_dir = root / 'hr'  # big enough for SSIM's 11x11 window after the crop border
+    hr_dir.mkdir()
+    cv2.imwrite(str(hr_dir / 'astro.png'), data.astronaut()[90:130, 170:214, ::-1])
+    cv2.imwrite(str(hr_dir / 'coffee.png'), data.coffee()[60:100, 120:160, ::-1])
+    return {
+        'hr': hr_dir,
+        'root': root,
+        'net': net,
+        'weights': str(weights),
+        'bad': str(bad),
+        'opt': str(opt_yml),
+        'imgs': imgs,
+        'crops': crops,
+    }
+
+
+def _up(env, *args):
+    return upscale.run([*map(str, args), '--weights', env['weights'], '--quiet'])
+
+
+def _error(capsys, func, argv) -> str:
+    with pytest.raises(SystemExit) as exc:
+        func(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    # progress-bar lines may precede it; the error itself is exactly one line, no traceback
+    errors = [line for line in err if line.startswith('error: ')]
+    assert len(errors) == 1 and err[-1] == errors[0] and 'Traceback' not in '\n'.join(err), err
+    return errors[0]
+
+
+# ---------------------------------------------------------------------------- upscale
+def test_upscale_file_scale_equals_arch(env, tmp_path):
+    out = _up(env, env['imgs'] / 'astro.png', '--scale', '2.5', '-o', tmp_path)
+    assert [os.path.basename(p) for p in out] == ['astro_x2.5.png']
+    got = read_image(out[0])
+    assert got.shape == (50, 60, 3)
+    with torch.no_grad():
+        ref = env['net'].upscale(image_to_tensor(env['crops']['astro']), scale=2.5)
+    np.testing.assert_array_equal(got, tensor_to_image(ref))
+
+
+def test_upscale_folder_size_and_glob_pair_scale(env, tmp_path):
+    out = _up(env, env['imgs'], '--size', '33x41', '-o', tmp_path / 'a')
+    assert sorted(os.path.basename(p) for p in out) == [
+        'astro_33x41.png',
+        'chelsea_33x41.png',
+        'coffee_33x41.png',
+    ]
+    assert all(read_image(p).shape == (33, 41, 3) for p in out)
+    out = _up(env, str(env['imgs'] / 'c*.png'), '--scale', '1.5x2', '-o', tmp_path / 'b')
+    assert sorted(os.path.basename(p) for p in out) == ['chelsea_x1.5x2.png', 'coffee_x1.5x2.png']
+    assert read_image(tmp_path / 'b' / 'coffee_x1.5x2.png').shape == (30, 52, 3)
+
+
+def test_upscale_with_opt_yaml(env, tmp_path):
+    out = upscale.run(
+        [
+            str(env['imgs'] / 'astro.png'),
+            '--scale',
+            '2',
+            '--weights',
+            env['weights'],
+            '--opt',
+            env['opt'],
+            '--param-key',
+            'params',
+            '-o',
+            str(tmp_path),
+            '--quiet',
+        ]
+    )
+    assert read_image(out[0]).shape == (40, 48, 3)
+
+
+def test_tiled_encoding_equals_untiled(env, tmp_path):
+    net = env['net']
+    img = np.concatenate([env['crops']['astro'], env['crops']['coffee'][:, :24]], axis=0)  # 40x24
+    lq = image_to_tensor(img)
+    radius = receptive_radius(net.encoder)
+    assert radius == 4  # conv_first + 2 convs per block x 1 + conv_after_body
+    with torch.no_grad():
+        full = net.upscale(lq, size=(70, 43))
+        tiled = upscale_tensor(net, lq, (70, 43), 1000, tile=11, overlap=radius)
+        state = encode_tiled(net, lq, 7, radius)
+    assert (full - tiled).abs().max() < 1e-4
+    assert torch.equal(state.kernels.choice, net.encode(lq).kernels.choice)
+    a = _up(env, env['imgs'] / 'coffee.png', '--scale', '2', '-o', tmp_path / 'a')
+    b = _up(env, env['imgs'] / 'coffee.png', '--scale', '2', '-o', tmp_path / 'b', '--tile', '8')
+    assert np.abs(read_image(a[0]).astype(int) - read_image(b[0]).astype(int)).max() <= 1
+
+
+def test_upscale_never_overwrites_without_force(env, tmp_path, capsys):
+    out = _up(env, env['imgs'] / 'astro.png', '--scale', '2', '-o', tmp_path)
+    before = os.path.getmtime(out[0])
+    argv = [str(env['imgs'] / 'astro.png'), '--scale', '2', '--weights', env['weights'], '-o', str(tmp_path)]
+    assert 'astro_x2.png exists' in _error(capsys, upscale.run, argv)
+    assert os.path.getmtime(out[0]) == before
+    upscale.run(argv + ['--force', '--quiet'])
+    assert not [n for n in os.listdir(tmp_path) if n.startswith('.')]  # no temporary files left
+
+
+@pytest.mark.parametrize(
+    'extra, culprit',
+    [
+        (['--scale', '0'], "'0'"),
+        (['--scale', 'nan'], "'nan'"),
+        (['--scale', 'abc'], "'abc'"),
+        (['--scale', '0x10'], "'0'"),
+        (['--scale', '-2'], "'-2'"),
+        (['--size', '10x0'], '10x0'),
+        (['--scale', '4', '--max-pixels', '1000'], 'exceeds --max-pixels'),
+    ],
+)
+def test_upscale_bad_target(env, tmp_path, capsys, extra, culprit):
+    argv = [str(env['imgs'] / 'astro.png'), *extra, '--weights', env['weights'], '-o', str(tmp_path)]
+    assert culprit in _error(capsys, upscale.run, argv)
+
+
+def test_upscale_bad_inputs_and_weights(env, tmp_path, capsys):
+    base = ['--scale', '2', '-o', str(tmp_path / 'out'), '--weights', env['weights']]
+    assert 'missing.png' in _error(capsys, upscale.run, [str(tmp_path / 'missing.png'), *base])
+    corrupt = tmp_path / 'corrupt.png'
+    corrupt.write_bytes(b'\x89PNG\r\n\x1a\nnot really a png')
+    assert 'corrupt.png' in _error(capsys, upscale.run, [str(corrupt), *base])
+    msg = _error(
+        capsys,
+        upscale.run,
+        [
+            str(env['imgs'] / 'astro.png'),
+            '--scale',
+            '2',
+            '-o',
+            str(tmp_path),
+            '--weights',
+            env['bad'],
+            '--opt',
+            env['opt'],
+        ],
+    )
+    assert 'other_bank.pth' in msg and 'shape mismatch' in msg and 'classifier' in msg
+    msg = _error(
+        capsys,
+        upscale.run,
+        [str(env['imgs'] / 'astro.png'), '--scale', '2', '-o', str(tmp_path), '--weights', env['bad']],
+    )
+    assert 'records no network_g' in msg
+    assert '--half' in _error(capsys, upscale.run, [str(env['imgs'] / 'astro.png'), *base, '--device', 'cpu', '--half'])
+
+
+def test_parse_scale():
+    assert parse_scale('3.7') == 3.7 and parse_scale('2.5x3') == (2.5, 3.0)
+
+
+def test_cli_error_is_one_line_without_traceback(env, tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / 'scripts' / 'upscale.py'),
+            str(tmp_path / 'nope.png'),
+            '--scale',
+            '2',
+            '--weights',
+            env['weights'],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f'error: input {tmp_path / "nope.png"}: no such file or folder']
+
+
+# ---------------------------------------------------------------------------- compare
+def test_compare_outputs_and_bicubic_psnr(env, tmp_path):
+    out = tmp_path / 'cmp'
+    results = compare.run(
+        [
+            '--model',
+            f'tiny={env["weights"]}',
+            '--model',
+            'bicubic',
+            '--hr',
+            str(env['hr']),
+            '--scales',
+            '2',
+            '3.5',
+            '-o',
+            str(out),
+            '--max-images',
+            '2',
+            '--quiet',
+        ]
+    )
+    for name in (
+        'results.md',
+        'results.csv',
+        'psnr_vs_scale.png',
+        'crops/hr_x2_astro.png',
+        'crops/hr_x3.5_astro.png',
+    ):
+        assert (out / name).is_file(), name
+    csv_text = (out / 'results.csv').read_text()
+    assert csv_text.count('\n') == 5 and 'tiny,hr,3.5' in csv_text
+    # bicubic by hand on the first image at x2: HR 40x44 -> LR 20x22
+    hr = read_image(env['hr'] / 'astro.png')
+    lr = (np.clip(imresize_to(hr.astype(np.float32) / 255, (20, 22)), 0, 1) * 255).round().astype(np.uint8)
+    sr = (np.clip(imresize_to(lr.astype(np.float32) / 255, (40, 44)), 0, 1) * 255).round().astype(np.uint8)
+    ref = calculate_psnr(sr[:, :, ::-1], hr[:, :, ::-1], 2, input_order='HWC', test_y_channel=True)
+    assert results[('Bicubic', 'hr', 2.0)].psnr[0] == pytest.approx(ref, abs=1e-9)
+    for r in results.values():
+        assert all(10 < p < 60 for p in r.psnr) and all(0 < s <= 1 for s in r.ssim)
+    assert 'tiny' in (out / 'results.md').read_text()
+
+
+def test_compare_config_skips_other_scales_of_fixed_models(env, tmp_path):
+    edsr_opt = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 2}
+    edsr = build_network(copy.deepcopy(edsr_opt))
+    torch.save({'params': edsr.state_dict(), 'network_g': edsr_opt}, tmp_path / 'edsr.pth')
+    cfg = tmp_path / 'cmp.yml'
+    cfg.write_text(
+        f'output: {tmp_path / "out"}\nmax_images: 1\ncrops: 0\nmodels:\n'
+        f'  - {{name: EDSR, weights: {tmp_path / "edsr.pth"}}}\n  - {{name: Bicubic, type: bicubic}}\n'
+        f'datasets:\n  - {{name: S, hr: {env["hr"]}, scales: [2, 3], crop_border: scale+1, '
+        f'test_y_channel: false}}\n'
+    )
+    results = compare.run(['--config', str(cfg), '--quiet'])
+    assert len(results[('EDSR', 'S', 2.0)].psnr) == 1
+    assert 'skipped' in results[('EDSR', 'S', 3.0)].note
+    assert 'skipped' in (tmp_path / 'out' / 'results.md').read_text()
+
+
+# ---------------------------------------------------------------------------- plot_curves
+LOG = """2024-01-01 10:00:00,000 INFO: [epoch:  0, iter:     100, lr:(1.000e-04,)] [eta: 1:00:00] l_pix: 1e-1
+2024-01-01 10:00:05,000 INFO: Validation Set5
+\t # psnr: 30.1000\tBest: 30.1000 @ 100 iter
+\t # ssim: 0.8000\tBest: 0.8000 @ 100 iter
+
+2024-01-01 10:00:06,000 INFO: Validation DIV2K_x4
+\t # psnr: 28.0000\tBest: 28.0000 @ 100 iter
+
+2024-01-01 10:01:00,000 INFO: [epoch:  1, iter:   1,200, lr:(1.000e-04,)] [eta: 0:50:00] l_pix: 9.0e-02
+2024-01-01 10:01:05,000 INFO: Validation Set5
+\t # psnr: 30.5000\tBest: 30.5000 @ 1200 iter
+\t # ssim: 0.8100\tBest: 0.8100 @ 1200 iter
+"""
+
+
+def test_plot_curves_from_logs(tmp_path, capsys):
+    for name, shift in (('runA', 0.0), ('runB', 0.2)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / 'train_runA_20240101.log').write_text(LOG.replace('30.5000', f'{30.5 + shift:.4f}'))
+    png = tmp_path / 'curves.png'
+    runs = plot_curves.run([str(tmp_path / 'runA'), str(tmp_path / 'runB' / 'train_runA_20240101.log'), '-o', str(png)])
+    assert png.is_file() and set(runs) == {'runA', 'runB'}
+    assert runs['runA'][('Set5', 'psnr')] == {100: 30.1, 1200: 30.5}
+    assert runs['runB'][('Set5', 'psnr')][1200] == pytest.approx(30.7)
+    assert runs['runA'][('DIV2K_x4', 'psnr')] == {100: 28.0}
+    assert 'curves.png exists' in _error(capsys, plot_curves.run, [str(tmp_path / 'runA'), '-o', str(png)])
+    (tmp_path / 'empty').mkdir()
+    assert 'empty' in _error(capsys, plot_curves.run, [str(tmp_path / 'empty'), '-o', str(tmp_path / 'x.png')])
+
+
+# ---------------------------------------------------------------------------- kernel_bank
+def test_kernel_bank_pngs(env, tmp_path):
+    out = tmp_path / 'kb'
+    res = kernel_bank.run(
+        [
+            str(env['imgs'] / 'astro.png'),
+            str(env['imgs'] / 'coffee.png'),
+            '--weights',
+            env['weights'],
+            '--lr-scales',
+            '1',
+            '2',
+            '-o',
+            str(out),
+            '--quiet',
+        ]
+    )
+    names = sorted(os.listdir(out))
+    assert names == [
+        'bank_histograms.png',
+        'bank_kernels.png',
+        'choice_map_astro.png',
+        'choice_map_coffee.png',
+        'selection_frequency.csv',
+        'selection_frequency.png',
+    ]
+    assert res['bank'].shape == (16, 4)
+    for per_scale in res['frequencies'].values():
+        for freq in per_scale.values():
+            assert freq.shape == (16,) and freq.sum() == pytest.approx(1.0)
