@@ -15,8 +15,10 @@ kind of input in training, in validation from HR, and in testing from files.
 """
 
 import math
+import numbers
 import os
 import os.path as osp
+import re
 
 import numpy as np
 import torch
@@ -57,6 +59,32 @@ def check_options(opt: dict, own_keys, dataset_type: str) -> None:
     if unknown:
         raise ValueError(f'{dataset_type}: unknown option key(s) {unknown}; '
                          f'allowed keys are {sorted(allowed)}')
+
+
+def option_value(opt: dict, key: str, default, dataset_type: str, kind: str, nullable: bool = False):
+    """``opt[key]`` (or ``default``) checked to be of ``kind`` ('int', 'number' or 'bool').
+
+    A quoted YAML value (``scale_min: '1'``) or a word where a number belongs would otherwise be
+    converted silently or fail deep inside with a traceback; ``bool('false')`` is even True.
+    Integral floats are accepted for 'int' (``lr_size: 48.0``).
+    """
+    value = opt.get(key, default)
+    if value is None and nullable:
+        return None
+    if kind == 'bool':
+        ok = isinstance(value, bool)
+    else:
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        if ok and kind == 'int':
+            ok = float(value).is_integer()
+    if not ok:
+        expected = {'int': 'an integer', 'number': 'a number', 'bool': 'true or false'}[kind]
+        hint = ' (write it without quotes; YAML reads 1e-4 as text, write 1.0e-4)' if isinstance(value, str) else ''
+        raise ValueError(f'{dataset_type}: option {key} must be {expected}, got {value!r} '
+                         f'({type(value).__name__}){hint}')
+    if kind == 'int':
+        return int(value)
+    return float(value) if kind == 'number' else value
 
 
 def hr_crop_and_lr_size(hr_size, scale: float):
@@ -189,7 +217,14 @@ class _ImageIndex:
             if not is_lmdb:
                 raise ValueError(f'dataroot_{role} {self.root} is not an LMDB (no data.mdb); '
                                  'for an image folder use io_backend: {type: disk}')
+            if re.search(r'\.tmp-\d+$', self.root.rstrip('/')):
+                # the prepare tools build into <out>.tmp-<pid> and rename it when complete
+                raise ValueError(f'dataroot_{role} {self.root} is an unfinished LMDB (a gaussiansr-prepare-* '
+                                 'build still running or killed); use the final folder once the tool is done')
             meta = meta_info_file or osp.join(self.root, 'meta_info.txt')
+            if not osp.isfile(meta):
+                raise FileNotFoundError(f'dataroot_{role} {self.root}: meta_info file {meta} does not exist '
+                                        '(an LMDB not made by BasicSR/gaussiansr-prepare-*, or not finished)')
             names = _read_meta_info(meta)
             # the LMDB key is the file name without extension (basicsr's convention)
             self.stems = [osp.splitext(n)[0] for n in names]
@@ -322,29 +357,28 @@ class ArbitraryScaleImageDataset(data.Dataset):
         self.gt_index = _ImageIndex(opt['dataroot_gt'], backend, opt.get('meta_info_file'), 'gt')
         self.file_client = None  # opened lazily: LMDB environments must not cross a fork
 
-        self.lr_size = int(opt.get('lr_size', 48))
+        self.lr_size = option_value(opt, 'lr_size', 48, name, 'int')
         if self.lr_size < 1:
             raise ValueError(f'{name}: lr_size must be >= 1, got {opt.get("lr_size")}')
-        self.scale_min = check_scale(opt.get('scale_min', 1))
-        self.scale_max = check_scale(opt.get('scale_max', 4))
+        self.scale_min = check_scale(option_value(opt, 'scale_min', 1, name, 'number'))
+        self.scale_max = check_scale(option_value(opt, 'scale_max', 4, name, 'number'))
         if self.scale_min > self.scale_max:
             raise ValueError(f'{name}: scale_min ({self.scale_min}) > scale_max ({self.scale_max})')
         min_crop = max(1, round(self.lr_size * self.scale_min))
-        self.sample_q = opt.get('sample_q', 2304)
+        self.sample_q = option_value(opt, 'sample_q', 2304, name, 'int', nullable=True)
         if self.sample_q is None:
             if self.scale_min != self.scale_max:
                 raise ValueError(f'{name}: sample_q: null (all pixels) needs a fixed scale '
                                  f'(scale_min == scale_max), got [{self.scale_min}, {self.scale_max}]')
         else:
-            self.sample_q = int(self.sample_q)
             if not 1 <= self.sample_q <= min_crop * min_crop:
                 raise ValueError(f'{name}: sample_q must be in [1, {min_crop * min_crop}] (pixels of the '
                                  f'smallest HR crop, {min_crop}x{min_crop}), got {self.sample_q}')
-        self.use_hflip = bool(opt.get('use_hflip', False))
-        self.use_rot = bool(opt.get('use_rot', False))
+        self.use_hflip = option_value(opt, 'use_hflip', False, name, 'bool')
+        self.use_rot = option_value(opt, 'use_rot', False, name, 'bool')
 
-        self.batch_scale = bool(opt.get('batch_scale', False))
-        self.scale_seed = int(opt.get('scale_seed', 0))
+        self.batch_scale = option_value(opt, 'batch_scale', False, name, 'bool')
+        self.scale_seed = option_value(opt, 'scale_seed', 0, name, 'int')
         self.batch_size = None
         if self.batch_scale:
             if not opt.get('batch_size_per_gpu'):
@@ -443,7 +477,7 @@ class ArbitraryScalePairedDataset(data.Dataset):
             if opt.get(key) is None:
                 raise ValueError(f'{name}: option {key} is required')
         self.opt = opt
-        self.scale = check_scale(opt['scale'])
+        self.scale = check_scale(option_value(opt, 'scale', None, name, 'number'))
         self.io_backend_opt = dict(opt.get('io_backend') or {'type': 'disk'})
         backend = _backend_of(opt, name)
         self.filename_tmpl = opt.get('filename_tmpl', '{}')
@@ -471,7 +505,10 @@ class ArbitraryScalePairedDataset(data.Dataset):
         gt_name = self.gt_index.name(index)
         hr = self.gt_index.read(self.file_client, index)
         if self.lq_index is None:
-            (hr_h, hr_w), lr_size = hr_crop_and_lr_size(hr.shape[:2], self.scale)
+            try:
+                (hr_h, hr_w), lr_size = hr_crop_and_lr_size(hr.shape[:2], self.scale)
+            except ValueError as err:
+                raise ValueError(f'HR {gt_name}: {err}') from None
             hr = np.ascontiguousarray(hr[:hr_h, :hr_w])
             lr = make_lr(hr, lr_size)
             lq_name = gt_name  # made from the HR: same name, so SRModel saves results under it

@@ -8,10 +8,14 @@ BasicSR assumes CUDA in two places the trainer always passes through:
 * ``basicsr.utils.dist_util.init_dist`` divides by ``torch.cuda.device_count()`` and uses NCCL.
 
 ``install_cpu_adapters()`` swaps in the versions below (idempotent). With CUDA present,
-``init_dist`` delegates to BasicSR's own.
+``init_dist`` delegates to BasicSR's own. It also wraps BasicSR's builders (datasets, models,
+networks) and ``BaseModel.load_network`` so that bad options, data and weight files raise an
+:class:`EntryError` with one line naming the option or file, which the entry points print
+without a traceback (``GAUSSIANSR_DEBUG=1`` or ``--debug`` shows the traceback).
 """
 
 import os
+import re
 from os import path as osp
 
 import torch
@@ -26,6 +30,14 @@ _ORIGINALS: dict = {}
 
 class ResumeStateError(RuntimeError):
     """A resume state that cannot be used (other experiment, missing network file ...)."""
+
+
+class EntryError(RuntimeError):
+    """A user error (options, data, weight files) found by the entry points; one-line message."""
+
+
+class CheckpointError(EntryError):
+    """A network file that cannot be loaded into the network it is meant for."""
 
 
 def find_latest_resume_state(states_dir: str, models_dir: str | None = None) -> tuple[str, dict] | None:
@@ -107,20 +119,154 @@ def init_dist(launcher: str, backend: str = 'nccl', **kwargs) -> None:
     dist.init_process_group(backend='gloo', **kwargs)
 
 
+# --------------------------------------------------------------------------- one-line errors
+def one_line(err: BaseException) -> str:
+    """The message of ``err`` on one line.
+
+    A DataLoader worker re-raises an exception with the worker's whole traceback as its message;
+    its last line (``module.Error: message``) is the original message.
+    """
+    text = str(err.args[0]) if isinstance(err, KeyError) and err.args and type(err) is KeyError else str(err)
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if len(lines) > 1 and 'Traceback' in text:
+        lines = [re.sub(r'^[\w.]+(Error|Exception|Interrupt): ', '', lines[-1])]
+    return ' '.join(lines) or type(err).__name__
+
+
+def _setup_error(where: str, err: Exception, kind: str | None = None) -> EntryError:
+    """An :class:`EntryError` for an exception raised while building ``where`` (of type ``kind``)."""
+    if isinstance(err, KeyError) and type(err) is KeyError:
+        message = unknown_type_message(err)
+        if message is not None:
+            return EntryError(message)
+        # BasicSR and the builders read options with opt[key]: a bare KeyError is a missing option.
+        return EntryError(f'{where}: missing option {err.args[0]!r}' if err.args else f'{where}: missing option')
+    message = one_line(err)
+    if kind and message.startswith(f'{kind}: '):
+        message = message[len(kind) + 2:]  # our datasets already prefix their class name
+    return EntryError(f'{where}: {message}')
+
+
+# Exceptions that the builders raise for bad options or files (anything else is a bug: traceback).
+_SETUP_ERRORS = (ValueError, TypeError, KeyError, OSError)
+
+
+def _build_dataset(dataset_opt: dict):
+    """``basicsr.data.build_dataset`` whose option/data errors name the dataset on one line."""
+    try:
+        return _ORIGINALS['build_dataset'](dataset_opt)
+    except _SETUP_ERRORS as err:
+        name = dataset_opt.get('name', '?') if isinstance(dataset_opt, dict) else '?'
+        kind = dataset_opt.get('type', '?') if isinstance(dataset_opt, dict) else '?'
+        raise _setup_error(f"dataset '{name}' ({kind})", err, kind) from err
+
+
+def _build_model(opt: dict):
+    """``basicsr.models.build_model`` whose option errors name the model type on one line."""
+    try:
+        return _ORIGINALS['build_model'](opt)
+    except _SETUP_ERRORS as err:
+        raise _setup_error(f"model_type {opt.get('model_type')!r}", err) from err
+
+
+def _build_network(opt: dict):
+    """``basicsr.archs.build_network`` whose option errors name the arch on one line."""
+    try:
+        return _ORIGINALS['build_network'](opt)
+    except _SETUP_ERRORS as err:
+        kind = opt.get('type') if isinstance(opt, dict) else None
+        raise _setup_error(f'network {kind!r}', err) from err
+
+
+def _short_keys(keys: list[str], limit: int = 3) -> str:
+    more = ', ...' if len(keys) > limit else ''
+    return f'{len(keys)} ({", ".join(keys[:limit])}{more})'
+
+
+def check_network_file(net: torch.nn.Module, load_path: str, strict: bool = True,
+                       param_key: str | None = 'params') -> None:
+    """Raise :class:`CheckpointError` unless ``load_path`` loads into ``net`` as BasicSR would.
+
+    BasicSR's ``load_network`` fails on a truncated file with a zip error that does not name the
+    file, and on another arch's weights with a RuntimeError listing every key (hundreds of lines).
+    This names the file and the counts and first few missing/unexpected/mis-shaped keys.
+    """
+    try:
+        ckpt = load_checkpoint_cpu(load_path)
+    except FileNotFoundError:
+        raise CheckpointError(f'network file {load_path} does not exist') from None
+    except Exception as err:
+        if 'Weights only load failed' in str(err):
+            return  # a legitimate pickle with custom objects: let BasicSR's own loader decide
+        raise CheckpointError(f'network file {load_path} cannot be loaded (truncated or not a PyTorch '
+                              f'checkpoint): {one_line(err)[:200]}') from None
+    if param_key is not None:
+        if not isinstance(ckpt, dict):
+            raise CheckpointError(f'network file {load_path} is not a dict of parameters')
+        if param_key not in ckpt and 'params' in ckpt:
+            param_key = 'params'  # BasicSR's fallback (params_ema absent)
+        if param_key not in ckpt:
+            raise CheckpointError(f'network file {load_path} has no {param_key!r} entry '
+                                  f'(entries: {sorted(map(str, ckpt))[:5]})')
+        ckpt = ckpt[param_key]
+    if not isinstance(ckpt, dict) or not all(torch.is_tensor(v) for v in ckpt.values()):
+        raise CheckpointError(f'network file {load_path}: the parameters are not a dict of tensors')
+    loaded = {k.removeprefix('module.'): v for k, v in ckpt.items()}
+    own = net.state_dict()
+    problems = []
+    if strict:
+        missing = sorted(set(own) - set(loaded))
+        unexpected = sorted(set(loaded) - set(own))
+        if missing:
+            problems.append(f'missing keys {_short_keys(missing)}')
+        if unexpected:
+            problems.append(f'unexpected keys {_short_keys(unexpected)}')
+    # load_state_dict rejects a shape mismatch even with strict=False
+    shapes = [f'{k} {tuple(loaded[k].shape)} vs {tuple(own[k].shape)}' for k in own
+              if k in loaded and loaded[k].shape != own[k].shape]
+    if shapes:
+        problems.append(f'shape mismatch {_short_keys(shapes)}')
+    if problems:
+        raise CheckpointError(f'network file {load_path} does not fit {type(net).__name__} of the options '
+                              f'(another arch or config?): {"; ".join(problems)}')
+
+
+def _load_network(self, net, load_path, strict=True, param_key='params'):
+    """``BaseModel.load_network`` preceded by :func:`check_network_file`."""
+    check_network_file(self.get_bare_model(net), load_path, strict, param_key)
+    return _ORIGINALS['load_network'](self, net, load_path, strict, param_key)
+
+
 def install_cpu_adapters() -> None:
     """Patch BasicSR's module attributes with the adapters above (safe to call twice)."""
-    import basicsr.test  # noqa: F401  (make sure the modules to patch are loaded)
+    import basicsr.archs
+    import basicsr.data
+    import basicsr.models
+    import basicsr.models.base_model
+    import basicsr.models.sr_model
+    import basicsr.test
     import basicsr.train
     import basicsr.utils.dist_util
     import basicsr.utils.options
 
     _ORIGINALS.setdefault('init_dist', basicsr.utils.dist_util.init_dist)
     _ORIGINALS.setdefault('load_resume_state', basicsr.train.load_resume_state)
+    _ORIGINALS.setdefault('build_dataset', basicsr.data.build_dataset)
+    _ORIGINALS.setdefault('build_model', basicsr.models.build_model)
+    _ORIGINALS.setdefault('build_network', basicsr.archs.build_network)
+    _ORIGINALS.setdefault('load_network', basicsr.models.base_model.BaseModel.load_network)
     # parse_options looks init_dist up in basicsr.utils.options' namespace, the trainer
     # looks load_resume_state up in basicsr.train's: patch where they are looked up.
     basicsr.utils.dist_util.init_dist = init_dist
     basicsr.utils.options.init_dist = init_dist
     basicsr.train.load_resume_state = load_resume_state
+    # The pipelines and SRModel import the builders by name: patch their namespaces only,
+    # so library users calling basicsr.data.build_dataset directly keep BasicSR's behaviour.
+    for module in (basicsr.train, basicsr.test):
+        module.build_dataset = _build_dataset
+        module.build_model = _build_model
+    basicsr.models.sr_model.build_network = _build_network
+    basicsr.models.base_model.BaseModel.load_network = _load_network
 
 
 def load_training_state(path: str) -> dict:
@@ -151,13 +297,57 @@ def unknown_type_message(err: KeyError) -> str | None:
     return None
 
 
+def _option_file_error(rest: list[str], pipeline: str) -> str | None:
+    """A one-line problem with the ``-opt`` YAML that BasicSR would report as a traceback, or None.
+
+    Only the keys BasicSR reads unconditionally before building anything are checked here;
+    everything deeper is reported by the wrapped builders.
+    """
+    import yaml
+
+    if '-opt' not in rest or rest.index('-opt') + 1 >= len(rest):
+        return None  # BasicSR's argparse prints its usage error
+    path = rest[rest.index('-opt') + 1]
+    if not osp.isfile(path):
+        return f'options file {path} does not exist'
+    try:
+        with open(path) as f:
+            opt = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as err:
+        return f'options file {path} is not valid YAML: {one_line(err)[:200]}'
+    if not isinstance(opt, dict):
+        return f'options file {path} must be a mapping of options'
+    required = ['name', 'model_type', 'num_gpu', 'datasets', 'path'] + (['train', 'logger'] if pipeline == 'train'
+                                                                        else [])
+    missing = [k for k in required if k not in opt]
+    if missing:
+        return f'options file {path}: missing top-level option(s) {missing}'
+    for key in ('datasets', 'path', *(('train', 'logger') if pipeline == 'train' else ())):
+        if not isinstance(opt[key], dict):
+            return f'options file {path}: {key} must be a mapping, got {opt[key]!r}'
+    for phase, dataset in opt['datasets'].items():
+        if not isinstance(dataset, dict):
+            return f'options file {path}: datasets.{phase} must be a mapping, got {dataset!r}'
+    if pipeline == 'train':
+        if 'train' not in opt['datasets']:
+            return f'options file {path}: datasets has no train set'
+        if 'total_iter' not in opt['train']:
+            return f'options file {path}: missing option train.total_iter'
+        if 'batch_size_per_gpu' not in opt['datasets']['train']:
+            return f'options file {path}: missing option datasets.train.batch_size_per_gpu'
+    return None
+
+
 def run_basicsr_entry(pipeline: str, argv: list[str] | None, prog: str) -> None:
     """Shared body of ``gaussiansr-train``/``gaussiansr-test``.
 
     Parses ``--root`` (where experiments/, tb_logger/, results/ go; default: the working
     directory), hands every other argument to BasicSR's own parser through ``sys.argv``,
     installs the CPU adapters and runs ``basicsr.<pipeline>``. Usage errors that BasicSR
-    reports as tracebacks (unknown registry type, unusable resume state) exit with one line.
+    reports as tracebacks (unknown registry type, missing or mistyped options, unreadable
+    images, missing LMDB keys, weights of another arch, truncated weight files, unusable
+    resume states, a non-finite loss) exit with one line; set ``GAUSSIANSR_DEBUG=1`` (or pass
+    ``--debug``) to get the traceback instead.
 
     Args:
         pipeline (str): 'train' or 'test'.
@@ -183,17 +373,29 @@ def run_basicsr_entry(pipeline: str, argv: list[str] | None, prog: str) -> None:
     # torch.distributed.launch passes --local-rank, which BasicSR's parser rejects.
     rest = [a.replace('--local-rank', '--local_rank', 1) if a.startswith('--local-rank') else a for a in rest]
     root = osp.abspath(args.root if args.root is not None else os.getcwd())
+    debug = os.environ.get('GAUSSIANSR_DEBUG', '') not in ('', '0') or '--debug' in rest
+    problem = _option_file_error(rest, pipeline)
+    if problem is not None:
+        raise SystemExit(f'{prog}: error: {problem}')
     install_cpu_adapters()
+    from gaussiansr_arch.data.arbitrary_scale_dataset import LmdbKeyError
+    from gaussiansr_arch.models.arbitrary_scale_sr_model import NonFiniteLossError
+    from gaussiansr_arch.utils.image_io import ImageReadError
+
+    # Errors whose message says all a user needs (which option, file or iteration).
+    user_errors = (ResumeStateError, EntryError, ImageReadError, LmdbKeyError, NonFiniteLossError)
     run = basicsr.train.train_pipeline if pipeline == 'train' else basicsr.test.test_pipeline
     saved_argv = sys.argv
     sys.argv = [prog, *rest]
     try:
         run(root)
-    except ResumeStateError as err:
-        raise SystemExit(f'{prog}: error: {err}') from None
+    except user_errors as err:
+        if debug:
+            raise
+        raise SystemExit(f'{prog}: error: {one_line(err)}') from None
     except KeyError as err:
         message = unknown_type_message(err)
-        if message is None:
+        if message is None or debug:
             raise
         raise SystemExit(f'{prog}: error: {message}') from None
     finally:

@@ -77,10 +77,15 @@ def decode_image(content: bytes, name: str = '<bytes>', float32: bool = False,
         raise _fail(name, 'file is empty (0 bytes)')
     if content[:2] == b'\xff\xd8' and _jpeg_is_truncated(content):
         raise _fail(name, 'truncated JPEG (no end-of-image marker)')
+    # OpenCV logs its own warning for a truncated PNG; our one-line error names the file instead.
+    log_level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     try:
         img = cv2.imdecode(np.frombuffer(content, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as err:  # some OpenCV versions raise instead of returning None
         raise _fail(name, f'OpenCV error: {str(err).strip().splitlines()[-1]}') from None
+    finally:
+        cv2.utils.logging.setLogLevel(log_level)
     if img is None:
         raise _fail(name, f'not a decodable image or truncated/corrupt ({len(content)} bytes)')
 
