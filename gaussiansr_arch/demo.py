@@ -20,6 +20,7 @@ import sys
 import numpy as np
 import yaml
 
+from gaussiansr_arch.utils.atomic import write_text_atomic
 from gaussiansr_arch.utils.image_io import write_image_atomic
 
 TRAIN_PHOTOS = ('astronaut', 'rocket', 'hubble_deep_field', 'immunohistochemistry', 'retina')
@@ -143,13 +144,6 @@ def train_options(lmdb_path: str, val_dir: str, args: argparse.Namespace) -> dic
     }
 
 
-def _write_yaml_atomic(path: str, data: dict) -> None:
-    tmp = f'{path}.tmp-{os.getpid()}'
-    with open(tmp, 'w') as f:
-        yaml.safe_dump(data, f, sort_keys=False)
-    os.replace(tmp, path)
-
-
 def run_demo(args: argparse.Namespace) -> int:
     """Run every step; returns the exit code (0 when the model beats bicubic at every scale)."""
     from gaussiansr_arch import train
@@ -167,7 +161,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     print(f'[3/5] training with BasicSR\'s trainer for {args.iters} iterations (log below)', flush=True)
     option_path = osp.join(workdir, 'train_GaussianSR_demo.yml')
-    _write_yaml_atomic(option_path, train_options(lmdb_path, val_dir, args))
+    write_text_atomic(option_path, yaml.safe_dump(train_options(lmdb_path, val_dir, args), sort_keys=False))
     train.main(['-opt', option_path, '--root', workdir, '--auto_resume'])
     exp_dir = osp.join(workdir, 'experiments', EXPERIMENT)
     weights = osp.join(exp_dir, 'models', 'net_g_latest.pth')

@@ -368,13 +368,13 @@ def test_subprocess_errors_have_no_traceback(data, tmp_path):
 # ----------------------------------------------------------------------------- crash safety
 _SAVER = '''
 import os, sys, time, torch
-from gaussiansr_arch.utils import checkpoint
+from gaussiansr_arch.utils import atomic, checkpoint
 real_fsync = os.fsync
 def slow_fsync(fd):  # the data is written; hold the process before the rename
     real_fsync(fd)
     print('inside', flush=True)
     time.sleep(60)
-checkpoint.os.fsync = slow_fsync
+atomic.os.fsync = slow_fsync
 checkpoint.atomic_torch_save({'params': {'w': torch.ones(16 * 2 ** 20)}}, sys.argv[1])  # 64 MB
 '''
 

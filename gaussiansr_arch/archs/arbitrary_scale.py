@@ -42,11 +42,20 @@ def check_queries(lq: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor) -> 
 
 
 class ArbitraryScaleArch(nn.Module):
-    """Base class: subclasses implement ``encode`` and ``query``; RGB in [0,1] in and out."""
+    """Base class: subclasses own an ``encoder`` module and implement ``state_from_features`` and
+    ``query``; RGB in [0,1] in and out."""
+
+    def encoder_input(self, lq: torch.Tensor) -> torch.Tensor:
+        """RGB [0,1] -> the encoder's input range [-1,1] (LIIF's normalisation)."""
+        return (lq - 0.5) / 0.5
+
+    def state_from_features(self, lq: torch.Tensor, feat: torch.Tensor) -> Any:
+        """Everything encoding does after the encoder (tools may run the encoder in tiles)."""
+        raise NotImplementedError
 
     def encode(self, lq: torch.Tensor) -> Any:
         """Encode an LR batch [B,3,h,w] into a state ``query`` and ``render`` accept."""
-        raise NotImplementedError
+        return self.state_from_features(lq, self.encoder(self.encoder_input(lq)))
 
     def query(self, state: Any, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         """RGB [B,Q,3] at ``coord`` [B,Q,2] with output-pixel ``cell`` [B,Q,2] (LIIF convention)."""

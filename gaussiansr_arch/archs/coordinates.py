@@ -11,6 +11,17 @@ from collections.abc import Sequence
 import torch
 
 
+def axis_coord(n: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Pixel-centre coordinates of an axis of length ``n``: [n].
+
+    Computed with LIIF's exact float arithmetic (``(-1 + 1/n) + (2/n) * i``): LIIF's local
+    ensemble is ill-conditioned for queries on LR pixel centres at the border, where the
+    last float bit decides the blend, so LIIF parity needs the same rounding.
+    """
+    r = 1 / n
+    return (-1 + r) + (2 * r) * torch.arange(n, device=device, dtype=dtype)
+
+
 def make_coord(size: Sequence[int], device=None, dtype=torch.float32) -> torch.Tensor:
     """Coordinates of every pixel centre of an image.
 
@@ -20,8 +31,7 @@ def make_coord(size: Sequence[int], device=None, dtype=torch.float32) -> torch.T
     Returns:
         Tensor: [H*W, 2], (row, col) in row-major pixel order.
     """
-    axes = [(torch.arange(n, device=device, dtype=dtype) * 2 + 1) / n - 1 for n in size]
-    return torch.stack(torch.meshgrid(*axes, indexing='ij'), dim=-1).reshape(-1, 2)
+    return make_coord_rows(size, 0, size[0], device=device, dtype=dtype)
 
 
 def make_cell(size: Sequence[int], num_queries: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -36,9 +46,8 @@ def make_coord_rows(size: Sequence[int], row_start: int, row_stop: int, device=N
     Returns:
         Tensor: [(row_stop-row_start)*W, 2], row-major.
     """
-    h, w = size
-    rows = (torch.arange(row_start, row_stop, device=device, dtype=dtype) * 2 + 1) / h - 1
-    cols = (torch.arange(w, device=device, dtype=dtype) * 2 + 1) / w - 1
+    rows = axis_coord(size[0], device, dtype)[row_start:row_stop]
+    cols = axis_coord(size[1], device, dtype)
     return torch.stack(torch.meshgrid(rows, cols, indexing='ij'), dim=-1).reshape(-1, 2)
 
 

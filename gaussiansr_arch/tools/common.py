@@ -6,14 +6,12 @@ traceback; :class:`ToolError` carries such a message and :func:`run_main` turns 
 ``SystemExit``.
 """
 
-import contextlib
 import copy
 import glob
 import math
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,6 +22,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 
 from gaussiansr_arch.archs.arbitrary_scale import ArbitraryScaleArch
 from gaussiansr_arch.archs.coordinates import check_scale, check_size
+from gaussiansr_arch.utils.atomic import atomic_path, write_text_atomic  # noqa: F401  (re-exported for tools)
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
 
@@ -110,31 +109,6 @@ def check_output_free(path: str, force: bool) -> None:
     """Raise ToolError if ``path`` exists and ``force`` is not set."""
     if os.path.exists(path) and not force:
         raise ToolError(f'output {path} exists; pass --force to overwrite it')
-
-
-@contextlib.contextmanager
-def atomic_path(path: str):
-    """Yield a temporary path in the folder of ``path``; on success move it onto ``path``.
-
-    The temporary name keeps the extension, so writers that infer the format from it work.
-    """
-    folder = os.path.dirname(os.path.abspath(path)) or '.'
-    os.makedirs(folder, exist_ok=True)
-    base, ext = os.path.splitext(os.path.basename(path))
-    fd, tmp = tempfile.mkstemp(prefix=f'.{base}.', suffix=f'.tmp{ext}', dir=folder)
-    os.close(fd)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-
-
-def write_text_atomic(path: str, text: str) -> None:
-    """Write a text file atomically (temporary file in the same folder, then ``os.replace``)."""
-    with atomic_path(path) as tmp, open(tmp, 'w', encoding='utf-8') as f:
-        f.write(text)
 
 
 def save_figure_atomic(fig, path: str, dpi: int = 110) -> None:
@@ -371,13 +345,10 @@ def encode_tiled(arch: ArbitraryScaleArch, lq: torch.Tensor, tile: int, overlap:
     so only the encoder's own receptive field needs the overlap.
 
     Raises:
-        ToolError: the arch offers no way to build a state from features.
+        ToolError: bad tile or overlap.
     """
     if tile <= 0 or overlap < 0:
         raise ToolError(f'--tile must be > 0 and --tile-overlap >= 0, got {tile} and {overlap}')
-    if not hasattr(arch, 'state_from_features') or not hasattr(arch, 'encoder_input'):
-        raise ToolError(f'--tile: {type(arch).__name__} has no encoder_input/state_from_features hooks; '
-                        'run without --tile')
     feat = encode_features_tiled(arch.encoder, arch.encoder_input(lq), tile, overlap)
     return arch.state_from_features(lq, feat)
 

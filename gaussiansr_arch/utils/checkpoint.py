@@ -2,18 +2,14 @@
 
 BasicSR writes checkpoints straight to their final name, so a kill during ``torch.save``
 leaves a truncated ``.pth``/``.state`` that ``--auto_resume`` then picks and fails on.
-Here a file is written to a temporary name in the same folder (same file system, so the
-rename is atomic), flushed to disk and only then ``os.replace``d onto the final name.
+Here every checkpoint goes through :func:`gaussiansr_arch.utils.atomic.atomic_path`.
 """
 
-import contextlib
-import os
-import tempfile
 from typing import Any
 
 import torch
 
-TMP_SUFFIX = '.tmp'
+from gaussiansr_arch.utils.atomic import TMP_SUFFIX, atomic_path  # noqa: F401  (TMP_SUFFIX: re-export)
 
 
 def atomic_torch_save(obj: Any, path: str) -> None:
@@ -24,22 +20,10 @@ def atomic_torch_save(obj: Any, path: str) -> None:
 
     Args:
         obj: Anything ``torch.save`` accepts.
-        path (str): Final file name; its folder must exist.
+        path (str): Final file name.
     """
-    folder, name = os.path.split(os.path.abspath(path))
-    # A hidden name with a suffix no scanner looks for ('.pth', '.state'), so a stale
-    # temporary file left by a SIGKILL is never mistaken for a checkpoint.
-    fd, tmp_path = tempfile.mkstemp(prefix=f'.{name}.', suffix=TMP_SUFFIX, dir=folder)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp_path)
-        raise
+    with atomic_path(path) as tmp, open(tmp, 'wb') as f:
+        torch.save(obj, f)
 
 
 def load_checkpoint_cpu(path: str) -> Any:

@@ -22,13 +22,14 @@ the requested size.
 """
 
 import os
-import tempfile
 from os import PathLike
 
 import cv2
 import numpy as np
 import torch
 from basicsr.utils.matlab_functions import calculate_weights_indices
+
+from gaussiansr_arch.utils.atomic import write_bytes_atomic
 
 __all__ = ['ImageReadError', 'decode_image', 'read_image', 'write_image_atomic', 'imresize_to']
 
@@ -179,19 +180,7 @@ def write_image_atomic(path, img: np.ndarray, params: list | None = None) -> Non
         ok = False
     if not ok:
         raise ValueError(f'cannot encode image for {path} (extension {ext!r})')
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.', suffix='.tmp', dir=folder)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(buf.tobytes())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    write_bytes_atomic(path, buf.tobytes())
 
 
 def _resize_axis(img: torch.Tensor, out_len: int, axis: int) -> torch.Tensor:

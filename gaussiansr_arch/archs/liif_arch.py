@@ -1,0 +1,188 @@
+"""LIIF (Chen, Liu, Wang, CVPR 2021) and Meta-SR (as re-implemented by LIIF) baselines.
+
+Both are written against the package's :class:`ArbitraryScaleArch` interface, so they train,
+validate and render exactly like GaussianSR (same datasets, model, tools). ``LIIF`` reproduces
+the official ``query_rgb`` bit for bit in its choices (eps shift, nearest ``grid_sample``,
+clamped shifted coordinates, diagonally swapped area weights, cell scaled by the LR size): the
+official EDSR-baseline-LIIF checkpoint, converted by ``gaussiansr-convert-liif``, reproduces
+the official outputs to ~1e-5 (``tests/test_liif.py``).
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from basicsr.utils.registry import ARCH_REGISTRY
+
+from gaussiansr_arch.archs.arbitrary_scale import ArbitraryScaleArch
+from gaussiansr_arch.archs.coordinates import make_coord
+from gaussiansr_arch.archs.decoders import build_mlp
+from gaussiansr_arch.archs.encoders import build_encoder
+
+# LIIF keeps shifted coordinates this far inside [-1, 1] so that nearest sampling never
+# falls off the feature map (border pixels are then picked instead).
+COORD_CLAMP = 1 - 1e-6
+# LIIF nudges every shifted coordinate by this much (local ensemble only) so that a query
+# lying exactly on a boundary between two LR pixels picks the same one on every platform.
+EPS_SHIFT = 1e-6
+
+
+@dataclass
+class LIIFState:
+    """What ``LIIF.encode`` / ``MetaSR.encode`` compute once per LR image.
+
+    Attributes:
+        lq (Tensor): [B,3,h,w] input, RGB in [0,1].
+        feat (Tensor): [B,C+2,h,w] per-LR-pixel values the decoder gathers (LIIF: the first MLP
+            layer applied to the latent code, C = hidden width; MetaSR: the 3x3-unfolded code)
+            with the coordinates of the LR pixels appended as the last two channels, so one
+            nearest ``grid_sample`` fetches both.
+    """
+
+    lq: torch.Tensor
+    feat: torch.Tensor
+
+
+def unfold3x3(feat: torch.Tensor) -> torch.Tensor:
+    """Concatenate every pixel's 3x3 neighbourhood (zero padded): [B,C,h,w] -> [B,9C,h,w].
+
+    Channel order is ``c * 9 + k`` (``F.unfold``'s), which LIIF's trained weights expect.
+    """
+    b, c, h, w = feat.shape
+    return F.unfold(feat, 3, padding=1).view(b, c * 9, h, w)
+
+
+def feature_coord_map(feat: torch.Tensor, offset: Sequence[float] = (0.0, 0.0)) -> torch.Tensor:
+    """Coordinates (row, col) of the LR pixel centres plus ``offset``: [B,2,h,w]."""
+    h, w = feat.shape[-2:]
+    coord = make_coord((h, w), device=feat.device, dtype=feat.dtype).view(h, w, 2)
+    coord = coord + coord.new_tensor(offset)
+    return coord.permute(2, 0, 1).unsqueeze(0).expand(feat.shape[0], 2, h, w)
+
+
+def sample_nearest(feat: torch.Tensor, coord: torch.Tensor) -> torch.Tensor:
+    """Nearest LR pixel of [B,C,h,w] at [B,Q,2] (row, col) coordinates -> [B,Q,C].
+
+    ``align_corners=False`` as LIIF: pixel i of n covers [-1 + 2i/n, -1 + 2(i+1)/n].
+    """
+    grid = coord.flip(-1).unsqueeze(1)  # grid_sample wants (x, y)
+    out = F.grid_sample(feat, grid, mode='nearest', align_corners=False)
+    return out[:, :, 0, :].transpose(1, 2)
+
+
+@ARCH_REGISTRY.register()
+class LIIF(ArbitraryScaleArch):
+    """Local implicit image function: an MLP decodes RGB from the nearest latent code.
+
+    ``LIIF()`` is the paper's EDSR-baseline-LIIF (1.57M parameters). Inputs/outputs are RGB
+    in [0,1]; the (x - 0.5) / 0.5 normalisation LIIF's training scripts apply is done inside.
+
+    Args:
+        encoder (str): Encoder name for ``build_encoder`` ('edsr-baseline', or any other
+            registered there, e.g. 'rdn'). Default: 'edsr-baseline'.
+        encoder_opt (dict | None): Encoder options (num_feat, num_block ...).
+        hidden (Sequence[int]): MLP hidden widths (ReLU between). Default: [256]*4.
+        feat_unfold (bool): Latent code = 3x3 neighbourhood of features. Default: True.
+        local_ensemble (bool): Blend the 4 nearest codes by opposite-corner areas. Default: True.
+        cell_decode (bool): Feed the output cell (x LR size) to the MLP. Default: True.
+    """
+
+    def __init__(self, encoder: str = 'edsr-baseline', encoder_opt: dict | None = None,
+                 hidden: Sequence[int] = (256,) * 4, feat_unfold: bool = True, local_ensemble: bool = True,
+                 cell_decode: bool = True):
+        super().__init__()
+        self.encoder = build_encoder(encoder, **(encoder_opt or {}))
+        self.feat_unfold, self.local_ensemble, self.cell_decode = feat_unfold, local_ensemble, cell_decode
+        self.code_dim = self.encoder.out_channels * (9 if feat_unfold else 1)
+        self.imnet = build_mlp(self.code_dim + 2 + (2 if cell_decode else 0), list(hidden), 3, 'relu')
+
+    def state_from_features(self, lq: torch.Tensor, feat: torch.Tensor) -> LIIFState:
+        """First-layer projections of the latent codes, with their LR coordinates."""
+        if self.feat_unfold:
+            feat = unfold3x3(feat)
+        # The MLP's first layer is linear in the latent code: apply its code columns once per
+        # LR pixel here instead of once per query and shift (4 x Q x 576 x 256 MACs per image,
+        # ~40% of the work), and gather 256 instead of 576 values per query. Same function.
+        first = self.imnet[0]
+        proj = torch.einsum('oc,bchw->bohw', first.weight[:, :self.code_dim], feat)
+        return LIIFState(lq=lq, feat=torch.cat([proj, feature_coord_map(feat)], dim=1))
+
+    def query(self, state: LIIFState, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+        """RGB [B,Q,3] at ``coord`` [B,Q,2] with output cell ``cell`` [B,Q,2]."""
+        h, w = state.feat.shape[-2:]
+        lr_size = coord.new_tensor([float(h), float(w)])
+        if self.local_ensemble:
+            # LIIF's loop order: vx (rows) outer, vy (cols) inner.
+            shifts, eps = [(-1, -1), (-1, 1), (1, -1), (1, 1)], EPS_SHIFT
+        else:
+            shifts, eps = [(0, 0)], 0.0
+        rx, ry = 1 / h, 1 / w  # half an LR pixel in [-1, 1] units
+        rel_cell = cell * lr_size if self.cell_decode else None
+        first, rest = self.imnet[0], self.imnet[1:]
+
+        preds, areas = [], []
+        for vx, vy in shifts:
+            # One float32 add of the Python-float offset, then the clamp: as LIIF does.
+            shifted = (coord + coord.new_tensor([vx * rx + eps, vy * ry + eps])).clamp(-COORD_CLAMP, COORD_CLAMP)
+            sampled = sample_nearest(state.feat, shifted)
+            q_proj, q_coord = sampled[..., :-2], sampled[..., -2:]
+            # relative to the *unshifted* query, x LR size (LIIF's units: 2 per LR pixel)
+            rel_coord = (coord - q_coord) * lr_size
+            extra = torch.cat([rel_coord, rel_cell], dim=-1) if rel_cell is not None else rel_coord
+            # = imnet(cat([q_feat, rel_coord, rel_cell])), code part precomputed in encode
+            preds.append(rest(q_proj + F.linear(extra, first.weight[:, self.code_dim:], first.bias)))
+            areas.append((rel_coord[..., 0] * rel_coord[..., 1]).abs() + 1e-9)
+
+        total = torch.stack(areas).sum(dim=0)
+        if self.local_ensemble:
+            # Each code is weighted by the area of the rectangle to the *opposite* code:
+            # LIIF swaps areas 0<->3 and 1<->2, i.e. reverses the list.
+            areas = areas[::-1]
+        out = 0
+        for pred, area in zip(preds, areas):  # same summation order as LIIF (float parity)
+            out = out + pred * (area / total).unsqueeze(-1)
+        return out * 0.5 + 0.5
+
+
+@ARCH_REGISTRY.register()
+class MetaSR(ArbitraryScaleArch):
+    """Meta-SR's Meta-Upscale (Hu et al., CVPR 2019) as re-implemented in LIIF's code.
+
+    A weight-prediction MLP maps (offset to the nearest LR pixel, 1/scale) to a per-query
+    [9C, 3] filter applied to the 3x3-unfolded features of that pixel. As LIIF's version, the
+    query point is the *top-left corner* of its output pixel and the LR positions are the
+    top-left corners of the LR pixels; only the row cell enters as the scale input.
+
+    Args:
+        encoder (str): Encoder name for ``build_encoder``. Default: 'edsr-baseline'.
+        encoder_opt (dict | None): Encoder options.
+        hidden (Sequence[int]): Weight-prediction MLP hidden widths. Default: [256].
+    """
+
+    def __init__(self, encoder: str = 'edsr-baseline', encoder_opt: dict | None = None,
+                 hidden: Sequence[int] = (256,)):
+        super().__init__()
+        self.encoder = build_encoder(encoder, **(encoder_opt or {}))
+        self.code_dim = self.encoder.out_channels * 9
+        self.imnet = build_mlp(3, list(hidden), self.code_dim * 3, 'relu')
+
+    def state_from_features(self, lq: torch.Tensor, feat: torch.Tensor) -> LIIFState:
+        """Unfolded features with their LR pixels' top-left corners appended."""
+        feat = unfold3x3(feat)
+        h, w = feat.shape[-2:]
+        corners = feature_coord_map(feat, (-1 / h, -1 / w))
+        return LIIFState(lq=lq, feat=torch.cat([feat, corners], dim=1))
+
+    def query(self, state: LIIFState, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+        """RGB [B,Q,3] at ``coord`` [B,Q,2] with output cell ``cell`` [B,Q,2]."""
+        h, w = state.feat.shape[-2:]
+        corner = coord - cell / 2  # top-left corner of the output pixel
+        sampled = sample_nearest(state.feat, (corner + EPS_SHIFT).clamp(-COORD_CLAMP, COORD_CLAMP))
+        q_feat, q_coord = sampled[..., :-2], sampled[..., -2:]
+        rel_coord = (corner - q_coord) * corner.new_tensor([h / 2, w / 2])  # in LR pixels
+        inv_scale = cell[..., :1] * (h / 2)  # 1 / scale (rows)
+        weights = self.imnet(torch.cat([rel_coord, inv_scale], dim=-1))
+        weights = weights.view(*coord.shape[:2], self.code_dim, 3)
+        out = torch.einsum('bqc,bqcr->bqr', q_feat, weights)
+        return out * 0.5 + 0.5

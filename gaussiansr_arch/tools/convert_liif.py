@@ -1,0 +1,277 @@
+"""Convert an official LIIF (or LIIF-repo Meta-SR / EDSR) checkpoint to a BasicSR weights file.
+
+    gaussiansr-convert-liif edsr-baseline-liif.pth experiments/pretrained_models/LIIF_EDSR-baseline_official.pth
+    gaussiansr-convert-liif edsr-baseline-liif.pth encoder_edsr-baseline.pth --encoder-only
+
+Full conversion writes ``{'params': state_dict, 'network_g': options, 'source': {...}}``:
+``path.pretrain_network_g`` + ``strict_load_g: true`` loads it into our ``LIIF`` (or
+``MetaSR``), and ``network_g`` holds the options that rebuild that arch from the file alone.
+
+``--encoder-only`` keeps the ``encoder.*`` weights only (also accepted: a plain EDSR-PyTorch
+``edsr_baseline_x*.pt``). Any arch of this package with an ``encoder`` of the same type
+(GaussianSR, LIIF, MetaSR) loads it with ``pretrain_network_g`` + ``strict_load_g: false``:
+BasicSR then logs the decoder keys it leaves at their initial values. The file records the
+encoder options under ``encoder`` (``{'encoder': name, 'encoder_opt': {...}}``).
+
+Files are written atomically (temporary file + ``os.replace``); an existing output is only
+replaced with ``--force``. Errors are one line on stderr and exit status 1.
+"""
+
+import argparse
+import os
+import re
+import sys
+from collections import OrderedDict
+
+import torch
+
+from gaussiansr_arch.utils.checkpoint import atomic_torch_save
+
+PROG = 'gaussiansr-convert-liif'
+# LIIF's encoder names -> ours and the res_scale its factory uses.
+ENCODER_NAMES = {'edsr-baseline': ('edsr-baseline', 1.0), 'edsr': ('edsr-baseline', 0.1)}
+# Weights of LIIF's EDSR that its no-upsampling forward never uses (mean shifts, upsampler).
+UNUSED_ENCODER_KEYS = re.compile(r'^(sub_mean|add_mean|tail)\.')
+_BLOCK_CONV = re.compile(r'^body\.(\d+)\.body\.([02])\.(weight|bias)$')
+
+
+class ConversionError(ValueError):
+    """The input cannot be converted; the message is one line."""
+
+
+def convert_edsr_encoder(sd: dict, num_block: int | None = None) -> 'OrderedDict[str, torch.Tensor]':
+    """Rename LIIF/EDSR-PyTorch EDSR keys (without the ``encoder.`` prefix) to ``EDSRBaselineEncoder``'s.
+
+    ``head.0`` -> ``conv_first``; ``body.i.body.0/2`` -> ``body.i.conv1/conv2``; the last body
+    conv ``body.N`` -> ``conv_after_body``. Mean shifts and the upsampler are dropped (unused).
+
+    Raises:
+        ConversionError: keys that match none of these (listed).
+    """
+    if num_block is None:
+        num_block = len({int(m.group(1)) for k in sd if (m := _BLOCK_CONV.match(k))})
+    out, unexpected = OrderedDict(), []
+    for key, value in sd.items():
+        if m := _BLOCK_CONV.match(key):
+            out[f'body.{m.group(1)}.conv{1 if m.group(2) == "0" else 2}.{m.group(3)}'] = value
+        elif key.startswith('head.0.'):
+            out['conv_first.' + key[len('head.0.') :]] = value
+        elif key.startswith(f'body.{num_block}.'):
+            out['conv_after_body.' + key[len(f'body.{num_block}.') :]] = value
+        elif not UNUSED_ENCODER_KEYS.match(key):
+            unexpected.append(key)
+    if unexpected:
+        raise ConversionError(
+            f'unexpected encoder key(s) {unexpected[:3]} ({len(unexpected)} in all); '
+            'only EDSR / EDSR-baseline encoders are supported'
+        )
+    if 'conv_first.weight' not in out:
+        raise ConversionError('no EDSR head (head.0.weight) found')
+    return out
+
+
+def edsr_encoder_opt(enc_sd: dict, res_scale: float) -> dict:
+    """Encoder options that rebuild the converted EDSR encoder (sizes read from the weights)."""
+    num_block = len({k.split('.')[1] for k in enc_sd if k.startswith('body.')})
+    return {
+        'num_feat': int(enc_sd['conv_first.weight'].shape[0]),
+        'num_block': num_block,
+        'res_scale': float(res_scale),
+    }
+
+
+def _mlp_keys(sd: dict, prefix: str = 'imnet.layers.') -> 'OrderedDict[str, torch.Tensor]':
+    """LIIF's ``imnet.layers.N.*`` -> our ``imnet.N.*`` (same Sequential indices)."""
+    out, unexpected = OrderedDict(), []
+    for key, value in sd.items():
+        if key.startswith(prefix):
+            out['imnet.' + key[len(prefix) :]] = value
+        else:
+            unexpected.append(key)
+    if unexpected:
+        raise ConversionError(f'unexpected key(s) {unexpected[:3]} ({len(unexpected)} in all)')
+    return out
+
+
+def _hidden_widths(imnet_sd: dict) -> list[int]:
+    """Hidden widths of a converted MLP: out features of every Linear but the last."""
+    idx = sorted({int(k.split('.')[1]) for k in imnet_sd if k.endswith('.weight')})
+    return [int(imnet_sd[f'imnet.{i}.weight'].shape[0]) for i in idx[:-1]]
+
+
+def split_official(ckpt) -> tuple[str, dict, dict]:
+    """Name, args and state dict of an official LIIF-repo checkpoint (``{'model': {...}}``).
+
+    Raises:
+        ConversionError: not such a checkpoint.
+    """
+    model = ckpt.get('model') if isinstance(ckpt, dict) else None
+    if not isinstance(model, dict) or not {'name', 'sd'} <= set(model):
+        raise ConversionError("not a LIIF checkpoint (expected a dict with 'model': {'name', 'args', 'sd'})")
+    return model['name'], model.get('args') or {}, model['sd']
+
+
+def _encoder_of(args: dict, sd: dict) -> tuple[str, dict, dict]:
+    """Our encoder name, its options and its converted weights from a LIIF-repo model."""
+    spec = args.get('encoder_spec') or {}
+    name = spec.get('name', 'edsr-baseline')
+    if name not in ENCODER_NAMES:
+        raise ConversionError(f'encoder {name!r} is not supported (supported: {sorted(ENCODER_NAMES)})')
+    ours, default_res_scale = ENCODER_NAMES[name]
+    enc_raw = {k[len('encoder.') :]: v for k, v in sd.items() if k.startswith('encoder.')}
+    enc_sd = convert_edsr_encoder(enc_raw)
+    enc_args = spec.get('args') or {}
+    return ours, edsr_encoder_opt(enc_sd, enc_args.get('res_scale', default_res_scale)), enc_sd
+
+
+def convert_checkpoint(ckpt, encoder_only: bool = False) -> dict:
+    """Convert a loaded checkpoint (official LIIF/MetaSR, or a plain EDSR one with ``encoder_only``).
+
+    Returns:
+        dict: ``{'params': state_dict, 'network_g': options}`` (full), or
+        ``{'params': encoder.* state_dict, 'encoder': {'encoder': name, 'encoder_opt': ...}}``.
+
+    Raises:
+        ConversionError: not a supported checkpoint, or keys that do not fit.
+    """
+    if encoder_only and isinstance(ckpt, dict) and 'head.0.weight' in ckpt:
+        # a plain EDSR-PyTorch state dict (edsr_baseline_x2.pt ...): baseline res_scale
+        enc_sd = convert_edsr_encoder(ckpt)
+        encoder, encoder_opt = 'edsr-baseline', edsr_encoder_opt(enc_sd, 1.0)
+        name, args, sd = 'edsr', {}, {}
+    else:
+        name, args, sd = split_official(ckpt)
+        if name not in ('liif', 'metasr'):
+            raise ConversionError(f"model {name!r} is not supported (supported: 'liif', 'metasr')")
+        encoder, encoder_opt, enc_sd = _encoder_of(args, sd)
+    params = OrderedDict(('encoder.' + k, v) for k, v in enc_sd.items())
+    if encoder_only:
+        return {'params': params, 'encoder': {'encoder': encoder, 'encoder_opt': encoder_opt}}
+
+    imnet = _mlp_keys({k: v for k, v in sd.items() if not k.startswith('encoder.')})
+    params.update(imnet)
+    network_g = {
+        'type': 'LIIF' if name == 'liif' else 'MetaSR',
+        'encoder': encoder,
+        'encoder_opt': encoder_opt,
+        'hidden': _hidden_widths(imnet),
+    }
+    if name == 'liif':
+        for flag in ('feat_unfold', 'local_ensemble', 'cell_decode'):
+            network_g[flag] = bool(args.get(flag, True))  # LIIF's defaults are all True
+    return {'params': params, 'network_g': network_g}
+
+
+def check_loadable(converted: dict) -> None:
+    """Build the target arch and ``load_state_dict(strict=True)``: the file will load in BasicSR.
+
+    Raises:
+        ConversionError: missing/unexpected keys or shape mismatches (first few listed).
+    """
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    import gaussiansr_arch  # noqa: F401  (registers the archs)
+    from gaussiansr_arch.archs.encoders import build_encoder
+
+    if 'network_g' in converted:
+        opt = dict(converted['network_g'])
+        net, sd = ARCH_REGISTRY.get(opt.pop('type'))(**opt), converted['params']
+    else:
+        enc = converted['encoder']
+        net = build_encoder(enc['encoder'], **enc['encoder_opt'])
+        sd = {k[len('encoder.') :]: v for k, v in converted['params'].items()}
+    try:
+        net.load_state_dict(sd, strict=True)
+    except RuntimeError as err:
+        detail = ' '.join(str(err).split())
+        raise ConversionError(f'converted weights do not fit the arch: {detail[:300]}') from None
+
+
+def load_checkpoint(path: str):
+    """Load a checkpoint on the CPU without running pickled code (``weights_only``).
+
+    Raises:
+        ConversionError: missing, not a file, or not a readable torch checkpoint.
+    """
+    if not os.path.exists(path):
+        raise ConversionError(f'input checkpoint {path} does not exist')
+    if not os.path.isfile(path):
+        raise ConversionError(f'input checkpoint {path} is not a file')
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as err:  # truncated zip, foreign pickle, not a torch file ...
+        reason = ' '.join(str(err).split())[:200]
+        raise ConversionError(f'cannot read {path} as a torch checkpoint: {reason}') from None
+
+
+def convert_file(src: str, dst: str, force: bool = False, encoder_only: bool = False) -> dict:
+    """Convert ``src`` to a BasicSR weights file at ``dst`` (atomic write).
+
+    Returns:
+        dict: What was written.
+
+    Raises:
+        ConversionError: any problem (one-line message); ``dst`` is then left untouched.
+    """
+    if os.path.isdir(dst):
+        raise ConversionError(f'output {dst} is a folder')
+    if os.path.exists(dst) and not force:
+        raise ConversionError(f'output {dst} exists; pass --force to overwrite it')
+    ckpt = load_checkpoint(src)
+    converted = convert_checkpoint(ckpt, encoder_only=encoder_only)
+    check_loadable(converted)
+    converted['source'] = {'file': os.path.basename(src)}
+    if isinstance(ckpt, dict) and isinstance(ckpt.get('epoch'), int):
+        converted['source']['epoch'] = ckpt['epoch']
+    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+    atomic_torch_save(converted, dst)
+    return converted
+
+
+def build_from_weights(path: str) -> torch.nn.Module:
+    """Rebuild the arch recorded in a converted weights file (``network_g``) and load it strictly.
+
+    Returns:
+        nn.Module: The arch in eval mode, on the CPU.
+    """
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    import gaussiansr_arch  # noqa: F401  (registers the archs)
+
+    data = torch.load(path, map_location='cpu', weights_only=True)
+    if not isinstance(data, dict) or 'network_g' not in data:
+        raise ConversionError(f'{path} records no network_g options (convert it without --encoder-only)')
+    opt = dict(data['network_g'])
+    net = ARCH_REGISTRY.get(opt.pop('type'))(**opt)
+    net.load_state_dict(data['params'], strict=True)
+    return net.eval()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry (``argv`` without the program name; None = ``sys.argv[1:]``)."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description='Convert an official LIIF checkpoint to a BasicSR weights file '
+        "({'params': ..., 'network_g': ...}) for this package's LIIF/MetaSR archs.",
+    )
+    parser.add_argument('src', help='official checkpoint (e.g. edsr-baseline-liif.pth)')
+    parser.add_argument('dst', help='output .pth')
+    parser.add_argument('--force', action='store_true', help='overwrite dst if it exists')
+    parser.add_argument(
+        '--encoder-only',
+        action='store_true',
+        help='keep only encoder.* weights (load with strict_load_g: false, e.g. into GaussianSR)',
+    )
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        converted = convert_file(args.src, args.dst, force=args.force, encoder_only=args.encoder_only)
+    except ConversionError as err:
+        print(f'{PROG}: error: {err}', file=sys.stderr)
+        return 1
+    what = converted.get('network_g', converted.get('encoder'))
+    print(f'wrote {args.dst}: {len(converted["params"])} tensors, {what}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
