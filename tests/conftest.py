@@ -7,6 +7,8 @@ import torch
 
 import gaussiansr_arch  # noqa: F401
 
+from train_helpers import TINY_NET
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / 'shared'
 
@@ -25,11 +27,5 @@ def shared_dir() -> Path:
     return SHARED_DIR
 
 
-TINY_GAUSSIANSR_OPT = {
-    'type': 'GaussianSR',
-    'encoder': 'edsr-baseline',
-    'encoder_opt': {'num_feat': 16, 'num_block': 1},
-    'splat_channels': 4,
-    'bank_size': 16,
-    'decoder_hidden': [32, 32],
-}
+# The tiny GaussianSR every plumbing test uses (defined once, in train_helpers).
+TINY_GAUSSIANSR_OPT = TINY_NET

@@ -12,6 +12,7 @@ import os
 import sys
 
 import torch
+
 import train_helpers  # noqa: F401  (shim + HookedArbitraryScaleSRModel; its dir is on sys.path)
 
 # isort: split

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 import torch
-import train_helpers as th
 
 from gaussiansr_arch.utils import checkpoint
+
+import train_helpers as th
 
 HOOKS = Path(__file__).resolve().parent / 'ddp_hooks.py'
 

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import pytest
 import torch
-import train_helpers as th
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, MODEL_REGISTRY
 
 from gaussiansr_arch.models.arbitrary_scale_sr_model import ArbitraryScaleSRModel, NonFiniteLossError
 from gaussiansr_arch.utils import checkpoint
 from gaussiansr_arch.utils.basicsr_adapters import find_latest_resume_state, load_training_state
+
+import train_helpers as th
 
 
 def assert_same(a, b, where: str = '') -> None:

@@ -16,7 +16,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-import train_helpers as th
 from basicsr.data import build_dataset
 
 from gaussiansr_arch.archs.gaussiansr_arch import GaussianSR
@@ -24,6 +23,8 @@ from gaussiansr_arch.data.arbitrary_scale_dataset import LmdbKeyError
 from gaussiansr_arch.utils import checkpoint
 from gaussiansr_arch.utils.basicsr_adapters import find_latest_resume_state
 from gaussiansr_arch.utils.image_io import ImageReadError
+
+import train_helpers as th
 
 ENV = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
 UPSCALE = str(Path(sys.executable).with_name('gaussiansr-upscale'))

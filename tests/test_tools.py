@@ -12,7 +12,6 @@ import torch
 import yaml
 from basicsr.archs import build_network
 from basicsr.metrics import calculate_psnr
-from conftest import REPO_ROOT, TINY_GAUSSIANSR_OPT
 from skimage import data
 
 from gaussiansr_arch.tools import compare, kernel_bank, plot_curves, upscale
@@ -25,6 +24,8 @@ from gaussiansr_arch.tools.common import (
     upscale_tensor,
 )
 from gaussiansr_arch.utils.image_io import imresize_to, read_image
+
+from conftest import REPO_ROOT, TINY_GAUSSIANSR_OPT
 
 
 @pytest.fixture(scope='module')
