@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from gaussiansr_arch.archs.coordinates import check_scale
 from gaussiansr_arch.data.arbitrary_scale_dataset import (
     IMG_EXTENSIONS,
     hr_crop_and_lr_size,
@@ -326,3 +327,33 @@ def add_common_args(parser) -> None:
                         '(also checks LMDBs that already existed)')
     parser.add_argument('--compress-level', type=int, default=1, choices=range(10), metavar='0-9',
                         help='PNG compression level of stored images (default 1, as BasicSR)')
+
+
+def check_common_args(parser, args, scales_attr: str) -> None:
+    """Validate the options every preparation tool shares (``parser.error`` on a bad one)."""
+    if args.workers < 1:
+        parser.error('--workers must be >= 1')
+    flag = '--' + scales_attr.replace('_', '-')
+    try:
+        setattr(args, scales_attr, [check_scale(s) for s in getattr(args, scales_attr)])
+    except ValueError as err:
+        parser.error(f'{flag}: {err}')
+
+
+def run_builds(built_paths: Iterable[str], verify: bool) -> int:
+    """Drive a preparation tool: consume the generator that builds its outputs (yielding each
+    finished LMDB path), verify them on request, and turn failures into one-line exits.
+
+    Returns:
+        int: the exit code (0, or 130 when interrupted).
+    """
+    try:
+        for path in built_paths:
+            if verify:
+                verify_or_fail(path)
+    except ToolError as err:
+        raise SystemExit(f'error: {err}') from None
+    except KeyboardInterrupt:
+        print('interrupted: no partial output was left under a final name', file=sys.stderr)
+        return 130
+    return 0

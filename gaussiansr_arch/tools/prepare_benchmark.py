@@ -19,17 +19,18 @@ import math
 import os
 import os.path as osp
 import sys
+from collections.abc import Iterable
 from multiprocessing import Pool
 
-from gaussiansr_arch.archs.coordinates import check_scale
 from gaussiansr_arch.tools.lmdb_tools import (
     Task,
     ToolError,
     add_common_args,
     build_output,
+    check_common_args,
+    run_builds,
     scale_tag,
     scan_images,
-    verify_or_fail,
 )
 from gaussiansr_arch.utils.image_io import ImageReadError, read_image
 
@@ -137,32 +138,22 @@ def prepare_set(args, name: str) -> list:
     return lmdbs
 
 
+def _build_all(args) -> Iterable[str]:
+    """Prepare every benchmark set, yielding each finished LMDB path."""
+    if not osp.isdir(args.root):
+        raise ToolError(f'--root {args.root} does not exist')
+    names = args.datasets or sorted(n for n in os.listdir(args.root) if osp.isdir(osp.join(args.root, n, 'HR')))
+    if not names:
+        raise ToolError(f'no <set>/HR folders in {args.root}')
+    for name in names:
+        yield from prepare_set(args, name)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.workers < 1:
-        parser.error('--workers must be >= 1')
-    try:
-        args.scales = [check_scale(s) for s in args.scales]
-    except ValueError as err:
-        parser.error(f'--scales: {err}')
-    try:
-        if not osp.isdir(args.root):
-            raise ToolError(f'--root {args.root} does not exist')
-        names = args.datasets or sorted(n for n in os.listdir(args.root)
-                                        if osp.isdir(osp.join(args.root, n, 'HR')))
-        if not names:
-            raise ToolError(f'no <set>/HR folders in {args.root}')
-        for name in names:
-            for path in prepare_set(args, name):
-                if args.verify:
-                    verify_or_fail(path)
-    except ToolError as err:
-        raise SystemExit(f'error: {err}') from None
-    except KeyboardInterrupt:
-        print('interrupted: no partial output was left under a final name', file=sys.stderr)
-        return 130
-    return 0
+    check_common_args(parser, args, 'scales')
+    return run_builds(_build_all(args), args.verify)
 
 
 if __name__ == '__main__':

@@ -20,16 +20,17 @@ Use with ``io_backend: {type: lmdb}`` and, for LR, ``filename_tmpl: '{}x2'``.
 import argparse
 import os.path as osp
 import sys
+from collections.abc import Iterable
 
-from gaussiansr_arch.archs.coordinates import check_scale
 from gaussiansr_arch.tools.lmdb_tools import (
     Task,
     ToolError,
     add_common_args,
     build_output,
+    check_common_args,
+    run_builds,
     scale_tag,
     scan_images,
-    verify_or_fail,
 )
 
 SHIPPED_SCALES = (2, 3, 4)
@@ -100,28 +101,20 @@ def plan(args) -> list:
     return jobs
 
 
+def _build_all(args) -> Iterable[str]:
+    """Build every planned LMDB, yielding each path once it is complete."""
+    for out, tasks in plan(args):
+        build_output(out, tasks, 'lmdb', args.workers, args.overwrite, args.skip_bad, args.compress_level)
+        yield out
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.workers < 1:
-        parser.error('--workers must be >= 1')
+    check_common_args(parser, args, 'lr_scales')
     if min(args.crop_size, args.step) < 1 or args.thresh_size < 0:
         parser.error('--crop-size and --step must be >= 1, --thresh-size >= 0')
-    try:
-        args.lr_scales = [check_scale(s) for s in args.lr_scales]
-    except ValueError as err:
-        parser.error(f'--lr-scales: {err}')
-    try:
-        for out, tasks in plan(args):
-            build_output(out, tasks, 'lmdb', args.workers, args.overwrite, args.skip_bad, args.compress_level)
-            if args.verify:
-                verify_or_fail(out)
-    except ToolError as err:
-        raise SystemExit(f'error: {err}') from None
-    except KeyboardInterrupt:
-        print('interrupted: no partial output was left under a final name', file=sys.stderr)
-        return 130
-    return 0
+    return run_builds(_build_all(args), args.verify)
 
 
 if __name__ == '__main__':
