@@ -132,7 +132,6 @@ def train_options(lmdb_path: str, val_dir: str, args: argparse.Namespace) -> dic
         'val': {
             'val_freq': max(1, args.iters // 2),
             'save_img': False,
-            'chunk_size': 65536,
             'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 4, 'test_y_channel': True}},
         },
         'logger': {

@@ -15,7 +15,10 @@ from torch import nn
 
 from gaussiansr_arch.archs.coordinates import check_size, make_cell, make_coord_rows, output_size_for_scale
 
-DEFAULT_CHUNK_SIZE = 65536
+# Queries rendered at once. Small chunks keep the per-query temporaries in cache: on a 2-core
+# CPU 8192 renders 1.3-1.8x faster than 65536 for GaussianSR and LIIF alike (docs/benchmarks.md).
+# GPUs prefer larger chunks (YAML ``val.chunk_size``, ``--chunk-size``).
+DEFAULT_CHUNK_SIZE = 8192
 
 
 def check_lq(lq: torch.Tensor) -> None:

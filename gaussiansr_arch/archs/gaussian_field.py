@@ -56,6 +56,24 @@ def gaussian_weight(offset: torch.Tensor, sigma: torch.Tensor, rho: torch.Tensor
     return torch.exp(-0.5 * quad)
 
 
+def quadratic_form_coefficients(sigma: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
+    """Per-pixel coefficients of the Gaussian's exponent, ``-0.5 d^T Sigma^-1 d = a dy^2 + b dy dx + c dx^2``.
+
+    Computed once per LR pixel so that each of the many (query, Gaussian) pairs needs only
+    multiply-adds (same value as :func:`gaussian_weight`, tested).
+
+    Args:
+        sigma (Tensor): [B,2,h,w] (sigma_y, sigma_x).
+        rho (Tensor): [B,1,h,w].
+
+    Returns:
+        Tensor: [B,3,h,w] = (a, b, c).
+    """
+    inv_y, inv_x = 1 / sigma[:, 0:1], 1 / sigma[:, 1:2]
+    scale = -0.5 / (1 - rho * rho)
+    return torch.cat([scale * inv_y * inv_y, -2 * scale * rho * inv_y * inv_x, scale * inv_x * inv_x], dim=1)
+
+
 def _neighbour_offsets(radius: int, device) -> torch.Tensor:
     """[K*K, 2] integer offsets (row, col) of a K x K neighbourhood, row-major."""
     r = torch.arange(-radius, radius + 1, device=device)
@@ -97,21 +115,26 @@ def render_gaussian_field(amplitude: torch.Tensor, sigma: torch.Tensor, rho: tor
     k2 = window.shape[2]
     rows = window[..., 0].clamp(0, h - 1)
     cols = window[..., 1].clamp(0, w - 1)
-    flat_index = (rows * w + cols).reshape(b, q * k2, 1)
+    batch_offset = torch.arange(b, device=coord.device).view(b, 1, 1) * (h * w)
+    flat_index = (rows * w + cols + batch_offset).reshape(-1)
 
-    # One gather for everything a Gaussian needs: premultiplied amplitude o*v, sigma, rho.
-    per_pixel = torch.cat([amplitude * opacity, sigma, rho], dim=1).flatten(2).transpose(1, 2)
-    gathered = torch.gather(per_pixel, 1, flat_index.expand(-1, -1, c + 3)).reshape(b, q, k2, c + 3)
+    # One row lookup for everything a Gaussian needs: the premultiplied amplitude o*v and the
+    # quadratic-form coefficients (index_select copies whole rows: much faster than gather).
+    per_pixel = torch.cat([amplitude * opacity, quadratic_form_coefficients(sigma, rho)], dim=1)
+    per_pixel = per_pixel.permute(0, 2, 3, 1).reshape(b * h * w, c + 3)
+    gathered = per_pixel.index_select(0, flat_index).view(b, q, 1, k2, c + 3)
 
     inside_image = ((window[..., 0] >= 0) & (window[..., 0] < h) & (window[..., 1] >= 0) & (window[..., 1] < w))
     mask = inside_image.unsqueeze(2)  # [B,Q,1,K2]
     if reach:
         own_window = (window.unsqueeze(2) - nearest.unsqueeze(3)).abs().amax(dim=-1) <= radius
         mask = mask & own_window  # [B,Q,P,K2]
-    offset = pos.unsqueeze(3) - window.unsqueeze(2).to(pos.dtype)  # [B,Q,P,K2,2]
-    weight = gaussian_weight(offset, gathered[..., c:c + 2].unsqueeze(2), gathered[..., c + 2].unsqueeze(2))
-    weight = weight * mask.to(weight.dtype)
-    out = torch.einsum('bqpk,bqkc->bqpc', weight, gathered[..., :c])
+    window = window.to(pos.dtype)
+    dy = pos[..., 0:1] - window[..., 0].unsqueeze(2)  # [B,Q,P,K2]
+    dx = pos[..., 1:2] - window[..., 1].unsqueeze(2)
+    exponent = gathered[..., c] * dy * dy + gathered[..., c + 1] * dy * dx + gathered[..., c + 2] * dx * dx
+    weight = torch.exp(exponent) * mask.to(pos.dtype)
+    out = torch.einsum('bqpk,bqkc->bqpc', weight, gathered[:, :, 0, :, :c])
     return out if grouped else out.squeeze(2)
 
 

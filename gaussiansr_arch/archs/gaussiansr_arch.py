@@ -106,20 +106,12 @@ class GaussianSR(ArbitraryScaleArch):
         self.decoder_type = decoder
 
     # ------------------------------------------------------------------ encoding
-    def encoder_input(self, lq: torch.Tensor) -> torch.Tensor:
-        """RGB [0,1] -> the encoder's input range [-1,1] (LIIF's normalisation)."""
-        return (lq - 0.5) / 0.5
-
     def state_from_features(self, lq: torch.Tensor, feat: torch.Tensor) -> GaussianSRState:
-        """Everything ``encode`` does after the encoder (lets tools encode in tiles and stitch)."""
+        """The per-pixel Gaussians and the two streams from the encoder features [B,C,h,w]."""
         s = self.splat_channels
         kernels = self.splatting(feat) if self.splatting is not None else None
         return GaussianSRState(lq=lq, image=self.encoder_input(lq), splat_feat=feat[:, :s], bicubic_feat=feat[:, s:],
                                kernels=kernels)
-
-    def encode(self, lq: torch.Tensor) -> GaussianSRState:
-        """Encode once: features, the per-pixel Gaussians and the two streams."""
-        return self.state_from_features(lq, self.encoder(self.encoder_input(lq)))
 
     def render_features(self, state: GaussianSRState, coord: torch.Tensor) -> torch.Tensor:
         """Both streams at [B,Q,2] points (or [B,Q,P,2] groups of nearby points), concatenated.
@@ -181,8 +173,13 @@ class GaussianSR(ArbitraryScaleArch):
             r1 = min(h, r0 + rows_per_tile)
             lo, hi = max(0, r0 - 1), min(h, r1 + 1)  # one halo row each side for the 3x3 convs
             coord = make_coord_rows((h, w), lo, hi, device=device, dtype=dtype).unsqueeze(0).expand(b, -1, -1)
-            feat = self.render_features(state, coord).transpose(1, 2).reshape(b, -1, hi - lo, w)
-            feat = F.pad(feat, (0, 0, r0 - lo == 0, hi - r1 == 0))  # zero rows beyond the image
+            feat = self.render_features(state, coord).reshape(b, hi - lo, w, -1)
+            top, bottom = int(r0 - lo == 0), int(hi - r1 == 0)
+            if top or bottom:  # zero rows beyond the image
+                feat = F.pad(feat, (0, 0, 0, 0, top, bottom))
+            # [B,C,R,W] as a channels-last view (no copy): the conv then writes channels-last
+            # output, which the per-pixel decoder reads without another transpose.
+            feat = feat.permute(0, 3, 1, 2)
             inner = coord.reshape(b, hi - lo, w, 2)[:, r0 - lo:r0 - lo + (r1 - r0)]
             rel_coord, rel_cell = relative_coord_and_cell(inner, cell, lq.shape[-2:])
             rgb = self.decoder.forward_dense(feat, rel_coord, rel_cell, pad_rows=False)

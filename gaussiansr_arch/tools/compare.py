@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from gaussiansr_arch.archs.arbitrary_scale import DEFAULT_CHUNK_SIZE
 from gaussiansr_arch.tools.common import (
     ToolError,
     check_output_free,
@@ -115,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--max-images', type=int, default=None, help='use only the first N images per dataset')
     parser.add_argument('--crops', type=int, default=None, help='crop-comparison PNGs per dataset x scale (default 1)')
     parser.add_argument('--crop-size', type=int, default=None, help='side of the crop region in HR pixels (default 96)')
-    parser.add_argument('--chunk-size', type=int, default=65536, help='queries per chunk for arbitrary-scale models')
+    parser.add_argument('--chunk-size', type=int, default=DEFAULT_CHUNK_SIZE,
+                        help='queries per chunk for arbitrary-scale models')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu', help='cpu or cuda')
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
     return parser

@@ -13,6 +13,7 @@ import time
 
 import torch
 
+from gaussiansr_arch.archs.arbitrary_scale import DEFAULT_CHUNK_SIZE
 from gaussiansr_arch.tools.common import (
     ToolError,
     check_output_free,
@@ -70,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         '--chunk-size',
         type=int,
-        default=65536,
+        default=DEFAULT_CHUNK_SIZE,
         help='output pixels rendered at a time (bounds decoder memory)',
     )
     parser.add_argument(

@@ -1,0 +1,114 @@
+"""Shared helpers of the benchmark scripts: machine description, models, photos, timing."""
+
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import gaussiansr_arch  # noqa: F401  (torchvision shim + registration: must precede any basicsr import)
+
+# isort: split
+from gaussiansr_arch.archs.gaussiansr_arch import GaussianSR
+from gaussiansr_arch.archs.liif_arch import LIIF
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / 'results'
+LIIF_CHECKPOINT = Path(os.environ.get('GAUSSIANSR_LIIF_CKPT', '/work/shared/reference/liif/edsr-baseline-liif.pth'))
+TRAIN_PHOTOS = ('astronaut', 'rocket', 'hubble_deep_field', 'immunohistochemistry', 'retina')
+HELD_OUT_PHOTOS = ('chelsea', 'coffee')
+
+
+def machine_info(device: str) -> str:
+    """One line: CPU model, cores, torch version and threads (and the GPU when cuda)."""
+    model = platform.processor() or 'unknown CPU'
+    try:
+        out = subprocess.run(['lscpu'], capture_output=True, text=True, timeout=10).stdout
+        for line in out.splitlines():
+            if line.startswith('Model name:'):
+                model = line.split(':', 1)[1].strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    info = (f'machine: {model}; {os.cpu_count()} logical cores; torch {torch.__version__}; '
+            f'threads {torch.get_num_threads()}; python {sys.version.split()[0]}; device {device}')
+    if device.startswith('cuda') and torch.cuda.is_available():
+        info += f' ({torch.cuda.get_device_name(0)})'
+    if hasattr(os, 'getloadavg'):
+        info += f'; load average {os.getloadavg()[0]:.2f}'
+    return info
+
+
+def check_device(device: str) -> torch.device:
+    if device.startswith('cuda') and not torch.cuda.is_available():
+        raise SystemExit(f'--device {device}: CUDA is not available on this machine')
+    return torch.device(device)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device: torch.device) -> float:
+    """Seconds one call of ``fn`` takes (with device synchronisation)."""
+    sync(device)
+    t0 = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - t0
+
+
+def median(values) -> float:
+    return statistics.median(values)
+
+
+def gaussiansr(decoder: str = 'lte', **opt) -> GaussianSR:
+    """GaussianSR with the paper's defaults (or the ``mlp`` decoder), random init."""
+    return GaussianSR(decoder=decoder, **opt)
+
+
+def liif(pretrained: bool = True) -> tuple[LIIF, str]:
+    """EDSR-baseline LIIF, with the official weights when the checkpoint is available.
+
+    Returns:
+        tuple: (model, description of its weights).
+    """
+    model = LIIF()
+    if pretrained and LIIF_CHECKPOINT.is_file():
+        from gaussiansr_arch.tools.convert_liif import convert_checkpoint, load_checkpoint
+
+        model.load_state_dict(convert_checkpoint(load_checkpoint(str(LIIF_CHECKPOINT)))['params'], strict=True)
+        return model, f'official weights ({LIIF_CHECKPOINT})'
+    return model, f'RANDOM-INIT weights (official checkpoint not found at {LIIF_CHECKPOINT})'
+
+
+def photo(name: str) -> np.ndarray:
+    """A scikit-image photo as HxWx3 float32 RGB in [0, 1] (grey photos are repeated to RGB)."""
+    import skimage.data
+
+    img = getattr(skimage.data, name)()
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    img = img[..., :3]
+    return (img.astype(np.float32) / 255.0) if img.dtype == np.uint8 else img.astype(np.float32)
+
+
+def lr_photo(size: int, device: torch.device, name: str = 'astronaut') -> torch.Tensor:
+    """A ``size`` x ``size`` LR tensor [1,3,size,size] (MATLAB-bicubic downscaled photo)."""
+    from gaussiansr_arch.data.arbitrary_scale_dataset import make_lr
+
+    img = photo(name)
+    side = min(img.shape[:2])
+    return torch.from_numpy(make_lr(img[:side, :side], (size, size)).transpose(2, 0, 1).copy())[None].to(device)
+
+
+def progress(iterable, **kwargs):
+    """tqdm on stderr (figures go to stdout)."""
+    from tqdm import tqdm
+
+    return tqdm(iterable, file=sys.stderr, dynamic_ncols=True, **kwargs)

@@ -1,0 +1,164 @@
+"""Training throughput through BasicSR's trainer: GaussianSR vs LIIF, seconds per iteration.
+
+Runs the real entry point (``gaussiansr_arch.train.main`` via ``python -m gaussiansr_arch.train``)
+on a small LMDB made from scikit-image photos, LIIF's recipe (batch 16, 48x48 LR, 2304 queries,
+scale U(1, 4), Adam, L1), alternating the models run by run. Per-iteration times come from
+BasicSR's log (``time (data)`` is a running mean, logged every iteration, so
+``t_k = k A_k - (k-1) A_{k-1}``); the first ``--warmup`` iterations are dropped and the median is
+reported. Peak resident memory of each training process comes from ``/usr/bin/time -v``
+(else ``ru_maxrss`` of the children).
+
+    python benchmarks/bench_train.py --iters 8 --warmup 2 --repeats 2
+"""
+
+import argparse
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import yaml
+from _common import TRAIN_PHOTOS, machine_info, median, photo, progress
+
+NETWORKS = {
+    'gaussiansr': {'type': 'GaussianSR'},
+    'gaussiansr-mlp': {'type': 'GaussianSR', 'decoder': 'mlp'},
+    'liif': {'type': 'LIIF'},
+}
+LOG_RE = re.compile(r'iter:\s*([\d,]+).*?time \(data\):\s*([\d.]+)\s*\(([\d.]+)\)')
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--device', default='cpu', help='cpu or cuda (num_gpu 0 or 1)')
+    p.add_argument('--threads', type=int, default=0, help='OMP_NUM_THREADS of the trainer (0: inherit)')
+    p.add_argument('--models', nargs='+', default=['gaussiansr', 'liif'], choices=sorted(NETWORKS))
+    p.add_argument('--iters', type=int, default=8, help='iterations per run (default 8)')
+    p.add_argument('--warmup', type=int, default=2, help='first iterations not counted (default 2)')
+    p.add_argument('--repeats', type=int, default=1, help='runs per model, alternated (default 1)')
+    p.add_argument('--batch', type=int, default=16)
+    p.add_argument('--lr-size', type=int, default=48)
+    p.add_argument('--sample-q', type=int, default=2304)
+    p.add_argument('--scale-max', type=float, default=4.0)
+    p.add_argument('--workdir', default=None, help='where the LMDB and experiments go (default: a temp folder)')
+    return p.parse_args(argv)
+
+
+def make_lmdb(root: Path, min_side: int) -> str:
+    from basicsr.utils.lmdb_util import make_lmdb_from_imgs
+
+    hr_dir = root / 'hr'
+    hr_dir.mkdir(parents=True, exist_ok=True)
+    names = []
+    for name in TRAIN_PHOTOS:
+        img = photo(name)
+        if min(img.shape[:2]) < min_side:
+            continue
+        cv2.imwrite(str(hr_dir / f'{name}.png'), cv2.cvtColor((img * 255).round().astype(np.uint8), cv2.COLOR_RGB2BGR))
+        names.append(f'{name}.png')
+    lmdb_path = root / 'train.lmdb'
+    if not lmdb_path.exists():
+        make_lmdb_from_imgs(str(hr_dir), str(lmdb_path), names, [n[:-4] for n in names], n_thread=1)
+    return str(lmdb_path)
+
+
+def train_yaml(args, lmdb: str, model: str, name: str) -> dict:
+    return {
+        'name': name, 'model_type': 'ArbitraryScaleSRModel', 'num_gpu': 1 if args.device.startswith('cuda') else 0,
+        'manual_seed': 0,
+        'network_g': dict(NETWORKS[model]),
+        'datasets': {'train': {
+            'name': 'skimage', 'type': 'ArbitraryScaleImageDataset', 'dataroot_gt': lmdb,
+            'meta_info_file': os.path.join(lmdb, 'meta_info.txt'), 'io_backend': {'type': 'lmdb'},
+            'lr_size': args.lr_size, 'scale_min': 1.0, 'scale_max': args.scale_max, 'sample_q': args.sample_q,
+            'use_hflip': True, 'use_rot': True, 'num_worker_per_gpu': 0, 'batch_size_per_gpu': args.batch,
+            'dataset_enlarge_ratio': 100, 'prefetch_mode': None}},
+        'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
+        'train': {'optim_g': {'type': 'Adam', 'lr': 1e-4, 'weight_decay': 0, 'betas': [0.9, 0.999]},
+                  'scheduler': {'type': 'MultiStepLR', 'milestones': [10**6], 'gamma': 0.5},
+                  'total_iter': args.iters, 'warmup_iter': -1,
+                  'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'}},
+        'logger': {'print_freq': 1, 'save_checkpoint_freq': 10**9, 'use_tb_logger': False},
+    }
+
+
+def iteration_times(log_text: str) -> list[float]:
+    """Per-iteration seconds from BasicSR's running means (one log line per iteration)."""
+    avgs = {}
+    for m in LOG_RE.finditer(log_text):
+        avgs[int(m.group(1).replace(',', ''))] = float(m.group(2))
+    times, prev = [], 0.0
+    for k in sorted(avgs):
+        times.append(k * avgs[k] - (k - 1) * prev)
+        prev = avgs[k]
+    return times
+
+
+def run_once(args, root: Path, lmdb: str, model: str, idx: int) -> dict:
+    name = f'bench_{model}_{idx}'
+    opt_path = root / f'{name}.yml'
+    opt_path.write_text(yaml.safe_dump(train_yaml(args, lmdb, model, name), sort_keys=False))
+    cmd = [sys.executable, '-m', 'gaussiansr_arch.train', '-opt', str(opt_path), '--root', str(root)]
+    timer = shutil.which('time') or ('/usr/bin/time' if os.path.exists('/usr/bin/time') else None)
+    if timer:
+        cmd = [timer, '-v', *cmd]
+    env = dict(os.environ, PYTHONWARNINGS='ignore')
+    if args.threads:
+        env['OMP_NUM_THREADS'] = str(args.threads)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise SystemExit(f'{model} training failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}')
+    log = '\n'.join(p.read_text() for p in sorted((root / 'experiments' / name).glob('train_*.log')))
+    times = iteration_times(log)
+    if timer:
+        rss_kb = int(re.search(r'Maximum resident set size \(kbytes\): (\d+)', proc.stderr).group(1))
+    else:
+        rss_kb = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    shutil.rmtree(root / 'experiments' / name, ignore_errors=True)
+    return {'times': times, 'rss_mb': rss_kb / 1024}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.warmup >= args.iters:
+        raise SystemExit('--warmup must be smaller than --iters')
+    print(machine_info(args.device))
+    print('command: python', ' '.join(sys.argv))
+    print(f'recipe: batch {args.batch}, LR {args.lr_size}x{args.lr_size}, {args.sample_q} queries, '
+          f'scale U(1,{args.scale_max}), Adam 1e-4, L1; {args.iters} iterations per run, first {args.warmup} dropped')
+    tmp = None
+    if args.workdir:
+        root = Path(args.workdir)
+        root.mkdir(parents=True, exist_ok=True)
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix='gsr_bench_train_')
+        root = Path(tmp.name)
+    lmdb = make_lmdb(root, int(np.ceil(args.lr_size * args.scale_max)))
+    results = {m: {'times': [], 'rss_mb': []} for m in args.models}
+    runs = [(r, m) for r in range(args.repeats) for m in args.models]
+    for r, m in progress(runs, desc='training runs'):
+        res = run_once(args, root, lmdb, m, r)
+        results[m]['times'] += res['times'][args.warmup:]
+        results[m]['rss_mb'].append(res['rss_mb'])
+    print(f'\n{"model":<16}{"s/iter (median)":>16}{"min":>8}{"max":>8}{"n":>4}{"peak RSS MB":>13}')
+    for m, r in results.items():
+        t = r['times']
+        print(f'{m:<16}{median(t):16.3f}{min(t):8.3f}{max(t):8.3f}{len(t):4d}{max(r["rss_mb"]):13.0f}')
+    if 'gaussiansr' in results and 'liif' in results:
+        ratio = median(results['gaussiansr']['times']) / median(results['liif']['times'])
+        verdict = 'MET' if ratio <= 0.8 else 'MISSED'
+        print(f'GaussianSR / LIIF time per iteration: {ratio:.2f} (floor <= 0.80: {verdict})')
+    if tmp is not None:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

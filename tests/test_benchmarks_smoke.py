@@ -1,0 +1,48 @@
+"""Smoke test of the benchmark scripts: each runs end to end with tiny sizes and prints its figures."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / 'benchmarks'
+
+
+def run(script: str, *args: str, timeout: float = 120) -> str:
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
+    proc = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=BENCH.parent)
+    assert proc.returncode == 0, f'{script} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}'
+    return proc.stdout
+
+
+@pytest.mark.parametrize('script', ['bench_inference.py', 'bench_memory.py', 'bench_train.py', 'bench_quality.py'])
+def test_help(script):
+    assert 'usage' in run(script, '--help', timeout=60)
+
+
+def test_inference_tiny():
+    out = run('bench_inference.py', '--cases', '8:16', '--runs', '1', '--multi-lr', '8', '--multi-n', '3',
+              '--gemm-rows', '256', '--threads', '1', '--no-pretrained')
+    assert 'machine:' in out and 'RANDOM-INIT' in out
+    assert 'LIIF/x' in out and 'upscale_many' in out and 'ratio' in out
+
+
+def test_memory_tiny():
+    out = run('bench_memory.py', '--lr', '8', '--sizes', '16', '--models', 'gaussiansr')
+    assert 'peak resident memory' in out and 'GaussianSR peak' in out
+
+
+def test_train_tiny(tmp_path):
+    out = run('bench_train.py', '--iters', '2', '--warmup', '1', '--batch', '1', '--lr-size', '8', '--sample-q', '16',
+              '--workdir', str(tmp_path), timeout=150)
+    assert 'GaussianSR / LIIF time per iteration' in out
+
+
+def test_quality_tiny(tmp_path):
+    out = run('bench_quality.py', '--iters', '1', '--batch', '1', '--lr-size', '8', '--sample-q', '16',
+              '--eval-every', '1', '--eval-crop', '24', '--eval-scales', '2', '--out', str(tmp_path), timeout=150)
+    assert 'bicubic' in out and 'GaussianSR-LIIF' in out
+    assert (tmp_path / 'quality.json').is_file() and (tmp_path / 'psnr_vs_iter.png').is_file()
