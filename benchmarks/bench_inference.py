@@ -56,8 +56,12 @@ def linear_macs(module: nn.Module) -> int:
 def macs_breakdown(model: nn.Module, scale2: float) -> dict:
     """MACs per output pixel: encoder (per LR pixel / scale^2), field/sampling, decoder."""
     if hasattr(model, 'imnet'):  # LIIF: 4 local-ensemble MLP evaluations per query
-        enc = conv_macs(model.encoder)
-        return {'encoder/LR px': enc, 'encoder': enc / scale2, 'field': 0, 'decoder': 4 * linear_macs(model.imnet)}
+        # Our LIIF applies the first layer's latent-code columns once per LR pixel (in encode),
+        # so they count with the encoder; per query only the rest of the MLP runs, 4 times.
+        code_columns = model.code_dim * model.imnet[0].out_features
+        enc = conv_macs(model.encoder) + code_columns
+        decoder = 4 * (linear_macs(model.imnet) - code_columns)
+        return {'encoder/LR px': enc, 'encoder': enc / scale2, 'field': 0, 'decoder': decoder}
     enc = conv_macs(model.encoder) + (conv_macs(model.splatting) if model.splatting is not None else 0)
     s, c = model.splat_channels, model.encoder.out_channels
     field = s * (2 * model.radius + 1) ** 2 + (c - s) * 16 + 3 * 4  # Gaussians, bicubic 4x4, bilinear skip

@@ -251,6 +251,8 @@ def _mutate(data: dict, row: str) -> dict:
         val['dataroot_gt'] = '/nonexistent/val'
     elif row == 'bad_network_option':
         opt['network_g']['num_feat'] = 64
+    elif row == 'total_iter_text':
+        opt['train']['total_iter'] = 'abc'
     return opt
 
 
@@ -267,6 +269,7 @@ def _mutate(data: dict, row: str) -> dict:
     ('val_scale_zero', ["dataset 'val_x2'", 'scale must be a finite number > 0']),
     ('missing_path', ['dataroot_gt /nonexistent/val does not exist']),
     ('bad_network_option', ["network 'GaussianSR'", "unexpected keyword argument 'num_feat'"]),
+    ('total_iter_text', ["train.total_iter must be a number, got 'abc'"]),
 ])
 def test_bad_options_exit_with_one_line(data, tmp_path, row, expected):
     message = _train_error(_mutate(data, row), tmp_path)

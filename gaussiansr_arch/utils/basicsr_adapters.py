@@ -335,6 +335,26 @@ def _option_file_error(rest: list[str], pipeline: str) -> str | None:
             return f'options file {path}: missing option train.total_iter'
         if 'batch_size_per_gpu' not in opt['datasets']['train']:
             return f'options file {path}: missing option datasets.train.batch_size_per_gpu'
+    return _numeric_option_error(opt, path, pipeline)
+
+
+# Numbers BasicSR's trainer converts or compares itself (a string there ends in a traceback).
+_TRAINER_NUMBERS = (('train', 'total_iter'), ('train', 'warmup_iter'), ('logger', 'print_freq'),
+                    ('logger', 'save_checkpoint_freq'), ('val', 'val_freq'), ('manual_seed',),
+                    ('datasets', 'train', 'batch_size_per_gpu'), ('datasets', 'train', 'num_worker_per_gpu'),
+                    ('datasets', 'train', 'dataset_enlarge_ratio'))
+
+
+def _numeric_option_error(opt: dict, path: str, pipeline: str) -> str | None:
+    """One line naming the first trainer option that should be a number and is not, or None."""
+    if pipeline != 'train':
+        return None
+    for keys in _TRAINER_NUMBERS:
+        value = opt
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            return f'options file {path}: {".".join(keys)} must be a number, got {value!r}'
     return None
 
 
