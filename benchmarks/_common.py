@@ -14,8 +14,10 @@ import torch
 import gaussiansr_arch  # noqa: F401  (torchvision shim + registration: must precede any basicsr import)
 
 # isort: split
+import torch.nn.functional as F
+
 from gaussiansr_arch.archs.gaussiansr_arch import GaussianSR
-from gaussiansr_arch.archs.liif_arch import LIIF
+from gaussiansr_arch.archs.liif_arch import LIIF, LIIFState, feature_coord_map, sample_nearest, unfold3x3
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / 'results'
@@ -72,19 +74,39 @@ def gaussiansr(decoder: str = 'lte', **opt) -> GaussianSR:
     return GaussianSR(decoder=decoder, **opt)
 
 
-def liif(pretrained: bool = True) -> tuple[LIIF, str]:
+def liif(pretrained: bool = True, official_form: bool = False) -> tuple[LIIF, str]:
     """EDSR-baseline LIIF, with the official weights when the checkpoint is available.
+
+    Args:
+        official_form (bool): evaluate the first MLP layer per query as the official code does.
 
     Returns:
         tuple: (model, description of its weights).
     """
-    model = LIIF()
+    model = OfficialFormLIIF() if official_form else LIIF()
     if pretrained and LIIF_CHECKPOINT.is_file():
         from gaussiansr_arch.tools.convert_liif import convert_checkpoint, load_checkpoint
 
         model.load_state_dict(convert_checkpoint(load_checkpoint(str(LIIF_CHECKPOINT)))['params'], strict=True)
         return model, f'official weights ({LIIF_CHECKPOINT})'
     return model, f'RANDOM-INIT weights (official checkpoint not found at {LIIF_CHECKPOINT})'
+
+
+class OfficialFormLIIF(LIIF):
+    """LIIF evaluated as the official ``query_rgb`` does: the whole first layer per query and shift.
+
+    Same function and weights as :class:`LIIF`, whose ``encode`` applies the first layer's
+    latent-code columns once per LR pixel instead (the cheapest exact form). Benchmarks only:
+    it shows what a comparison against the official formulation measures.
+    """
+
+    def state_from_features(self, lq: torch.Tensor, feat: torch.Tensor) -> LIIFState:
+        code = unfold3x3(feat) if self.feat_unfold else feat
+        return LIIFState(lq=lq, feat=torch.cat([code, feature_coord_map(code)], dim=1))
+
+    def sample_projected_code(self, state: LIIFState, coord: torch.Tensor):
+        sampled = sample_nearest(state.feat, coord)
+        return F.linear(sampled[..., :-2], self.imnet[0].weight[:, :self.code_dim]), sampled[..., -2:]
 
 
 def photo(name: str) -> np.ndarray:

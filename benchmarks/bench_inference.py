@@ -14,14 +14,14 @@ import argparse
 import sys
 
 import torch
-from _common import check_device, gaussiansr, liif, lr_photo, machine_info, median, progress, timed
+from _common import OfficialFormLIIF, check_device, gaussiansr, liif, lr_photo, machine_info, median, progress, timed
 from torch import nn
 
 from gaussiansr_arch.archs.arbitrary_scale import DEFAULT_CHUNK_SIZE
 from gaussiansr_arch.archs.coordinates import output_size_for_scale
 
 DEFAULT_CASES = ('64:128', '64:256', '64:384', '128:512', '256:1024')
-MODELS = ('gaussiansr', 'gaussiansr-mlp', 'liif')
+MODELS = ('gaussiansr', 'gaussiansr-mlp', 'liif', 'liif-official-form')
 
 
 def parse_args(argv=None):
@@ -29,7 +29,8 @@ def parse_args(argv=None):
     p.add_argument('--device', default='cpu', help='cpu or cuda (default: cpu; cuda times with synchronisation)')
     p.add_argument('--threads', type=int, default=0, help='torch threads (0: leave torch default)')
     p.add_argument('--cases', nargs='+', default=list(DEFAULT_CASES), help='LR:HR square sizes (default: paper sizes)')
-    p.add_argument('--models', nargs='+', default=list(MODELS), choices=MODELS)
+    p.add_argument('--models', nargs='+', default=['gaussiansr', 'gaussiansr-mlp', 'liif'], choices=MODELS,
+                   help='liif-official-form: LIIF with the first layer per query, as the official code')
     p.add_argument('--runs', type=int, default=5, help='timed repetitions per model and case (default 5)')
     p.add_argument('--large-runs', type=int, default=3,
                    help='repetitions for outputs larger than 512x512 (default 3)')
@@ -58,7 +59,7 @@ def macs_breakdown(model: nn.Module, scale2: float) -> dict:
     if hasattr(model, 'imnet'):  # LIIF: 4 local-ensemble MLP evaluations per query
         # Our LIIF applies the first layer's latent-code columns once per LR pixel (in encode),
         # so they count with the encoder; per query only the rest of the MLP runs, 4 times.
-        code_columns = model.code_dim * model.imnet[0].out_features
+        code_columns = 0 if isinstance(model, OfficialFormLIIF) else model.code_dim * model.imnet[0].out_features
         enc = conv_macs(model.encoder) + code_columns
         decoder = 4 * (linear_macs(model.imnet) - code_columns)
         return {'encoder/LR px': enc, 'encoder': enc / scale2, 'field': 0, 'decoder': decoder}
@@ -90,9 +91,9 @@ def build_models(names, device, pretrained: bool):
     models, notes = {}, []
     for name in names:
         torch.manual_seed(0)
-        if name == 'liif':
-            m, note = liif(pretrained)
-            notes.append(f'LIIF: {note}')
+        if name.startswith('liif'):
+            m, note = liif(pretrained, official_form=name == 'liif-official-form')
+            notes.append(f'{name}: {note}')
         else:
             m = gaussiansr('mlp' if name == 'gaussiansr-mlp' else 'lte')
         models[name] = m.to(device).eval()

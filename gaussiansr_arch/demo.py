@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument('--workdir', default='demo_workdir', help='folder for data, experiments and results')
-    parser.add_argument('--iters', type=int, default=1500, help='training iterations')
+    parser.add_argument('--iters', type=int, default=1000, help='training iterations')
     parser.add_argument('--batch-size', type=int, default=8, help='training batch size')
     parser.add_argument('--lr-size', type=int, default=32, help='LR patch size of training samples')
     parser.add_argument('--sample-q', type=int, default=1024, help='HR query pixels per training sample')

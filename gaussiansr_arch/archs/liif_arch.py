@@ -108,6 +108,11 @@ class LIIF(ArbitraryScaleArch):
         proj = torch.einsum('oc,bchw->bohw', first.weight[:, :self.code_dim], feat)
         return LIIFState(lq=lq, feat=torch.cat([proj, feature_coord_map(feat)], dim=1))
 
+    def sample_projected_code(self, state: LIIFState, coord: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """First-layer projection of the nearest latent code [B,Q,hidden] and that code's LR coordinate [B,Q,2]."""
+        sampled = sample_nearest(state.feat, coord)
+        return sampled[..., :-2], sampled[..., -2:]
+
     def query(self, state: LIIFState, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         """RGB [B,Q,3] at ``coord`` [B,Q,2] with output cell ``cell`` [B,Q,2]."""
         h, w = state.feat.shape[-2:]
@@ -125,8 +130,7 @@ class LIIF(ArbitraryScaleArch):
         for vx, vy in shifts:
             # One float32 add of the Python-float offset, then the clamp: as LIIF does.
             shifted = (coord + coord.new_tensor([vx * rx + eps, vy * ry + eps])).clamp(-COORD_CLAMP, COORD_CLAMP)
-            sampled = sample_nearest(state.feat, shifted)
-            q_proj, q_coord = sampled[..., :-2], sampled[..., -2:]
+            q_proj, q_coord = self.sample_projected_code(state, shifted)
             # relative to the *unshifted* query, x LR size (LIIF's units: 2 per LR pixel)
             rel_coord = (coord - q_coord) * lr_size
             extra = torch.cat([rel_coord, rel_cell], dim=-1) if rel_cell is not None else rel_coord
