@@ -2,7 +2,7 @@
 atomic outputs and tiled encoding.
 
 Every tool reports user errors as one line (``error: ...``) and exit status 2, never a
-traceback; :class:`ToolError` carries such a message and :func:`run_main` turns it into
+traceback; :class:`ToolError` carries such a message and :func:`run_tool` turns it into
 ``SystemExit``.
 """
 
@@ -31,12 +31,17 @@ class ToolError(Exception):
     """A user-facing error: the message is one line and names the file/key/value at fault."""
 
 
-def run_main(func: Callable[[], Any]) -> Any:
-    """Run a tool body; :class:`ToolError` and image read errors print one line and exit with 2."""
+def run_tool(build_parser: Callable[[], Any], body: Callable[[Any], Any], argv: list[str] | None) -> Any:
+    """Parse ``argv`` with a tool's parser and run ``body(args)``.
+
+    :class:`ToolError` and image read errors print one line and exit with 2; Ctrl-C exits with 130.
+    Returns what ``body`` returns (tests and the demo use it).
+    """
     from gaussiansr_arch.utils.image_io import ImageReadError
 
+    args = build_parser().parse_args(argv)
     try:
-        return func()
+        return body(args)
     except (ToolError, ImageReadError) as err:
         message = ' '.join(str(err).split())  # guarantee a single line
         print(f'error: {message}', file=sys.stderr)

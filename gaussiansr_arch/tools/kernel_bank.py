@@ -31,7 +31,7 @@ from gaussiansr_arch.tools.common import (
     load_model,
     progress,
     resolve_device,
-    run_main,
+    run_tool,
     save_figure_atomic,
     write_text_atomic,
 )
@@ -242,8 +242,7 @@ def _run(args: argparse.Namespace) -> dict:
 
 def run(argv: list[str] | None = None) -> dict:
     """Parse ``argv`` and plot; returns the bank, the frequencies and the written paths."""
-    args = build_parser().parse_args(argv)
-    return run_main(lambda: _run(args))
+    return run_tool(build_parser, _run, argv)
 
 
 def main(argv: list[str] | None = None) -> None:

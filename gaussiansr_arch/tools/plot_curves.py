@@ -13,7 +13,7 @@ import re
 import sys
 from collections import defaultdict
 
-from gaussiansr_arch.tools.common import ToolError, check_output_free, run_main, save_figure_atomic
+from gaussiansr_arch.tools.common import ToolError, check_output_free, run_tool, save_figure_atomic
 
 ITER_RE = re.compile(r'\biter:\s*([\d,]+)')
 VALIDATION_RE = re.compile(r'Validation\s+(\S+)')
@@ -181,8 +181,7 @@ def _run(args: argparse.Namespace) -> dict:
 
 def run(argv: list[str] | None = None) -> dict:
     """Parse ``argv`` and plot; returns {label: curves} (errors exit with 2)."""
-    args = build_parser().parse_args(argv)
-    return run_main(lambda: _run(args))
+    return run_tool(build_parser, _run, argv)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -29,7 +29,7 @@ from gaussiansr_arch.tools.common import (
     progress,
     receptive_radius,
     resolve_device,
-    run_main,
+    run_tool,
     tensor_to_image,
     upscale_tensor,
 )
@@ -168,8 +168,7 @@ def _run(args: argparse.Namespace) -> list[str]:
 
 def run(argv: list[str] | None = None) -> list[str]:
     """Parse ``argv``, upscale, and return the written paths (errors exit with status 2)."""
-    args = build_parser().parse_args(argv)
-    return run_main(lambda: _run(args))
+    return run_tool(build_parser, _run, argv)
 
 
 def main(argv: list[str] | None = None) -> None:
