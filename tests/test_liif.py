@@ -234,11 +234,16 @@ def test_test_pipeline_reports_direct_psnr(official_weights, parity_outputs, tmp
     handler = logging.Handler()
     handler.emit = lambda record: messages.append(record.getMessage())
     logger = logging.getLogger('basicsr')
+    # Another test may have created the 'basicsr' logger first (BasicSR then never raises it
+    # to INFO): capture at INFO whatever the test order.
+    level = logger.level
+    logger.setLevel(logging.INFO)
     logger.addHandler(handler)
     try:
         test_main(['-opt', str(opt_path), '--root', str(tmp_path / 'root')])
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(level)
     found = re.findall(r'# psnr: ([0-9.]+)', '\n'.join(messages))
     assert found, 'the test pipeline logged no PSNR'
     direct = psnr_y(parity_outputs['chelsea_x3'], hr, 3)

@@ -80,15 +80,29 @@ def _neighbour_offsets(radius: int, device) -> torch.Tensor:
     return torch.stack(torch.meshgrid(r, r, indexing='ij'), dim=-1).reshape(-1, 2)
 
 
+def gaussian_table(amplitude: torch.Tensor, sigma: torch.Tensor, rho: torch.Tensor,
+                   opacity: torch.Tensor) -> torch.Tensor:
+    """Everything a Gaussian contributes, one row per LR pixel, ready for row lookups.
+
+    Built once per encoded image and reused by every query chunk.
+
+    Args:
+        amplitude (Tensor): [B,C,h,w] feature amplitudes v_i.
+        sigma (Tensor): [B,2,h,w] per-pixel (sigma_y, sigma_x) in LR pixels.
+        rho (Tensor): [B,1,h,w] per-pixel correlation, |rho| < 1.
+        opacity (Tensor): [B,1,h,w] per-pixel opacity.
+
+    Returns:
+        Tensor: [B,h,w,C+3] = premultiplied amplitude o*v, then the quadratic-form
+        coefficients (a, b, c) of :func:`quadratic_form_coefficients`.
+    """
+    table = torch.cat([amplitude * opacity, quadratic_form_coefficients(sigma, rho)], dim=1)
+    return table.permute(0, 2, 3, 1).contiguous()  # contiguous: the lookups then need no copy
+
+
 def render_gaussian_field(amplitude: torch.Tensor, sigma: torch.Tensor, rho: torch.Tensor,
                           opacity: torch.Tensor, coord: torch.Tensor, radius: int = 3) -> torch.Tensor:
     """Evaluate the Gaussian field at query coordinates (truncated to a K x K neighbourhood).
-
-    Each point sums the Gaussians of the K x K LR pixels (K = 2 * radius + 1) around its
-    nearest LR pixel. Points may come in groups of P nearby points (e.g. the 3x3 HR
-    neighbourhood of a query, as the LTE decoder needs): a group gathers the Gaussians of one
-    shared, slightly larger window once and masks each point to its own K x K window, so the
-    result is exactly the per-point evaluation at a fraction of the memory traffic.
 
     Args:
         amplitude (Tensor): [B,C,h,w] feature amplitudes v_i.
@@ -101,9 +115,30 @@ def render_gaussian_field(amplitude: torch.Tensor, sigma: torch.Tensor, rho: tor
     Returns:
         Tensor: [B,Q,C] (or [B,Q,P,C]) field values. Gaussians exist only inside the image.
     """
+    return evaluate_gaussian_table(gaussian_table(amplitude, sigma, rho, opacity), coord, radius)
+
+
+def evaluate_gaussian_table(table: torch.Tensor, coord: torch.Tensor, radius: int = 3) -> torch.Tensor:
+    """The field of a :func:`gaussian_table` at query coordinates (see :func:`render_gaussian_field`).
+
+    Each point sums the Gaussians of the K x K LR pixels (K = 2 * radius + 1) around its
+    nearest LR pixel. Points may come in groups of P nearby points (e.g. the 3x3 HR
+    neighbourhood of a query, as the LTE decoder needs): a group gathers the Gaussians of one
+    shared, slightly larger window once and masks each point to its own K x K window, so the
+    result is exactly the per-point evaluation at a fraction of the memory traffic.
+
+    Args:
+        table (Tensor): [B,h,w,C+3] from :func:`gaussian_table`.
+        coord (Tensor): [B,Q,2] query (row, col) in [-1, 1], or [B,Q,P,2] groups of points.
+        radius (int): neighbourhood radius.
+
+    Returns:
+        Tensor: [B,Q,C] (or [B,Q,P,C]).
+    """
     grouped = coord.dim() == 4
     points = coord if grouped else coord.unsqueeze(2)  # [B,Q,P,2]
-    b, c, h, w = amplitude.shape
+    b, h, w, width = table.shape
+    c = width - 3
     q = points.shape[1]
     pos = lr_pixel_position(points, (h, w))
     nearest = torch.floor(pos + 0.5).long()  # [B,Q,P,2]
@@ -118,11 +153,8 @@ def render_gaussian_field(amplitude: torch.Tensor, sigma: torch.Tensor, rho: tor
     batch_offset = torch.arange(b, device=coord.device).view(b, 1, 1) * (h * w)
     flat_index = (rows * w + cols + batch_offset).reshape(-1)
 
-    # One row lookup for everything a Gaussian needs: the premultiplied amplitude o*v and the
-    # quadratic-form coefficients (index_select copies whole rows: much faster than gather).
-    per_pixel = torch.cat([amplitude * opacity, quadratic_form_coefficients(sigma, rho)], dim=1)
-    per_pixel = per_pixel.permute(0, 2, 3, 1).reshape(b * h * w, c + 3)
-    gathered = per_pixel.index_select(0, flat_index).view(b, q, 1, k2, c + 3)
+    # One row lookup per Gaussian (index_select copies whole rows: much faster than gather).
+    gathered = table.reshape(b * h * w, width).index_select(0, flat_index).view(b, q, 1, k2, width)
 
     inside_image = ((window[..., 0] >= 0) & (window[..., 0] < h) & (window[..., 1] >= 0) & (window[..., 1] < w))
     mask = inside_image.unsqueeze(2)  # [B,Q,1,K2]

@@ -17,7 +17,7 @@ from gaussiansr_arch.archs.arbitrary_scale import DEFAULT_CHUNK_SIZE, ArbitraryS
 from gaussiansr_arch.archs.coordinates import check_size, make_coord_rows
 from gaussiansr_arch.archs.decoders import LTEDecoder, MLPDecoder
 from gaussiansr_arch.archs.encoders import build_encoder
-from gaussiansr_arch.archs.gaussian_field import lr_pixel_position, render_gaussian_field
+from gaussiansr_arch.archs.gaussian_field import evaluate_gaussian_table, gaussian_table, lr_pixel_position
 from gaussiansr_arch.archs.selective_splatting import KernelParams, SelectiveGaussianSplatting
 
 IMAGE_SKIPS = ('bilinear', 'bicubic', 'none')
@@ -30,16 +30,17 @@ class GaussianSRState:
     Attributes:
         lq (Tensor): [B,3,h,w] input, RGB in [0,1].
         image (Tensor): [B,3,h,w] input normalised to [-1,1] (for the image skip).
-        splat_feat (Tensor): [B,S,h,w] amplitudes of the Gaussian stream.
         bicubic_feat (Tensor): [B,C-S,h,w] features of the bicubic stream.
         kernels (KernelParams | None): per-pixel Gaussians (None when S = 0).
+        gaussians (Tensor | None): [B,h,w,S+3] the Gaussian stream as a ``gaussian_table``
+            (built once here, looked up by every query chunk; None when S = 0).
     """
 
     lq: torch.Tensor
     image: torch.Tensor
-    splat_feat: torch.Tensor
     bicubic_feat: torch.Tensor
     kernels: KernelParams | None
+    gaussians: torch.Tensor | None
 
 
 def sample_bicubic(feat: torch.Tensor, coord: torch.Tensor, mode: str = 'bicubic') -> torch.Tensor:
@@ -110,8 +111,11 @@ class GaussianSR(ArbitraryScaleArch):
         """The per-pixel Gaussians and the two streams from the encoder features [B,C,h,w]."""
         s = self.splat_channels
         kernels = self.splatting(feat) if self.splatting is not None else None
-        return GaussianSRState(lq=lq, image=self.encoder_input(lq), splat_feat=feat[:, :s], bicubic_feat=feat[:, s:],
-                               kernels=kernels)
+        gaussians = None
+        if kernels is not None:
+            gaussians = gaussian_table(feat[:, :s], kernels.sigma, kernels.rho, kernels.opacity)
+        return GaussianSRState(lq=lq, image=self.encoder_input(lq), bicubic_feat=feat[:, s:], kernels=kernels,
+                               gaussians=gaussians)
 
     def render_features(self, state: GaussianSRState, coord: torch.Tensor) -> torch.Tensor:
         """Both streams at [B,Q,2] points (or [B,Q,P,2] groups of nearby points), concatenated.
@@ -120,9 +124,8 @@ class GaussianSR(ArbitraryScaleArch):
             Tensor: [B,Q,C] (or [B,Q,P,C]), the Gaussian-field channels first.
         """
         streams = []
-        if state.kernels is not None:
-            k = state.kernels
-            streams.append(render_gaussian_field(state.splat_feat, k.sigma, k.rho, k.opacity, coord, self.radius))
+        if state.gaussians is not None:
+            streams.append(evaluate_gaussian_table(state.gaussians, coord, self.radius))
         if state.bicubic_feat.shape[1] > 0:
             flat = sample_bicubic(state.bicubic_feat, coord.reshape(coord.shape[0], -1, 2))
             streams.append(flat.reshape(*coord.shape[:-1], -1))
