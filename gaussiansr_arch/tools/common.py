@@ -52,6 +52,17 @@ def run_tool(build_parser: Callable[[], Any], body: Callable[[Any], Any], argv: 
 
 
 # ---------------------------------------------------------------------------- parsing
+def add_weights_args(parser, weights_help: str) -> None:
+    """``--weights``, ``--opt`` and ``--param-key``: how every tool names a trained model (see :func:`load_model`)."""
+    parser.add_argument('--weights', required=True, help=weights_help)
+    parser.add_argument(
+        '--opt', help='BasicSR YAML whose network_g describes the arch (needed when the weights do not record it)'
+    )
+    parser.add_argument(
+        '--param-key', help='key of the parameters in the weights file (default: params_ema if present, else params)'
+    )
+
+
 def parse_scale(text: str) -> float | tuple[float, float]:
     """Parse ``'3.7'`` -> 3.7 or ``'2.5x3'`` -> (2.5, 3.0); raise ToolError on a bad value."""
     parts = str(text).lower().split('x')

@@ -24,6 +24,7 @@ import torch
 
 from gaussiansr_arch.tools.common import (
     ToolError,
+    add_weights_args,
     check_output_free,
     collect_images,
     format_scale,
@@ -54,13 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument('inputs', nargs='*', help='LR images, folders or quoted globs (none: bank plots only)')
-    parser.add_argument(
-        '--weights',
-        required=True,
-        help='GaussianSR weights (net_g_*.pth with --opt, or self-describing weights with network_g)',
-    )
-    parser.add_argument('--opt', help='BasicSR YAML with network_g (when the weights do not record it)')
-    parser.add_argument('--param-key', help='parameter key (default: params_ema if present, else params)')
+    add_weights_args(parser, 'GaussianSR weights (net_g_*.pth with --opt, or self-describing weights with network_g)')
     parser.add_argument(
         '--lr-scales',
         nargs='+',

@@ -16,6 +16,7 @@ import torch
 from gaussiansr_arch.archs.arbitrary_scale import DEFAULT_CHUNK_SIZE
 from gaussiansr_arch.tools.common import (
     ToolError,
+    add_weights_args,
     check_output_free,
     collect_images,
     encode_tiled,
@@ -52,19 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument('--scale', help='upscaling factor, e.g. 3.7, or a different factor per axis as HxW, e.g. 2.5x3')
     target.add_argument('--size', help='exact output size HxW (height x width), e.g. 1080x1920')
-    parser.add_argument(
-        '--weights',
-        required=True,
-        help='weights file: a BasicSR net_g_*.pth (with --opt) or a file that records its own '
-        'network_g (e.g. converted LIIF weights)',
-    )
-    parser.add_argument(
-        '--opt',
-        help='BasicSR YAML whose network_g describes the arch (needed when the weights do not record network_g)',
-    )
-    parser.add_argument(
-        '--param-key',
-        help='key of the parameters in the weights file (default: params_ema if present, else params)',
+    add_weights_args(
+        parser,
+        'weights file: a BasicSR net_g_*.pth (with --opt) or a file that records its own network_g '
+        '(e.g. converted LIIF weights)',
     )
     parser.add_argument('-o', '--output', default='results/upscale', help='output folder')
     parser.add_argument('--force', action='store_true', help='overwrite existing outputs')
