@@ -12,8 +12,9 @@ Because sigmas are in LR-pixel units the field is one fixed function of the phys
 position: every output size samples the same field (scale consistency).
 
 ``render_gaussian_field`` evaluates it at arbitrary query points by summing the Gaussians of
-the K x K LR neighbourhood (K = 2 * radius + 1) around the nearest LR pixel. Memory is
-O(Q * K^2 * C) per call (callers chunk the queries), never O(h*w*H*W) or a dense HR canvas.
+the K x K LR neighbourhood (K = 2 * radius + 1) around the nearest LR pixel. Beyond the
+result, memory is O(chunk * K^2) (points are evaluated in chunks, forward and backward),
+never O(h*w*H*W) or a dense HR canvas.
 ``truncation_bound`` says how much the ignored Gaussians can contribute at most;
 ``render_gaussian_field_exhaustive`` is the brute-force reference (every Gaussian of the
 image) that tests compare against.
@@ -23,6 +24,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 
 
 def lr_pixel_position(coord: torch.Tensor, lr_size: Sequence[int]) -> torch.Tensor:
@@ -81,22 +83,26 @@ def _neighbour_offsets(radius: int, device) -> torch.Tensor:
 
 
 def gaussian_table(amplitude: torch.Tensor, sigma: torch.Tensor, rho: torch.Tensor,
-                   opacity: torch.Tensor) -> torch.Tensor:
+                   opacity: torch.Tensor, radius: int = 3) -> torch.Tensor:
     """Everything a Gaussian contributes, one row per LR pixel, ready for row lookups.
 
-    Built once per encoded image and reused by every query chunk.
+    Built once per encoded image and reused by every query chunk. The border of ``radius``
+    zero rows stands for the Gaussians that do not exist beyond the image (zero amplitude), so
+    every K x K window is a plain row lookup with no clamping or masking.
 
     Args:
         amplitude (Tensor): [B,C,h,w] feature amplitudes v_i.
         sigma (Tensor): [B,2,h,w] per-pixel (sigma_y, sigma_x) in LR pixels.
         rho (Tensor): [B,1,h,w] per-pixel correlation, |rho| < 1.
         opacity (Tensor): [B,1,h,w] per-pixel opacity.
+        radius (int): neighbourhood radius the table will be evaluated with.
 
     Returns:
-        Tensor: [B,h,w,C+3] = premultiplied amplitude o*v, then the quadratic-form
-        coefficients (a, b, c) of :func:`quadratic_form_coefficients`.
+        Tensor: [B,h+2r,w+2r,C+3] = premultiplied amplitude o*v, then the quadratic-form
+        coefficients (a, b, c) of :func:`quadratic_form_coefficients`; zero on the border.
     """
     table = torch.cat([amplitude * opacity, quadratic_form_coefficients(sigma, rho)], dim=1)
+    table = F.pad(table, (radius,) * 4)
     return table.permute(0, 2, 3, 1).contiguous()  # contiguous: the lookups then need no copy
 
 
@@ -109,65 +115,123 @@ def render_gaussian_field(amplitude: torch.Tensor, sigma: torch.Tensor, rho: tor
         sigma (Tensor): [B,2,h,w] per-pixel (sigma_y, sigma_x) in LR pixels.
         rho (Tensor): [B,1,h,w] per-pixel correlation, |rho| < 1.
         opacity (Tensor): [B,1,h,w] per-pixel opacity.
-        coord (Tensor): [B,Q,2] query (row, col) in [-1, 1], or [B,Q,P,2] groups of points.
+        coord (Tensor): [B,Q,2] query (row, col) in [-1, 1], or any [B,...,2].
         radius (int): neighbourhood radius; K = 2 * radius + 1 LR pixels per axis.
 
     Returns:
-        Tensor: [B,Q,C] (or [B,Q,P,C]) field values. Gaussians exist only inside the image.
+        Tensor: [B,Q,C] (or [B,...,C]) field values. Gaussians exist only inside the image.
     """
-    return evaluate_gaussian_table(gaussian_table(amplitude, sigma, rho, opacity), coord, radius)
+    return evaluate_gaussian_table(gaussian_table(amplitude, sigma, rho, opacity, radius), coord, radius)
 
 
-def evaluate_gaussian_table(table: torch.Tensor, coord: torch.Tensor, radius: int = 3) -> torch.Tensor:
+# Points evaluated at once: the per-(point, Gaussian) temporaries of a chunk (~2 MB at radius 3)
+# stay in cache, where whole-batch temporaries (hundreds of MB) spent most of their time in
+# page faults and memory traffic.
+FIELD_CHUNK_SIZE = 1024
+
+
+def evaluate_gaussian_table(table: torch.Tensor, coord: torch.Tensor, radius: int = 3,
+                            chunk_size: int = FIELD_CHUNK_SIZE) -> torch.Tensor:
     """The field of a :func:`gaussian_table` at query coordinates (see :func:`render_gaussian_field`).
 
     Each point sums the Gaussians of the K x K LR pixels (K = 2 * radius + 1) around its
-    nearest LR pixel. Points may come in groups of P nearby points (e.g. the 3x3 HR
-    neighbourhood of a query, as the LTE decoder needs): a group gathers the Gaussians of one
-    shared, slightly larger window once and masks each point to its own K x K window, so the
-    result is exactly the per-point evaluation at a fraction of the memory traffic.
+    nearest LR pixel (the nearest border pixel for points beyond the image). Points are
+    processed ``chunk_size`` at a time and the backward pass is written by hand (it recomputes
+    the weights chunk by chunk), so memory stays O(chunk * K^2) beyond the result and the
+    table's gradient whatever the number of points; ``coord`` never receives a gradient.
 
     Args:
-        table (Tensor): [B,h,w,C+3] from :func:`gaussian_table`.
-        coord (Tensor): [B,Q,2] query (row, col) in [-1, 1], or [B,Q,P,2] groups of points.
+        table (Tensor): [B,h+2r,w+2r,C+3] from :func:`gaussian_table` with the same radius.
+        coord (Tensor): [B,Q,2] query (row, col) in [-1, 1], or any [B,...,2].
         radius (int): neighbourhood radius.
+        chunk_size (int): points per chunk.
 
     Returns:
-        Tensor: [B,Q,C] (or [B,Q,P,C]).
+        Tensor: [B,Q,C] (or [B,...,C]).
     """
-    grouped = coord.dim() == 4
-    points = coord if grouped else coord.unsqueeze(2)  # [B,Q,P,2]
-    b, h, w, width = table.shape
-    c = width - 3
-    q = points.shape[1]
-    pos = lr_pixel_position(points, (h, w))
-    nearest = torch.floor(pos + 0.5).long()  # [B,Q,P,2]
-    anchor = torch.floor(pos.mean(dim=2) + 0.5).long()  # [B,Q,2]
-    # The shared window must contain every point's own window: widen it by how far any
-    # point's nearest pixel is from the anchor (0 for single points, 1 for 3x3 HR stencils).
-    reach = int((nearest - anchor.unsqueeze(2)).abs().max()) if points.shape[2] > 1 else 0
-    window = anchor.unsqueeze(2) + _neighbour_offsets(radius + reach, coord.device)  # [B,Q,K2,2]
-    k2 = window.shape[2]
-    rows = window[..., 0].clamp(0, h - 1)
-    cols = window[..., 1].clamp(0, w - 1)
-    batch_offset = torch.arange(b, device=coord.device).view(b, 1, 1) * (h * w)
-    flat_index = (rows * w + cols + batch_offset).reshape(-1)
+    if chunk_size <= 0:
+        raise ValueError(f'chunk_size must be > 0, got {chunk_size}')
+    b, hp, wp, width = table.shape
+    pos = lr_pixel_position(coord.detach(), (hp - 2 * radius, wp - 2 * radius)).reshape(b, -1, 2)
+    image = torch.arange(b, device=coord.device).view(b, 1).expand(b, pos.shape[1])
+    out = _GaussianField.apply(table, pos.reshape(-1, 2), image.reshape(-1), radius, chunk_size)
+    return out.view(*coord.shape[:-1], width - 3)
 
-    # One row lookup per Gaussian (index_select copies whole rows: much faster than gather).
-    gathered = table.reshape(b * h * w, width).index_select(0, flat_index).view(b, q, 1, k2, width)
 
-    inside_image = ((window[..., 0] >= 0) & (window[..., 0] < h) & (window[..., 1] >= 0) & (window[..., 1] < w))
-    mask = inside_image.unsqueeze(2)  # [B,Q,1,K2]
-    if reach:
-        own_window = (window.unsqueeze(2) - nearest.unsqueeze(3)).abs().amax(dim=-1) <= radius
-        mask = mask & own_window  # [B,Q,P,K2]
-    window = window.to(pos.dtype)
-    dy = pos[..., 0:1] - window[..., 0].unsqueeze(2)  # [B,Q,P,K2]
-    dx = pos[..., 1:2] - window[..., 1].unsqueeze(2)
-    exponent = gathered[..., c] * dy * dy + gathered[..., c + 1] * dy * dx + gathered[..., c + 2] * dx * dx
-    weight = torch.exp(exponent) * mask.to(pos.dtype)
-    out = torch.einsum('bqpk,bqkc->bqpc', weight, gathered[:, :, 0, :, :c])
-    return out if grouped else out.squeeze(2)
+class _GaussianWindow:
+    """The K x K Gaussians around each point of a chunk, as rows of a padded ``gaussian_table``.
+
+    Attributes:
+        nearest (Tensor): [n] flat index of each point's (border-clamped) nearest LR pixel in [B*h*w].
+        rows (Tensor): [n*K2] table row of every (point, Gaussian) pair, row-major window.
+        monomials (Tensor): [n,K2,3] (dy^2, dy dx, dx^2); the exponent is their dot product with (a, b, c).
+    """
+
+    def __init__(self, pos: torch.Tensor, image: torch.Tensor, table_shape: Sequence[int], radius: int):
+        _, hp, wp, _ = table_shape
+        h, w = hp - 2 * radius, wp - 2 * radius
+        nearest = torch.floor(pos + 0.5)
+        nearest = torch.stack([nearest[:, 0].clamp(0, h - 1), nearest[:, 1].clamp(0, w - 1)], dim=-1)
+        frac = pos - nearest  # [n,2]
+        row, col = nearest.long().unbind(-1)
+        self.nearest = (image * h + row) * w + col
+        offsets = _neighbour_offsets(radius, pos.device)  # [K2,2]
+        centre = (image * hp + row + radius) * wp + col + radius
+        self.rows = (centre.unsqueeze(1) + offsets[:, 0] * wp + offsets[:, 1]).reshape(-1)
+        dy = frac[:, 0:1] - offsets[:, 0].to(pos.dtype)
+        dx = frac[:, 1:2] - offsets[:, 1].to(pos.dtype)
+        self.monomials = torch.stack([dy * dy, dy * dx, dx * dx], dim=-1)
+
+    def gather(self, flat_table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Amplitudes [n,K2,C] and weights [n,K2] of the window's Gaussians."""
+        # index_select copies whole table rows: much faster than gathering per element.
+        gathered = flat_table.index_select(0, self.rows).view(*self.monomials.shape[:2], -1)
+        amplitude, coefficients = gathered.split([gathered.shape[-1] - 3, 3], dim=-1)
+        return amplitude, torch.exp((coefficients * self.monomials).sum(-1))
+
+
+class _GaussianField(torch.autograd.Function):
+    """Chunked field evaluation with a hand-written, recomputing backward (see evaluate_gaussian_table)."""
+
+    @staticmethod
+    def forward(ctx, table, pos, image, radius, chunk_size):
+        width = table.shape[-1]
+        flat_table = table.reshape(-1, width)
+        out = pos.new_empty(pos.shape[0], width - 3)
+        for start in range(0, pos.shape[0], chunk_size):
+            part = slice(start, start + chunk_size)
+            amplitude, weight = _GaussianWindow(pos[part], image[part], table.shape, radius).gather(flat_table)
+            out[part] = torch.bmm(weight.unsqueeze(1), amplitude).squeeze(1)
+        ctx.save_for_backward(table, pos, image)
+        ctx.radius, ctx.chunk_size = radius, chunk_size
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        table, pos, image = ctx.saved_tensors
+        b, hp, wp, width = table.shape
+        r, k = ctx.radius, 2 * ctx.radius + 1
+        h, w = hp - 2 * r, wp - 2 * r
+        flat_table = table.reshape(-1, width)
+        # Gradients of each point's whole window, summed per nearest LR pixel: [B*h*w, K2*(C+3)].
+        # One row add per point (not per Gaussian); ``fold`` then adds each window onto the image.
+        window_grad = table.new_zeros(b * h * w, k * k * width)
+        for start in range(0, pos.shape[0], ctx.chunk_size):
+            part = slice(start, start + ctx.chunk_size)
+            window = _GaussianWindow(pos[part], image[part], table.shape, r)
+            amplitude, weight = window.gather(flat_table)
+            grad = grad_out[part]  # [n,C]
+            # out = sum_k weight_k v_k: d/dv_k = weight_k grad, d/dweight_k = <v_k, grad>, and
+            # weight = exp(e), so d/d(a, b, c)_k = d/dweight_k * weight_k * monomials_k.
+            grad_weight = torch.bmm(amplitude, grad.unsqueeze(-1)).squeeze(-1)  # [n,K2]
+            grad_rows = torch.cat([weight.unsqueeze(-1) * grad.unsqueeze(1),
+                                   (grad_weight * weight).unsqueeze(-1) * window.monomials], dim=-1)
+            window_grad.index_add_(0, window.nearest, grad_rows.flatten(1))
+        # fold's column layout is (channel, window position); its padding keeps the table's border.
+        columns = window_grad.view(b, h * w, k * k, width).permute(0, 3, 2, 1).reshape(b, width * k * k, h * w)
+        grad_table = F.fold(columns, (hp, wp), k).permute(0, 2, 3, 1)
+        return grad_table, None, None, None, None
 
 
 def render_gaussian_field_exhaustive(amplitude: torch.Tensor, sigma: torch.Tensor, rho: torch.Tensor,

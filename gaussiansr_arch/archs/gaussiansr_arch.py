@@ -18,6 +18,7 @@ from gaussiansr_arch.archs.coordinates import check_size, make_coord_rows
 from gaussiansr_arch.archs.decoders import LTEDecoder, MLPDecoder
 from gaussiansr_arch.archs.encoders import build_encoder
 from gaussiansr_arch.archs.gaussian_field import evaluate_gaussian_table, gaussian_table, lr_pixel_position
+from gaussiansr_arch.archs.hr_neighbourhood import grid_neighbourhood, neighbourhood_points
 from gaussiansr_arch.archs.selective_splatting import KernelParams, SelectiveGaussianSplatting
 
 IMAGE_SKIPS = ('bilinear', 'bicubic', 'none')
@@ -32,7 +33,7 @@ class GaussianSRState:
         image (Tensor): [B,3,h,w] input normalised to [-1,1] (for the image skip).
         bicubic_feat (Tensor): [B,C-S,h,w] features of the bicubic stream.
         kernels (KernelParams | None): per-pixel Gaussians (None when S = 0).
-        gaussians (Tensor | None): [B,h,w,S+3] the Gaussian stream as a ``gaussian_table``
+        gaussians (Tensor | None): [B,h+2r,w+2r,S+3] the Gaussian stream as a ``gaussian_table``
             (built once here, looked up by every query chunk; None when S = 0).
     """
 
@@ -113,15 +114,15 @@ class GaussianSR(ArbitraryScaleArch):
         kernels = self.splatting(feat) if self.splatting is not None else None
         gaussians = None
         if kernels is not None:
-            gaussians = gaussian_table(feat[:, :s], kernels.sigma, kernels.rho, kernels.opacity)
+            gaussians = gaussian_table(feat[:, :s], kernels.sigma, kernels.rho, kernels.opacity, self.radius)
         return GaussianSRState(lq=lq, image=self.encoder_input(lq), bicubic_feat=feat[:, s:], kernels=kernels,
                                gaussians=gaussians)
 
     def render_features(self, state: GaussianSRState, coord: torch.Tensor) -> torch.Tensor:
-        """Both streams at [B,Q,2] points (or [B,Q,P,2] groups of nearby points), concatenated.
+        """Both streams at [B,Q,2] points (or any [B,...,2]), concatenated.
 
         Returns:
-            Tensor: [B,Q,C] (or [B,Q,P,C]), the Gaussian-field channels first.
+            Tensor: [B,Q,C] (or [B,...,C]), the Gaussian-field channels first.
         """
         streams = []
         if state.gaussians is not None:
@@ -148,13 +149,22 @@ class GaussianSR(ArbitraryScaleArch):
         return (out + self._image_skip(state, coord)) * 0.5 + 0.5
 
     def _neighbourhood_features(self, state, coord, cell) -> torch.Tensor:
-        """Features at the 3x3 HR pixels around each query: [B,Q,9,C], zeros outside the image."""
-        steps = torch.tensor([-1.0, 0.0, 1.0], device=coord.device, dtype=coord.dtype)
-        unit = torch.stack(torch.meshgrid(steps, steps, indexing='ij'), dim=-1).reshape(9, 2)
-        points = coord.unsqueeze(2) + unit * cell.unsqueeze(2)  # [B,Q,9,2]
-        feat = self.render_features(state, points)
-        outside = (points.abs() > 1).any(dim=-1, keepdim=True)
-        return feat.masked_fill(outside, 0.0)
+        """Features at the 3x3 HR pixels around each query: [B,Q,9,C], zeros outside the image.
+
+        Training queries are pixel centres of the HR crop, so their neighbourhoods overlap:
+        each distinct HR pixel is then rendered once (1.5-4x fewer points for scales 1-4).
+        """
+        grid = grid_neighbourhood(coord, cell)
+        if grid is None:
+            points = neighbourhood_points(coord, cell)
+            feat = self.render_features(state, points)
+            outside = (points.abs() > 1).any(dim=-1)
+        else:
+            b, q = coord.shape[:2]
+            feat = self.render_features(state, grid.points).flatten(0, 1)
+            feat = feat.index_select(0, grid.index.flatten()).view(b, q, 9, -1)
+            outside = grid.outside
+        return feat.masked_fill(outside.unsqueeze(-1), 0.0)
 
     def render(self, state: GaussianSRState, size: Sequence[int], chunk_size: int = DEFAULT_CHUNK_SIZE):
         """Whole image in row tiles; the LTE decoder runs as dense 3x3 convs on each tile.
