@@ -76,12 +76,6 @@ def quadratic_form_coefficients(sigma: torch.Tensor, rho: torch.Tensor) -> torch
     return torch.cat([scale * inv_y * inv_y, -2 * scale * rho * inv_y * inv_x, scale * inv_x * inv_x], dim=1)
 
 
-def _neighbour_offsets(radius: int, device) -> torch.Tensor:
-    """[K*K, 2] integer offsets (row, col) of a K x K neighbourhood, row-major."""
-    r = torch.arange(-radius, radius + 1, device=device)
-    return torch.stack(torch.meshgrid(r, r, indexing='ij'), dim=-1).reshape(-1, 2)
-
-
 def gaussian_table(amplitude: torch.Tensor, sigma: torch.Tensor, rho: torch.Tensor,
                    opacity: torch.Tensor, radius: int = 3) -> torch.Tensor:
     """Everything a Gaussian contributes, one row per LR pixel, ready for row lookups.
@@ -158,36 +152,42 @@ def evaluate_gaussian_table(table: torch.Tensor, coord: torch.Tensor, radius: in
     return out.view(*coord.shape[:-1], width - 3)
 
 
-class _GaussianWindow:
-    """The K x K Gaussians around each point of a chunk, as rows of a padded ``gaussian_table``.
+class _WindowGeometry:
+    """Where each point's K x K window lies in a padded ``gaussian_table``, and its offsets.
 
-    Attributes:
-        nearest (Tensor): [n] flat index of each point's (border-clamped) nearest LR pixel in [B*h*w].
-        rows (Tensor): [n*K2] table row of every (point, Gaussian) pair, row-major window.
-        monomials (Tensor): [n,K2,3] (dy^2, dy dx, dx^2); the exponent is their dot product with (a, b, c).
+    Shared by every chunk of one call. ``dy``/``dx`` below are point-minus-centre offsets in
+    LR pixels along rows / columns, laid out [n,K,1] / [n,1,K] so that the window's [n,K,K]
+    terms come from broadcasting instead of stacked copies.
     """
 
-    def __init__(self, pos: torch.Tensor, image: torch.Tensor, table_shape: Sequence[int], radius: int):
-        _, hp, wp, _ = table_shape
-        h, w = hp - 2 * radius, wp - 2 * radius
-        nearest = torch.floor(pos + 0.5)
-        nearest = torch.stack([nearest[:, 0].clamp(0, h - 1), nearest[:, 1].clamp(0, w - 1)], dim=-1)
-        frac = pos - nearest  # [n,2]
-        row, col = nearest.long().unbind(-1)
-        self.nearest = (image * h + row) * w + col
-        offsets = _neighbour_offsets(radius, pos.device)  # [K2,2]
-        centre = (image * hp + row + radius) * wp + col + radius
-        self.rows = (centre.unsqueeze(1) + offsets[:, 0] * wp + offsets[:, 1]).reshape(-1)
-        dy = frac[:, 0:1] - offsets[:, 0].to(pos.dtype)
-        dx = frac[:, 1:2] - offsets[:, 1].to(pos.dtype)
-        self.monomials = torch.stack([dy * dy, dy * dx, dx * dx], dim=-1)
+    def __init__(self, table_shape: Sequence[int], radius: int, pos: torch.Tensor):
+        _, self.hp, self.wp, width = table_shape
+        self.radius, self.k, self.channels = radius, 2 * radius + 1, width - 3
+        self.h, self.w = self.hp - 2 * radius, self.wp - 2 * radius
+        steps = torch.arange(-radius, radius + 1, device=pos.device)
+        self.row_steps = steps.to(pos.dtype).view(1, self.k, 1)
+        self.col_steps = steps.to(pos.dtype).view(1, 1, self.k)
+        self.row_offsets = (steps.view(self.k, 1) * self.wp + steps.view(1, self.k)).reshape(-1)  # [K2]
+        self.limit = pos.new_tensor([self.h - 1, self.w - 1])
 
-    def gather(self, flat_table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Amplitudes [n,K2,C] and weights [n,K2] of the window's Gaussians."""
+    def chunk(self, pos: torch.Tensor, image: torch.Tensor):
+        """For n points: (nearest [n] flat LR pixel in [B*h*w], table rows [n*K2], dy [n,K,1], dx [n,1,K])."""
+        nearest = torch.minimum(torch.floor(pos + 0.5).clamp_min(0), self.limit)  # border pixel beyond the image
+        frac = pos - nearest
+        row, col = nearest.long().unbind(-1)
+        centre = (image * self.hp + row + self.radius) * self.wp + col + self.radius
+        rows = (centre.unsqueeze(1) + self.row_offsets).reshape(-1)
+        dy = frac[:, 0].view(-1, 1, 1) - self.row_steps
+        dx = frac[:, 1].view(-1, 1, 1) - self.col_steps
+        return (image * self.h + row) * self.w + col, rows, dy, dx
+
+    def gather(self, flat_table: torch.Tensor, rows: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor):
+        """Amplitudes [n,K,K,C] and weights [n,K,K] of the window's Gaussians."""
         # index_select copies whole table rows: much faster than gathering per element.
-        gathered = flat_table.index_select(0, self.rows).view(*self.monomials.shape[:2], -1)
-        amplitude, coefficients = gathered.split([gathered.shape[-1] - 3, 3], dim=-1)
-        return amplitude, torch.exp((coefficients * self.monomials).sum(-1))
+        gathered = flat_table.index_select(0, rows).view(-1, self.k, self.k, self.channels + 3)
+        a, b, c = gathered[..., self.channels], gathered[..., self.channels + 1], gathered[..., self.channels + 2]
+        exponent = torch.addcmul(torch.addcmul(a * (dy * dy), b, dy * dx), c, dx * dx)
+        return gathered[..., :self.channels], exponent.exp_()
 
 
 class _GaussianField(torch.autograd.Function):
@@ -195,13 +195,15 @@ class _GaussianField(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, table, pos, image, radius, chunk_size):
-        width = table.shape[-1]
-        flat_table = table.reshape(-1, width)
-        out = pos.new_empty(pos.shape[0], width - 3)
+        geometry = _WindowGeometry(table.shape, radius, pos)
+        flat_table = table.reshape(-1, table.shape[-1])
+        out = pos.new_empty(pos.shape[0], geometry.channels)
         for start in range(0, pos.shape[0], chunk_size):
             part = slice(start, start + chunk_size)
-            amplitude, weight = _GaussianWindow(pos[part], image[part], table.shape, radius).gather(flat_table)
-            out[part] = torch.bmm(weight.unsqueeze(1), amplitude).squeeze(1)
+            _, rows, dy, dx = geometry.chunk(pos[part], image[part])
+            amplitude, weight = geometry.gather(flat_table, rows, dy, dx)
+            torch.bmm(weight.view(-1, 1, geometry.k**2), amplitude.reshape(-1, geometry.k**2, geometry.channels),
+                      out=out[part].unsqueeze(1))
         ctx.save_for_backward(table, pos, image)
         ctx.radius, ctx.chunk_size = radius, chunk_size
         return out
@@ -210,26 +212,29 @@ class _GaussianField(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
         table, pos, image = ctx.saved_tensors
+        geometry = _WindowGeometry(table.shape, ctx.radius, pos)
         b, hp, wp, width = table.shape
-        r, k = ctx.radius, 2 * ctx.radius + 1
-        h, w = hp - 2 * r, wp - 2 * r
+        c, k = geometry.channels, geometry.k
         flat_table = table.reshape(-1, width)
-        # Gradients of each point's whole window, summed per nearest LR pixel: [B*h*w, K2*(C+3)].
-        # One row add per point (not per Gaussian); ``fold`` then adds each window onto the image.
-        window_grad = table.new_zeros(b * h * w, k * k * width)
+        # Gradients of each point's whole window, summed per nearest LR pixel: [B*h*w, K*K*(C+3)].
+        # One row add per point (not per Gaussian); ``fold`` then adds each window onto the table.
+        window_grad = table.new_zeros(b * geometry.h * geometry.w, k * k * width)
         for start in range(0, pos.shape[0], ctx.chunk_size):
             part = slice(start, start + ctx.chunk_size)
-            window = _GaussianWindow(pos[part], image[part], table.shape, r)
-            amplitude, weight = window.gather(flat_table)
+            nearest, rows, dy, dx = geometry.chunk(pos[part], image[part])
+            amplitude, weight = geometry.gather(flat_table, rows, dy, dx)
             grad = grad_out[part]  # [n,C]
-            # out = sum_k weight_k v_k: d/dv_k = weight_k grad, d/dweight_k = <v_k, grad>, and
-            # weight = exp(e), so d/d(a, b, c)_k = d/dweight_k * weight_k * monomials_k.
-            grad_weight = torch.bmm(amplitude, grad.unsqueeze(-1)).squeeze(-1)  # [n,K2]
-            grad_rows = torch.cat([weight.unsqueeze(-1) * grad.unsqueeze(1),
-                                   (grad_weight * weight).unsqueeze(-1) * window.monomials], dim=-1)
-            window_grad.index_add_(0, window.nearest, grad_rows.flatten(1))
-        # fold's column layout is (channel, window position); its padding keeps the table's border.
-        columns = window_grad.view(b, h * w, k * k, width).permute(0, 3, 2, 1).reshape(b, width * k * k, h * w)
+            # out = sum_k weight_k v_k: d/dv_k = weight_k grad, d/dweight_k = <v_k, grad>; and
+            # weight = exp(a dy^2 + b dy dx + c dx^2), so d/da_k = d/dweight_k * weight_k * dy^2 etc.
+            grad_exponent = torch.einsum('nijc,nc->nij', amplitude, grad).mul_(weight)
+            grad_rows = torch.empty(len(nearest), k, k, width, dtype=table.dtype, device=table.device)
+            torch.mul(weight.unsqueeze(-1), grad.view(-1, 1, 1, c), out=grad_rows[..., :c])
+            torch.mul(grad_exponent, dy * dy, out=grad_rows[..., c])
+            torch.mul(grad_exponent, dy * dx, out=grad_rows[..., c + 1])
+            torch.mul(grad_exponent, dx * dx, out=grad_rows[..., c + 2])
+            window_grad.index_add_(0, nearest, grad_rows.view(len(nearest), -1))
+        # fold's column layout is (channel, window position); windows start at their pixel in the padded table.
+        columns = window_grad.view(b, -1, k * k, width).permute(0, 3, 2, 1).reshape(b, width * k * k, -1)
         grad_table = F.fold(columns, (hp, wp), k).permute(0, 2, 3, 1)
         return grad_table, None, None, None, None
 

@@ -18,7 +18,8 @@ from gaussiansr_arch.archs.coordinates import check_size, make_coord_rows
 from gaussiansr_arch.archs.decoders import LTEDecoder, MLPDecoder
 from gaussiansr_arch.archs.encoders import build_encoder
 from gaussiansr_arch.archs.gaussian_field import evaluate_gaussian_table, gaussian_table, lr_pixel_position
-from gaussiansr_arch.archs.hr_neighbourhood import grid_neighbourhood, neighbourhood_points
+from gaussiansr_arch.archs.hr_neighbourhood import GridNeighbourhood, grid_neighbourhood, neighbourhood_points
+from gaussiansr_arch.archs.interpolation import resize_bicubic, sample_bicubic
 from gaussiansr_arch.archs.selective_splatting import KernelParams, SelectiveGaussianSplatting
 
 IMAGE_SKIPS = ('bilinear', 'bicubic', 'none')
@@ -42,13 +43,6 @@ class GaussianSRState:
     bicubic_feat: torch.Tensor
     kernels: KernelParams | None
     gaussians: torch.Tensor | None
-
-
-def sample_bicubic(feat: torch.Tensor, coord: torch.Tensor, mode: str = 'bicubic') -> torch.Tensor:
-    """Interpolate [B,C,h,w] at [B,Q,2] (row, col) coordinates -> [B,Q,C] (border padding)."""
-    grid = coord.flip(-1).unsqueeze(1)  # grid_sample wants (x, y)
-    out = F.grid_sample(feat, grid, mode=mode, padding_mode='border', align_corners=False)
-    return out[:, :, 0, :].transpose(1, 2)
 
 
 def relative_coord_and_cell(coord: torch.Tensor, cell: torch.Tensor, lr_size: Sequence[int]):
@@ -132,6 +126,20 @@ class GaussianSR(ArbitraryScaleArch):
             streams.append(flat.reshape(*coord.shape[:-1], -1))
         return torch.cat(streams, dim=-1)
 
+    def render_grid_features(self, state: GaussianSRState, grid: GridNeighbourhood) -> torch.Tensor:
+        """``render_features`` at the points of a :class:`GridNeighbourhood`: [B,N,C].
+
+        The bicubic stream is resized onto each image's whole grid with two matrix products
+        and looked up, cheaper in training than sampling (and back-propagating) point by point.
+        """
+        streams = []
+        if state.gaussians is not None:
+            streams.append(evaluate_gaussian_table(state.gaussians, grid.points, self.radius))
+        if state.bicubic_feat.shape[1] > 0:
+            streams.append(torch.stack([resize_bicubic(feat, size).flatten(0, 1).index_select(0, pixels)
+                                        for feat, size, pixels in zip(state.bicubic_feat, grid.sizes, grid.pixels)]))
+        return torch.cat(streams, dim=-1)
+
     def _image_skip(self, state: GaussianSRState, coord: torch.Tensor) -> torch.Tensor | float:
         if self.image_skip == 'none':
             return 0.0
@@ -161,7 +169,7 @@ class GaussianSR(ArbitraryScaleArch):
             outside = (points.abs() > 1).any(dim=-1)
         else:
             b, q = coord.shape[:2]
-            feat = self.render_features(state, grid.points).flatten(0, 1)
+            feat = self.render_grid_features(state, grid).flatten(0, 1)
             feat = feat.index_select(0, grid.index.flatten()).view(b, q, 9, -1)
             outside = grid.outside
         return feat.masked_fill(outside.unsqueeze(-1), 0.0)

@@ -44,11 +44,16 @@ class GridNeighbourhood:
     Attributes:
         points (Tensor): [B,N,2] pixel-centre coordinates, N = the largest per-image count
             (shorter lists are padded with the image centre, which no index refers to).
+        pixels (Tensor): [B,N] the same points as flat pixel indices ``row * W + col`` of their
+            image's grid (0 for padding), for lookups in maps rendered on the whole grid.
+        sizes (list[tuple[int, int]]): (H, W) of each image's grid.
         index (Tensor): [B,Q,9] row of each neighbour in ``points.flatten(0, 1)``.
         outside (Tensor): [B,Q,9] bool, neighbours beyond the image border (their features are 0).
     """
 
     points: torch.Tensor
+    pixels: torch.Tensor
+    sizes: list[tuple[int, int]]
     index: torch.Tensor
     outside: torch.Tensor
 
@@ -116,7 +121,11 @@ def grid_neighbourhood(coord: torch.Tensor, cell: torch.Tensor) -> GridNeighbour
                           _axis_coord_at(cols, owner_width, coord.dtype)], dim=-1)
     padded = points.new_zeros(b * per_image, 2)  # padding rows: the image centre, never referenced
     padded[slot] = points
-    return GridNeighbourhood(points=padded.view(b, per_image, 2), index=slot[inverse].view(b, q, 9), outside=outside)
+    pixels = pixel.new_zeros(b * per_image)
+    pixels[slot] = pixel
+    sizes = [tuple(size) for size in grid[:, 0].tolist()]
+    return GridNeighbourhood(points=padded.view(b, per_image, 2), pixels=pixels.view(b, per_image), sizes=sizes,
+                             index=slot[inverse].view(b, q, 9), outside=outside)
 
 
 def _axis_coord_at(i: torch.Tensor, n: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
