@@ -6,7 +6,7 @@ Gaussian field, the rest are bicubically interpolated) -> both evaluated at the 
 decoder -> RGB. Deviations from the authors' code are listed in README "Method".
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +23,8 @@ from gaussiansr_arch.archs.interpolation import resize_bicubic, sample_bicubic
 from gaussiansr_arch.archs.selective_splatting import KernelParams, SelectiveGaussianSplatting
 
 IMAGE_SKIPS = ('bilinear', 'bicubic', 'none')
+# Rows (query x image) the decoder runs at once in ``query``: 4096 x 512 float32 = 8 MB.
+DECODER_ROWS = 4096
 
 
 @dataclass
@@ -147,17 +149,29 @@ class GaussianSR(ArbitraryScaleArch):
 
     # ------------------------------------------------------------------ querying
     def query(self, state: GaussianSRState, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
-        """RGB [B,Q,3] at arbitrary coordinates (training and LIIF-style querying)."""
-        lr_size = state.lq.shape[-2:]
-        rel_coord, rel_cell = relative_coord_and_cell(coord, cell, lr_size)
-        if self.decoder_type == 'lte':
-            out = self.decoder(self._neighbourhood_features(state, coord, cell), rel_coord, rel_cell)
-        else:
-            out = self.decoder(self.render_features(state, coord), rel_coord, rel_cell)
-        return (out + self._image_skip(state, coord)) * 0.5 + 0.5
+        """RGB [B,Q,3] at arbitrary coordinates (training and LIIF-style querying).
 
-    def _neighbourhood_features(self, state, coord, cell) -> torch.Tensor:
-        """Features at the 3x3 HR pixels around each query: [B,Q,9,C], zeros outside the image.
+        The decoder runs on ``DECODER_ROWS`` (query, image) rows at a time: the same result,
+        but every activation stays under 8 MB, which the allocator recycles; whole-batch
+        activations (tens of MB each) are mapped fresh and page-faulted at every step.
+        """
+        lr_size = state.lq.shape[-2:]
+        if self.decoder_type == 'lte':
+            features_of = self._neighbourhood_lookup(state, coord, cell)
+        else:
+            def features_of(part):
+                return self.render_features(state, coord[:, part])
+        step = max(1, DECODER_ROWS // coord.shape[0])
+        out = []
+        for start in range(0, coord.shape[1], step):
+            part = slice(start, start + step)
+            rel_coord, rel_cell = relative_coord_and_cell(coord[:, part], cell[:, part], lr_size)
+            out.append(self.decoder(features_of(part), rel_coord, rel_cell))
+        return (torch.cat(out, dim=1) + self._image_skip(state, coord)) * 0.5 + 0.5
+
+    def _neighbourhood_lookup(self, state, coord, cell) -> Callable[[slice], torch.Tensor]:
+        """A function giving the features at the 3x3 HR pixels around queries ``coord[:, part]``:
+        [B,q,9,C], zeros outside the image.
 
         Training queries are pixel centres of the HR crop, so their neighbourhoods overlap:
         each distinct HR pixel is then rendered once (1.5-4x fewer points for scales 1-4).
@@ -166,13 +180,17 @@ class GaussianSR(ArbitraryScaleArch):
         if grid is None:
             points = neighbourhood_points(coord, cell)
             feat = self.render_features(state, points)
-            outside = (points.abs() > 1).any(dim=-1)
-        else:
-            b, q = coord.shape[:2]
-            feat = self.render_grid_features(state, grid).flatten(0, 1)
-            feat = feat.index_select(0, grid.index.flatten()).view(b, q, 9, -1)
-            outside = grid.outside
-        return feat.masked_fill(outside.unsqueeze(-1), 0.0)
+            feat = feat.masked_fill((points.abs() > 1).any(dim=-1, keepdim=True), 0.0)
+            return lambda part: feat[:, part]
+        # A zero row at the end stands for every neighbour beyond the border: lookups then
+        # need no mask over the (9x larger) neighbourhood tensor.
+        feat = F.pad(self.render_grid_features(state, grid).flatten(0, 1), (0, 0, 0, 1))
+        index = grid.index.masked_fill(grid.outside, feat.shape[0] - 1)
+
+        def lookup(part: slice) -> torch.Tensor:
+            rows = index[:, part]
+            return feat.index_select(0, rows.flatten()).view(*rows.shape, -1)
+        return lookup
 
     def render(self, state: GaussianSRState, size: Sequence[int], chunk_size: int = DEFAULT_CHUNK_SIZE):
         """Whole image in row tiles; the LTE decoder runs as dense 3x3 convs on each tile.
