@@ -109,6 +109,14 @@ class OfficialFormLIIF(LIIF):
         return F.linear(sampled[..., :-2], self.imnet[0].weight[:, :self.code_dim]), sampled[..., -2:]
 
 
+def register_benchmark_archs() -> None:
+    """Put the benchmark-only archs in BasicSR's ARCH_REGISTRY (for runs through the trainer)."""
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    if 'OfficialFormLIIF' not in ARCH_REGISTRY:
+        ARCH_REGISTRY.register(OfficialFormLIIF)
+
+
 def photo(name: str) -> np.ndarray:
     """A scikit-image photo as HxWx3 float32 RGB in [0, 1] (grey photos are repeated to RGB)."""
     import skimage.data

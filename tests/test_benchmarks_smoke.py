@@ -37,8 +37,10 @@ def test_memory_tiny():
 
 def test_train_tiny(tmp_path):
     out = run('bench_train.py', '--iters', '2', '--warmup', '1', '--batch', '1', '--lr-size', '8', '--sample-q', '16',
-              '--workdir', str(tmp_path), timeout=150)
-    assert 'GaussianSR / LIIF time per iteration' in out
+              '--models', 'gaussiansr', 'liif', 'liif-official-form', '--malloc-tuned', '--workdir', str(tmp_path),
+              timeout=200)
+    assert 'GaussianSR / liif time per iteration' in out
+    assert 'GaussianSR / liif-official-form time per iteration' in out and 'MALLOC_TOP_PAD_' in out
 
 
 def test_quality_tiny(tmp_path):
