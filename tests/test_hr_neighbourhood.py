@@ -79,3 +79,18 @@ def test_grid_path_equals_per_query_neighbourhoods(monkeypatch):
     torch.testing.assert_close(fast, slow, rtol=0, atol=2e-5)
     for a, b in zip(fast_grads, slow_grads):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_query_is_invariant_to_decoder_chunking(monkeypatch):
+    """Decoding in row chunks (CPU) gives the result of one pass, for both decoders; no queries give [B,0,3]."""
+    torch.manual_seed(1)
+    lq = torch.rand(2, 3, 6, 7)
+    coord, cell = sampled_pixel_queries([(12, 14), (18, 21)], 40)
+    for decoder in ('lte', 'mlp'):
+        model = gaussiansr_module.GaussianSR(encoder_opt={'num_feat': 16, 'num_block': 1}, splat_channels=4,
+                                             bank_size=9, decoder=decoder, decoder_hidden=[16], num_freq=16).eval()
+        monkeypatch.setattr(gaussiansr_module, 'DECODER_ROWS_CPU', 10**6)
+        whole = model(lq, coord, cell)
+        monkeypatch.setattr(gaussiansr_module, 'DECODER_ROWS_CPU', 14)  # 7 queries per chunk, last one short
+        torch.testing.assert_close(model(lq, coord, cell), whole, rtol=0, atol=1e-6)
+        assert model(lq, coord[:, :0], cell[:, :0]).shape == (2, 0, 3)

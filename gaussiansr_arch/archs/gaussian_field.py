@@ -118,14 +118,14 @@ def render_gaussian_field(amplitude: torch.Tensor, sigma: torch.Tensor, rho: tor
     return evaluate_gaussian_table(gaussian_table(amplitude, sigma, rho, opacity, radius), coord, radius)
 
 
-# Points evaluated at once: the per-(point, Gaussian) temporaries of a chunk (~2 MB at radius 3)
-# stay in cache, where whole-batch temporaries (hundreds of MB) spent most of their time in
-# page faults and memory traffic.
-FIELD_CHUNK_SIZE = 1024
+# Points evaluated at once. On a CPU the per-(point, Gaussian) temporaries of a chunk (~2 MB at
+# radius 3) stay in cache, where whole-batch temporaries (hundreds of MB) spent most of their
+# time in page faults and memory traffic; a GPU wants few, large launches instead.
+FIELD_CHUNK_SIZE = {'cpu': 1024, 'other': 65536}
 
 
 def evaluate_gaussian_table(table: torch.Tensor, coord: torch.Tensor, radius: int = 3,
-                            chunk_size: int = FIELD_CHUNK_SIZE) -> torch.Tensor:
+                            chunk_size: int | None = None) -> torch.Tensor:
     """The field of a :func:`gaussian_table` at query coordinates (see :func:`render_gaussian_field`).
 
     Each point sums the Gaussians of the K x K LR pixels (K = 2 * radius + 1) around its
@@ -138,11 +138,13 @@ def evaluate_gaussian_table(table: torch.Tensor, coord: torch.Tensor, radius: in
         table (Tensor): [B,h+2r,w+2r,C+3] from :func:`gaussian_table` with the same radius.
         coord (Tensor): [B,Q,2] query (row, col) in [-1, 1], or any [B,...,2].
         radius (int): neighbourhood radius.
-        chunk_size (int): points per chunk.
+        chunk_size (int | None): points per chunk (None: ``FIELD_CHUNK_SIZE`` of the device type).
 
     Returns:
         Tensor: [B,Q,C] (or [B,...,C]).
     """
+    if chunk_size is None:
+        chunk_size = FIELD_CHUNK_SIZE['cpu' if table.device.type == 'cpu' else 'other']
     if chunk_size <= 0:
         raise ValueError(f'chunk_size must be > 0, got {chunk_size}')
     b, hp, wp, width = table.shape

@@ -23,8 +23,9 @@ from gaussiansr_arch.archs.interpolation import resize_bicubic, sample_bicubic
 from gaussiansr_arch.archs.selective_splatting import KernelParams, SelectiveGaussianSplatting
 
 IMAGE_SKIPS = ('bilinear', 'bicubic', 'none')
-# Rows (query x image) the decoder runs at once in ``query``: 4096 x 512 float32 = 8 MB.
-DECODER_ROWS = 4096
+# Rows (query x image) the decoder runs at once in ``query`` on a CPU: 4096 x 512 float32 = 8 MB
+# (see ``query``). Other devices decode all queries at once (their allocators cache blocks).
+DECODER_ROWS_CPU = 4096
 
 
 @dataclass
@@ -125,7 +126,7 @@ class GaussianSR(ArbitraryScaleArch):
             streams.append(evaluate_gaussian_table(state.gaussians, coord, self.radius))
         if state.bicubic_feat.shape[1] > 0:
             flat = sample_bicubic(state.bicubic_feat, coord.reshape(coord.shape[0], -1, 2))
-            streams.append(flat.reshape(*coord.shape[:-1], -1))
+            streams.append(flat.reshape(*coord.shape[:-1], flat.shape[-1]))
         return torch.cat(streams, dim=-1)
 
     def render_grid_features(self, state: GaussianSRState, grid: GridNeighbourhood) -> torch.Tensor:
@@ -151,9 +152,9 @@ class GaussianSR(ArbitraryScaleArch):
     def query(self, state: GaussianSRState, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         """RGB [B,Q,3] at arbitrary coordinates (training and LIIF-style querying).
 
-        The decoder runs on ``DECODER_ROWS`` (query, image) rows at a time: the same result,
-        but every activation stays under 8 MB, which the allocator recycles; whole-batch
-        activations (tens of MB each) are mapped fresh and page-faulted at every step.
+        On a CPU the decoder runs on ``DECODER_ROWS_CPU`` (query, image) rows at a time: the
+        same result, but every activation stays under 8 MB, which glibc's allocator recycles;
+        whole-batch activations (tens of MB each) are mapped fresh and page-faulted every step.
         """
         lr_size = state.lq.shape[-2:]
         if self.decoder_type == 'lte':
@@ -161,9 +162,10 @@ class GaussianSR(ArbitraryScaleArch):
         else:
             def features_of(part):
                 return self.render_features(state, coord[:, part])
-        step = max(1, DECODER_ROWS // coord.shape[0])
+        queries = max(1, coord.shape[1])  # one (empty) chunk when there are no queries
+        step = max(1, DECODER_ROWS_CPU // coord.shape[0]) if coord.device.type == 'cpu' else queries
         out = []
-        for start in range(0, coord.shape[1], step):
+        for start in range(0, queries, step):
             part = slice(start, start + step)
             rel_coord, rel_cell = relative_coord_and_cell(coord[:, part], cell[:, part], lr_size)
             out.append(self.decoder(features_of(part), rel_coord, rel_cell))
