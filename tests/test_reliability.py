@@ -253,7 +253,23 @@ def _mutate(data: dict, row: str) -> dict:
         opt['network_g']['num_feat'] = 64
     elif row == 'total_iter_text':
         opt['train']['total_iter'] = 'abc'
+    elif row in OPTIMIZATION_ROWS:
+        section, key, value = OPTIMIZATION_ROWS[row]
+        opt['train'][section][key] = value
     return opt
+
+
+# train.<section>.<key> = value: what BasicSR would pass to torch/its schedulers as it is.
+OPTIMIZATION_ROWS = {
+    'optim_lr_unquoted_exponent': ('optim_g', 'lr', '1e-4'),  # YAML 1.1 reads 1e-4 as text
+    'optim_type': ('optim_g', 'type', 'SGD'),
+    'optim_unknown_key': ('optim_g', 'momentum', 0.9),
+    'optim_betas_text': ('optim_g', 'betas', '0.9, 0.99'),
+    'milestones_text': ('scheduler', 'milestones', '200000'),
+    'gamma_text': ('scheduler', 'gamma', 'half'),
+    'scheduler_type': ('scheduler', 'type', 'StepLR'),
+    'loss_weight_text': ('pixel_opt', 'loss_weight', 'one'),
+}
 
 
 @pytest.mark.parametrize('row,expected', [
@@ -270,6 +286,14 @@ def _mutate(data: dict, row: str) -> dict:
     ('missing_path', ['dataroot_gt /nonexistent/val does not exist']),
     ('bad_network_option', ["network 'GaussianSR'", "unexpected keyword argument 'num_feat'"]),
     ('total_iter_text', ["train.total_iter must be a number, got 'abc'"]),
+    ('optim_lr_unquoted_exponent', ["train.optim_g.lr must be a number, got '1e-4'", 'write 1.0e-4 or !!float 1e-4']),
+    ('optim_type', ["train.optim_g.type must be one of ['Adam']", "got 'SGD'"]),
+    ('optim_unknown_key', ["train.optim_g: unknown option 'momentum'", 'betas']),
+    ('optim_betas_text', ["train.optim_g.betas must be a list of numbers, got '0.9, 0.99'"]),
+    ('milestones_text', ["train.scheduler.milestones must be a list of integers, got '200000'"]),
+    ('gamma_text', ["train.scheduler.gamma must be a number, got 'half'"]),
+    ('scheduler_type', ["train.scheduler.type must be one of ['CosineAnnealingRestartLR', 'MultiStepLR'"]),
+    ('loss_weight_text', ["train.pixel_opt.loss_weight must be a number, got 'one'"]),
 ])
 def test_bad_options_exit_with_one_line(data, tmp_path, row, expected):
     message = _train_error(_mutate(data, row), tmp_path)

@@ -345,6 +345,10 @@ _TRAINER_NUMBERS = (('train', 'total_iter'), ('train', 'warmup_iter'), ('logger'
                     ('datasets', 'train', 'dataset_enlarge_ratio'))
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _numeric_option_error(opt: dict, path: str, pipeline: str) -> str | None:
     """One line naming the first trainer option that should be a number and is not, or None."""
     if pipeline != 'train':
@@ -353,8 +357,96 @@ def _numeric_option_error(opt: dict, path: str, pipeline: str) -> str | None:
         value = opt
         for key in keys:
             value = value.get(key) if isinstance(value, dict) else None
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        if value is not None and not _is_number(value):
             return f'options file {path}: {".".join(keys)} must be a number, got {value!r}'
+    problem = _optimization_option_error(opt['train'])
+    return f'options file {path}: {problem}' if problem else None
+
+
+# What basicsr 1.4.2 builds from ``train``: ``get_optimizer`` knows only Adam; ``setup_schedulers``
+# these schedulers. Values: 'number', 'numbers' (a list), 'integers', or a tuple of allowed words.
+_OPTIMIZERS = {'Adam': {'lr': 'number', 'betas': 'numbers', 'eps': 'number', 'weight_decay': 'number',
+                        'amsgrad': 'bool', 'foreach': 'bool', 'maximize': 'bool', 'capturable': 'bool',
+                        'differentiable': 'bool', 'fused': 'bool', 'decoupled_weight_decay': 'bool'}}
+_MULTISTEP = {'milestones': 'integers', 'gamma': 'number', 'restarts': 'integers', 'restart_weights': 'numbers'}
+_SCHEDULERS = {'MultiStepLR': _MULTISTEP, 'MultiStepRestartLR': _MULTISTEP,
+               'CosineAnnealingRestartLR': {'periods': 'integers', 'restart_weights': 'numbers', 'eta_min': 'number'}}
+_PIXEL_LOSS = {'loss_weight': 'number', 'reduction': ('none', 'mean', 'sum'), 'eps': 'number'}
+_TRAIN_NUMBERS = {'ema_decay': 'number', 'grad_clip': 'number'}
+
+
+def _value_error(key: str, value, kind) -> str | None:
+    if isinstance(kind, tuple):
+        ok, want = value in kind, f'one of {list(kind)}'
+    elif kind == 'bool':
+        ok, want = isinstance(value, bool), 'true or false'
+    elif kind == 'number':
+        ok, want = _is_number(value), 'a number'
+    else:
+        test = _is_number if kind == 'numbers' else (lambda v: isinstance(v, int) and not isinstance(v, bool))
+        ok = isinstance(value, list) and all(test(v) for v in value)
+        want = 'a list of numbers' if kind == 'numbers' else 'a list of integers'
+    if ok:
+        return None
+    return f'{key} must be {want}, got {value!r}{_number_text_hint(value)}'
+
+
+def _number_text_hint(value) -> str:
+    """Why a number came out of the YAML as text, for the two usual reasons."""
+    if not isinstance(value, str):
+        return ''
+    try:
+        float(value)
+    except ValueError:
+        return ''
+    mantissa, _, exponent = value.lower().partition('e')
+    if exponent and '.' not in mantissa:
+        return f' (YAML reads {value} as text: write {mantissa}.0e{exponent} or !!float {value})'
+    return ' (a quoted number is text: write it without quotes)'
+
+
+def _section_error(section, name: str, kinds: dict, required: tuple[str, ...] = ()) -> str | None:
+    """First unknown key, missing key or mistyped value of an options mapping, as one line."""
+    if not isinstance(section, dict):
+        return f'{name} must be a mapping, got {section!r}'
+    for key in required:
+        if key not in section:
+            return f'missing option {name}.{key}'
+    for key, value in section.items():
+        if key == 'type':
+            continue
+        if key not in kinds:
+            return f'{name}: unknown option {key!r}; known: {sorted(kinds)}'
+        problem = _value_error(f'{name}.{key}', value, kinds[key])
+        if problem:
+            return problem
+    return None
+
+
+def _optimization_option_error(train: dict) -> str | None:
+    """One line for a bad ``train.optim_g`` / ``train.scheduler`` / ``train.pixel_opt`` option, or None.
+
+    BasicSR hands these to the optimizer and scheduler constructors as they are: a quoted number
+    either ends in a traceback or, for scheduler values, is silently accepted until it is used.
+    """
+    for key, kind in _TRAIN_NUMBERS.items():
+        if train.get(key) is not None:
+            problem = _value_error(f'train.{key}', train[key], kind)
+            if problem:
+                return problem
+    sections = (('optim_g', _OPTIMIZERS, ('lr',)), ('scheduler', _SCHEDULERS, ()))
+    for key, known, required in sections:
+        if key not in train:
+            continue
+        section = train[key]
+        kind = section.get('type') if isinstance(section, dict) else None
+        if kind not in known:
+            return f'train.{key}.type must be one of {sorted(known)} (what basicsr 1.4.2 builds), got {kind!r}'
+        problem = _section_error(section, f'train.{key}', known[kind], required)
+        if problem:
+            return problem
+    if train.get('pixel_opt'):
+        return _section_error(train['pixel_opt'], 'train.pixel_opt', _PIXEL_LOSS)
     return None
 
 
