@@ -283,6 +283,39 @@ def test_compare_config_skips_other_scales_of_fixed_models(env, tmp_path):
     assert 'skipped' in (tmp_path / 'out' / 'results.md').read_text()
 
 
+def test_compare_reads_lr_folders(env, tmp_path, capsys):
+    """Datasets with their own LR files (``lr`` with ``{scale}``, ``filename_tmpl``): the LR is read, not made."""
+    lr_root = tmp_path / 'lr'
+    for scale in (2, 4):
+        folder = lr_root / f'X{scale}'
+        folder.mkdir(parents=True)
+        for name in ('astro', 'coffee'):
+            hr = read_image(env['hr'] / f'{name}.png')
+            h, w = hr.shape[0] // scale, hr.shape[1] // scale
+            lr = imresize_to(hr[:h * scale, :w * scale].astype(np.float32) / 255, (h, w))
+            lr = (np.clip(lr, 0, 1) * 255).round().astype(np.uint8)
+            lr[0, 0] = 255 - lr[0, 0]  # a pixel a made LR would not have: proves the file is used
+            cv2.imwrite(str(folder / f'{name}x{scale}.png'), lr[:, :, ::-1])
+    cfg = tmp_path / 'cmp.yml'
+    cfg.write_text(
+        f'output: {tmp_path / "out"}\ncrops: 0\nmodels:\n  - {{name: Bicubic, type: bicubic}}\n'
+        f'datasets:\n  - {{name: L, hr: {env["hr"]}, lr: "{lr_root}/X{{scale}}", filename_tmpl: "{{}}x{{scale}}", '
+        f'scales: [2, 4], crop_border: scale, test_y_channel: true}}\n'
+    )
+    results = compare.run(['--config', str(cfg), '--quiet'])
+    hr = read_image(env['hr'] / 'astro.png')
+    lr = read_image(lr_root / 'X4' / 'astrox4.png')
+    hr = hr[:lr.shape[0] * 4, :lr.shape[1] * 4]
+    sr = (np.clip(imresize_to(lr.astype(np.float32) / 255, hr.shape[:2]), 0, 1) * 255).round().astype(np.uint8)
+    ref = calculate_psnr(sr[:, :, ::-1], hr[:, :, ::-1], 4, input_order='HWC', test_y_channel=True)
+    assert results[('Bicubic', 'L', 4.0)].psnr[0] == pytest.approx(ref, abs=1e-9)
+    assert len(results[('Bicubic', 'L', 2.0)].psnr) == 2
+    # a missing LR file is one line naming it
+    (lr_root / 'X2' / 'coffeex2.png').unlink()
+    message = _error(capsys, compare.run, ['--config', str(cfg), '--quiet', '--force'])
+    assert 'coffeex2.png' in message and 'no LR image' in message
+
+
 # ---------------------------------------------------------------------------- plot_curves
 LOG = """2024-01-01 10:00:00,000 INFO: [epoch:  0, iter:     100, lr:(1.000e-04,)] [eta: 1:00:00] l_pix: 1e-1
 2024-01-01 10:00:05,000 INFO: Validation Set5
@@ -312,6 +345,22 @@ def test_plot_curves_from_logs(tmp_path, capsys):
     assert 'curves.png exists' in _error(capsys, plot_curves.run, [str(tmp_path / 'runA'), '-o', str(png)])
     (tmp_path / 'empty').mkdir()
     assert 'empty' in _error(capsys, plot_curves.run, [str(tmp_path / 'empty'), '-o', str(tmp_path / 'x.png')])
+
+
+def test_plot_curves_from_tensorboard_events(tmp_path):
+    """BasicSR's tb_logger scalars (``metrics/<dataset>/<metric>``) are read like the text logs."""
+    pytest.importorskip('tensorboard')
+    from torch.utils.tensorboard import SummaryWriter
+
+    run_dir = tmp_path / 'tb_logger' / 'runC'
+    writer = SummaryWriter(str(run_dir))
+    for step, value in ((100, 29.5), (200, 30.25)):
+        writer.add_scalar('metrics/Set5/psnr', value, step)
+        writer.add_scalar('losses/l_pix', 0.1, step)  # not a validation metric: ignored
+    writer.close()
+    runs = plot_curves.run([str(run_dir), '-o', str(tmp_path / 'tb.png')])
+    assert runs['runC'] == {('Set5', 'psnr'): {100: 29.5, 200: 30.25}}
+    assert (tmp_path / 'tb.png').is_file()
 
 
 # ---------------------------------------------------------------------------- kernel_bank
