@@ -18,8 +18,17 @@ def axis_coord(n: int, device=None, dtype=torch.float32) -> torch.Tensor:
     ensemble is ill-conditioned for queries on LR pixel centres at the border, where the
     last float bit decides the blend, so LIIF parity needs the same rounding.
     """
-    r = 1 / n
-    return (-1 + r) + (2 * r) * torch.arange(n, device=device, dtype=dtype)
+    return axis_coord_at(torch.arange(n, device=device), torch.tensor(n, device=device), dtype)
+
+
+def axis_coord_at(index: torch.Tensor, n: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
+    """``axis_coord(n)[index]`` for tensors of pixel indices and axis lengths (broadcast), same rounding.
+
+    The two constants ``-1 + 1/n`` and ``2/n`` are formed in double and rounded once to ``dtype``
+    (as a Python float operand is), then the arithmetic runs in ``dtype``.
+    """
+    r = 1 / n.double()
+    return (-1 + r).to(dtype) + (2 * r).to(dtype) * index.to(dtype)
 
 
 def make_coord(size: Sequence[int], device=None, dtype=torch.float32) -> torch.Tensor:

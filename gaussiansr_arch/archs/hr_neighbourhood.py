@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from gaussiansr_arch.archs.coordinates import axis_coord_at
+
 # A query is "on the grid" when its pixel index is within this of an integer (float32
 # coordinates of a 10,000-pixel axis are exact to ~1e-4 pixel).
 GRID_TOLERANCE = 1e-3
@@ -88,8 +90,8 @@ def grid_pixel_index(coord: torch.Tensor, cell: torch.Tensor) -> tuple[torch.Ten
 def grid_neighbourhood(coord: torch.Tensor, cell: torch.Tensor) -> GridNeighbourhood | None:
     """``neighbourhood_points`` with each distinct HR pixel once (None when queries are off-grid).
 
-    The points are computed with :func:`~gaussiansr_arch.archs.coordinates.axis_coord`'s
-    arithmetic, so a neighbour equal to a query has exactly the query's coordinate.
+    The points are computed by :func:`~gaussiansr_arch.archs.coordinates.axis_coord_at`, so a
+    neighbour equal to a query has exactly the query's coordinate.
     """
     on_grid = grid_pixel_index(coord, cell)
     if on_grid is None:
@@ -117,8 +119,8 @@ def grid_neighbourhood(coord: torch.Tensor, cell: torch.Tensor) -> GridNeighbour
     pixel = unique_keys - owner * area
     owner_width = grid[owner, 0, 1]
     rows, cols = torch.div(pixel, owner_width, rounding_mode='floor'), pixel % owner_width
-    points = torch.stack([_axis_coord_at(rows, grid[owner, 0, 0], coord.dtype),
-                          _axis_coord_at(cols, owner_width, coord.dtype)], dim=-1)
+    points = torch.stack([axis_coord_at(rows, grid[owner, 0, 0], coord.dtype),
+                          axis_coord_at(cols, owner_width, coord.dtype)], dim=-1)
     padded = points.new_zeros(b * per_image, 2)  # padding rows: the image centre, never referenced
     padded[slot] = points
     pixels = pixel.new_zeros(b * per_image)
@@ -127,8 +129,3 @@ def grid_neighbourhood(coord: torch.Tensor, cell: torch.Tensor) -> GridNeighbour
     return GridNeighbourhood(points=padded.view(b, per_image, 2), pixels=pixels.view(b, per_image), sizes=sizes,
                              index=slot[inverse].view(b, q, 9), outside=outside)
 
-
-def _axis_coord_at(i: torch.Tensor, n: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``axis_coord(n)[i]`` for tensors of indices and axis lengths, with the same rounding."""
-    r = 1 / n.double()  # axis_coord forms its two constants in double, then works in ``dtype``
-    return (-1 + r).to(dtype) + (2 * r).to(dtype) * i.to(dtype)
