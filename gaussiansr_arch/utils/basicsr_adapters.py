@@ -357,8 +357,9 @@ def _numeric_option_error(opt: dict, path: str, pipeline: str) -> str | None:
         value = opt
         for key in keys:
             value = value.get(key) if isinstance(value, dict) else None
-        if value is not None and not _is_number(value):
-            return f'options file {path}: {".".join(keys)} must be a number, got {value!r}'
+        problem = _value_error('.'.join(keys), value, 'number') if value is not None else None
+        if problem:
+            return f'options file {path}: {problem}'
     problem = _optimization_option_error(opt['train'])
     return f'options file {path}: {problem}' if problem else None
 
