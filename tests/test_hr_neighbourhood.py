@@ -11,6 +11,13 @@ from gaussiansr_arch.archs.hr_neighbourhood import grid_neighbourhood, grid_pixe
 SIZES = [(20, 20), (31, 17), (7, 45)]  # one HR grid per image, as a batch of mixed-scale crops
 
 
+def small_model(**overrides) -> gaussiansr_module.GaussianSR:
+    """A small GaussianSR (both streams, a 3x3 bank) for tests about query paths."""
+    opt = dict(encoder_opt={'num_feat': 16, 'num_block': 1}, splat_channels=4, bank_size=9, decoder_hidden=[16],
+               num_freq=16)
+    return gaussiansr_module.GaussianSR(**{**opt, **overrides})
+
+
 def sampled_pixel_queries(sizes, num_queries: int, seed: int = 0, dtype=torch.float32):
     """[B,Q,2] coord and cell of distinct random pixel centres, one grid per image (LIIF's sampler)."""
     g = torch.Generator().manual_seed(seed)
@@ -57,8 +64,7 @@ def test_off_grid_queries_are_rejected():
 def test_grid_path_equals_per_query_neighbourhoods(monkeypatch):
     """Training queries (pixel centres) through the deduplicated path == the general path, value and gradients."""
     torch.manual_seed(0)
-    model = gaussiansr_module.GaussianSR(encoder_opt={'num_feat': 16, 'num_block': 1}, splat_channels=4,
-                                         bank_size=9, decoder_hidden=[16], num_freq=16).train()
+    model = small_model().train()
     monkeypatch.setattr(F, 'gumbel_softmax', lambda logits, tau=1.0, hard=False, dim=-1: torch.softmax(logits, dim))
     lq = torch.rand(3, 3, 9, 11)
     coord, cell = sampled_pixel_queries([(18, 22), (27, 33), (9, 11)], 90)
@@ -87,8 +93,7 @@ def test_query_is_invariant_to_decoder_chunking(monkeypatch):
     lq = torch.rand(2, 3, 6, 7)
     coord, cell = sampled_pixel_queries([(12, 14), (18, 21)], 40)
     for decoder in ('lte', 'mlp'):
-        model = gaussiansr_module.GaussianSR(encoder_opt={'num_feat': 16, 'num_block': 1}, splat_channels=4,
-                                             bank_size=9, decoder=decoder, decoder_hidden=[16], num_freq=16).eval()
+        model = small_model(decoder=decoder).eval()
         monkeypatch.setattr(gaussiansr_module, 'DECODER_ROWS_CPU', 10**6)
         whole = model(lq, coord, cell)
         monkeypatch.setattr(gaussiansr_module, 'DECODER_ROWS_CPU', 14)  # 7 queries per chunk, last one short
