@@ -24,6 +24,12 @@ RESULTS = HERE / 'results'
 LIIF_CHECKPOINT = Path(os.environ.get('GAUSSIANSR_LIIF_CKPT', '/work/shared/reference/liif/edsr-baseline-liif.pth'))
 TRAIN_PHOTOS = ('astronaut', 'rocket', 'hubble_deep_field', 'immunohistochemistry', 'retina')
 HELD_OUT_PHOTOS = ('chelsea', 'coffee')
+# bench_quality: every natural colour photo that ships with scikit-image (none is downloaded),
+# and three held-out photos (grace_hopper is matplotlib's sample; skimage's 'cat' is chelsea).
+# ('motorcycle_left' is the left view of skimage's stereo_motorcycle; the right view is nearly the same picture.)
+QUALITY_TRAIN_PHOTOS = ('astronaut', 'rocket', 'hubble_deep_field', 'immunohistochemistry', 'retina',
+                        'motorcycle_left')
+QUALITY_HELD_OUT_PHOTOS = ('chelsea', 'coffee', 'grace_hopper')
 
 
 def machine_info(device: str) -> str:
@@ -118,10 +124,21 @@ def register_benchmark_archs() -> None:
 
 
 def photo(name: str) -> np.ndarray:
-    """A scikit-image photo as HxWx3 float32 RGB in [0, 1] (grey photos are repeated to RGB)."""
-    import skimage.data
+    """A scikit-image photo (or matplotlib's ``grace_hopper``) as HxWx3 float32 RGB in [0, 1]."""
+    if name == 'grace_hopper':
+        import matplotlib.cbook
+        import matplotlib.image
 
-    img = getattr(skimage.data, name)()
+        with matplotlib.cbook.get_sample_data('grace_hopper.jpg') as f:
+            img = matplotlib.image.imread(f, format='jpg')
+    elif name == 'motorcycle_left':
+        import skimage.data
+
+        img = skimage.data.stereo_motorcycle()[0]
+    else:
+        import skimage.data
+
+        img = getattr(skimage.data, name)()
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=2)
     img = img[..., :3]

@@ -1,14 +1,31 @@
-"""Early-training quality (paper Table 4 style): GaussianSR vs LIIF trained from scratch side by side.
+"""What the Gaussian field, the image skip and the arch are worth at CPU scale, over several seeds.
 
-Both models see exactly the same batches (generated once per iteration from a seed and fed to
-both in lockstep), start from the same seed, and use the same optimiser and budget. Training
-photos: scikit-image astronaut, rocket, hubble_deep_field, immunohistochemistry, retina;
-held out: chelsea, coffee. Validation: BasicSR's ``calculate_psnr`` (Y channel, crop
-ceil(scale)) at x2, x3, x4, x2.4 next to MATLAB bicubic, every ``--eval-every`` iterations.
+Every model of one run sees exactly the same batches (made once per iteration from the seed
+and fed to all models in lockstep), starts from the same seed and uses the same optimiser and
+budget, so a comparison between two arms changes one thing. Batches depend only on (seed,
+iteration): runs split across processes still see identical data.
 
-    python benchmarks/bench_quality.py --iters 1000 --batch 8 --out benchmarks/results/quality
+Arms (``--models``; append ``+skip`` for ``image_skip: bilinear``, added by us, not the paper's):
 
-Writes ``<out>/quality.json`` (updated after every evaluation) and ``<out>/psnr_vs_iter.png``.
+- ``gaussian8``:  GaussianSR as in the paper (8 splatted channels, LTE decoder, no skip)
+- ``bicubic64``:  the paper's Table 5 "Bicubic-64" ablation (``splat_channels: 0``), else identical
+- ``liif``:       LIIF (EDSR-baseline)
+- ``gaussian8-mlp``: GaussianSR with the ``mlp`` decoder
+
+The comparisons of issue 11: T5 = gaussian8 vs bicubic64, T4 = gaussian8 vs liif, both with and
+without the skip; skip = gaussian8 vs gaussian8+skip. ``--encoder-init liif`` starts every
+model's EDSR-baseline encoder from the official DIV2K-trained LIIF checkpoint (decoders from
+scratch); ``scratch`` (default) initialises everything randomly.
+
+Training photos: the natural colour photos shipped with scikit-image (``QUALITY_TRAIN_PHOTOS``);
+held out: chelsea, coffee and matplotlib's grace_hopper sample. Validation: BasicSR's
+``calculate_psnr`` (Y channel, crop ceil(scale)) at x2, x3, x4, x2.4, x6 next to MATLAB bicubic.
+
+    python benchmarks/bench_quality.py --models gaussian8+skip bicubic64+skip liif+skip \\
+        --seeds 0 1 2 --iters 1500 --out benchmarks/results/quality_skip
+
+Writes ``<out>/quality.json`` (updated after every evaluation), ``<out>/psnr_vs_iter.png`` and
+prints per-seed tables and the mean +- std over seeds of every arm and of each paired difference.
 """
 
 import argparse
@@ -22,49 +39,82 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from _common import (
-    HELD_OUT_PHOTOS,
+    LIIF_CHECKPOINT,
+    QUALITY_HELD_OUT_PHOTOS,
+    QUALITY_TRAIN_PHOTOS,
     RESULTS,
-    TRAIN_PHOTOS,
     check_device,
-    gaussiansr,
-    liif,
     machine_info,
     photo,
     progress,
 )
 
 from gaussiansr_arch.archs.coordinates import make_cell, make_coord
+from gaussiansr_arch.archs.gaussiansr_arch import GaussianSR
+from gaussiansr_arch.archs.liif_arch import LIIF
 from gaussiansr_arch.data.arbitrary_scale_dataset import hr_crop_and_lr_size, make_lr
 from gaussiansr_arch.utils.image_io import imresize_to
+
+BASE_ARMS = {
+    'gaussian8': lambda skip: GaussianSR(image_skip=skip),
+    'bicubic64': lambda skip: GaussianSR(splat_channels=0, image_skip=skip),
+    'liif': lambda skip: LIIF(image_skip=skip),
+    'gaussian8-mlp': lambda skip: GaussianSR(decoder='mlp', image_skip=skip),
+}
+SKIP_SUFFIX = '+skip'
+# Paired differences printed when both arms ran: (a, b) -> a - b.
+PAIRS = [(f'gaussian8{s}', f'{other}{s}') for s in ('', SKIP_SUFFIX) for other in ('bicubic64', 'liif')]
+PAIRS += [('gaussian8+skip', 'gaussian8'), ('bicubic64+skip', 'bicubic64'), ('liif+skip', 'liif')]
+
+
+def arm_choice(name: str) -> str:
+    if name.removesuffix(SKIP_SUFFIX) not in BASE_ARMS:
+        raise argparse.ArgumentTypeError(f'unknown model {name!r}: one of {sorted(BASE_ARMS)}, optionally +skip')
+    return name
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--device', default='cpu', help='cpu or cuda (default: cpu)')
     p.add_argument('--threads', type=int, default=0, help='torch threads (0: leave torch default)')
-    p.add_argument('--iters', type=int, default=1000, help='training iterations per model (default 1000)')
+    p.add_argument('--models', nargs='+', type=arm_choice, default=['gaussian8', 'bicubic64', 'liif'],
+                   help='arms trained in lockstep (default: gaussian8 bicubic64 liif)')
+    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2], help='seeds (default: 0 1 2)')
+    p.add_argument('--encoder-init', choices=['scratch', 'liif'], default='scratch',
+                   help="'liif': every encoder from the official LIIF checkpoint (default: scratch)")
+    p.add_argument('--iters', type=int, default=1000, help='training iterations per model and seed (default 1000)')
     p.add_argument('--batch', type=int, default=8, help='batch size (default 8)')
-    p.add_argument('--lr-size', type=int, default=48, help='LR patch size (default 48)')
-    p.add_argument('--sample-q', type=int, default=2304, help='HR queries per sample (default 2304)')
+    p.add_argument('--lr-size', type=int, default=32, help='LR patch size (default 32)')
+    p.add_argument('--sample-q', type=int, default=1024, help='HR queries per sample (default 1024)')
     p.add_argument('--scale-max', type=float, default=4.0, help='scales drawn from U(1, scale-max) (default 4)')
     p.add_argument('--lr', type=float, default=1e-4, help='Adam learning rate (default 1e-4, as LIIF)')
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--eval-every', type=int, default=200, help='validate every N iterations (and at 0 and the end)')
-    p.add_argument('--eval-scales', type=float, nargs='+', default=[2.0, 3.0, 4.0, 2.4])
+    p.add_argument('--eval-every', type=int, default=250, help='validate every N iterations (and at 0 and the end)')
+    p.add_argument('--eval-scales', type=float, nargs='+', default=[2.0, 3.0, 4.0, 2.4, 6.0])
     p.add_argument('--eval-crop', type=int, default=240,
                    help='centre-crop held-out HR photos to at most this side (0: whole photo; default 240)')
-    p.add_argument('--models', nargs='+', default=['gaussiansr', 'liif'],
-                   choices=['gaussiansr', 'liif', 'gaussiansr-mlp'])
     p.add_argument('--out', default=str(RESULTS / 'quality'), help='output folder')
     p.add_argument('--no-plot', action='store_true')
     return p.parse_args(argv)
 
 
-def build(name: str, seed: int, device: torch.device) -> torch.nn.Module:
+def build(name: str, seed: int, encoder_init: str, device: torch.device) -> torch.nn.Module:
+    """An arm with seed-determined initial weights (arms differing only by the skip start equal)."""
     torch.manual_seed(seed)
-    if name == 'liif':
-        return liif(pretrained=False)[0].to(device)
-    return gaussiansr('mlp' if name == 'gaussiansr-mlp' else 'lte').to(device)
+    skip = 'bilinear' if name.endswith(SKIP_SUFFIX) else 'none'
+    model = BASE_ARMS[name.removesuffix(SKIP_SUFFIX)](skip)
+    if encoder_init == 'liif':
+        model.encoder.load_state_dict(liif_encoder_weights(), strict=True)
+    return model.to(device)
+
+
+def liif_encoder_weights() -> dict:
+    """The EDSR-baseline encoder of the official LIIF checkpoint, as our ``encoder`` state dict."""
+    if not LIIF_CHECKPOINT.is_file():
+        raise SystemExit(f'--encoder-init liif: checkpoint not found at {LIIF_CHECKPOINT} (set GAUSSIANSR_LIIF_CKPT)')
+    from gaussiansr_arch.tools.convert_liif import convert_checkpoint, load_checkpoint
+
+    params = convert_checkpoint(load_checkpoint(str(LIIF_CHECKPOINT)), encoder_only=True)['params']
+    return {k.removeprefix('encoder.'): v for k, v in params.items()}
 
 
 def random_sample(img: np.ndarray, lr_size: int, scale_max: float, sample_q: int, gen: torch.Generator) -> dict:
@@ -90,8 +140,8 @@ def random_sample(img: np.ndarray, lr_size: int, scale_max: float, sample_q: int
             'coord': coord[idx], 'cell': make_cell((crop, crop), len(idx))}
 
 
-def make_batch(photos, it: int, args) -> dict:
-    gen = torch.Generator().manual_seed(args.seed * 1_000_003 + it)
+def make_batch(photos, seed: int, it: int, args) -> dict:
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + it)
     picks = torch.randint(0, len(photos), (args.batch,), generator=gen).tolist()
     samples = [random_sample(photos[i], args.lr_size, args.scale_max, args.sample_q, gen) for i in picks]
     return {k: torch.stack([s[k] for s in samples]) for k in samples[0]}
@@ -103,7 +153,7 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
 
 def make_eval_set(scales, crop: int) -> list[dict]:
     cases = []
-    for name in HELD_OUT_PHOTOS:
+    for name in QUALITY_HELD_OUT_PHOTOS:
         img = photo(name)
         if crop:
             h, w = img.shape[:2]
@@ -133,9 +183,52 @@ def evaluate(model, cases, device) -> dict:
         lq = torch.from_numpy(case['lr'].transpose(2, 0, 1).copy())[None].to(device)
         sr = model.upscale(lq, size=case['hr'].shape[:2], chunk_size=30000)
         sr = sr.clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
-        per_scale.setdefault(str(case['scale']), []).append(psnr(to_uint8(sr), case['hr'], case['scale']))
+        per_scale.setdefault(f'{case["scale"]:g}', []).append(psnr(to_uint8(sr), case['hr'], case['scale']))
     model.train()
     return {s: float(np.mean(v)) for s, v in per_scale.items()}
+
+
+def final_psnr(result: dict, arm: str) -> dict:
+    """{seed: {scale: PSNR}} at the last evaluation of every finished seed."""
+    return {seed: curves[arm][-1]['psnr'] for seed, curves in result['curves'].items()
+            if curves[arm] and curves[arm][-1]['iter'] == result['args']['iters']}
+
+
+def summary(result: dict) -> dict:
+    """Mean, std and per-seed values of every arm and paired difference at the last evaluation."""
+    scales = list(result['bicubic'])
+    rows = {}
+    named = {arm: final_psnr(result, arm) for arm in result['args']['models']}
+    for arm, per_seed in named.items():
+        if per_seed:
+            rows[arm] = {s: [per_seed[seed][s] for seed in per_seed] for s in scales}
+    for a, b in PAIRS:
+        if a in named and b in named:
+            seeds = [seed for seed in named[a] if seed in named[b]]
+            if seeds:
+                rows[f'{a} - {b}'] = {s: [named[a][seed][s] - named[b][seed][s] for seed in seeds] for s in scales}
+    return {name: {s: {'mean': float(np.mean(v)), 'std': float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
+                       'per_seed': v} for s, v in row.items()} for name, row in rows.items()}
+
+
+def print_summary(result: dict, file=sys.stdout) -> None:
+    scales = list(result['bicubic'])
+    table = summary(result)
+    if not table:
+        return
+    n = max(len(next(iter(row.values()))['per_seed']) for row in table.values())
+    print(f'\nPSNR-Y (dB) at iteration {result["args"]["iters"]}, mean +- std over {n} seed(s); '
+          f'held out: {", ".join(QUALITY_HELD_OUT_PHOTOS)}', file=file)
+    print(f'{"":<30}' + ''.join(f'{"x" + s:>17}' for s in scales), file=file)
+    print(f'{"bicubic":<30}' + ''.join(f'{result["bicubic"][s]:17.2f}' for s in scales), file=file)
+    for name, row in table.items():
+        sign = '+' if ' - ' in name else ''
+        cells = ''.join(f'{row[s]["mean"]:{sign}9.2f} +- {row[s]["std"]:.2f}' for s in scales)
+        print(f'{name:<30}{cells}', file=file)
+    print('per seed:', file=file)
+    for name, row in table.items():
+        print(f'  {name:<28}' + '  '.join(f'x{s}: ' + ' '.join(f'{v:.2f}' for v in row[s]['per_seed'])
+                                         for s in scales), file=file)
 
 
 def plot(result: dict, path: Path) -> None:
@@ -145,33 +238,64 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     scales = list(result['bicubic'])
-    fig, axes = plt.subplots(1, len(scales), figsize=(4 * len(scales), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(scales), figsize=(3.6 * len(scales), 3.4), squeeze=False)
+    colours = plt.rcParams['axes.prop_cycle'].by_key()['color']
     for ax, s in zip(axes[0], scales):
-        for name, curve in result['curves'].items():
-            its = [c['iter'] for c in curve]
-            ax.plot(its, [c['psnr'][s] for c in curve], marker='o', label=name)
+        for k, arm in enumerate(result['args']['models']):
+            curves = [c[arm] for c in result['curves'].values() if c[arm]]
+            length = min(len(c) for c in curves)
+            its = [p['iter'] for p in curves[0][:length]]
+            values = np.array([[p['psnr'][s] for p in c[:length]] for c in curves])
+            mean = values.mean(axis=0)
+            ax.plot(its, mean, marker='o', markersize=3, color=colours[k % len(colours)], label=arm)
+            if len(curves) > 1:
+                ax.fill_between(its, values.min(axis=0), values.max(axis=0), color=colours[k % len(colours)],
+                                alpha=0.15)
         ax.axhline(result['bicubic'][s], color='grey', linestyle='--', label='bicubic')
-        ax.set_title(f'x{s} (held-out chelsea+coffee)')
+        ax.set_title(f'x{s}')
         ax.set_xlabel('iteration')
-        ax.set_ylabel('PSNR-Y (dB)')
         ax.grid(alpha=0.3)
-    axes[0][0].legend()
+    axes[0][0].set_ylabel('held-out PSNR-Y (dB)')
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f'mean over seeds (band: min-max), encoder init {result["args"]["encoder_init"]}', fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def print_table(result: dict, file=sys.stdout) -> None:
-    scales = list(result['bicubic'])
-    print('PSNR-Y (dB), mean over held-out photos, at the last evaluation:', file=file)
-    print(f'{"model":<16}{"iter":>6}' + ''.join(f'{"x" + s:>9}' for s in scales), file=file)
-    print(f'{"bicubic":<16}{"-":>6}' + ''.join(f'{result["bicubic"][s]:9.3f}' for s in scales), file=file)
-    for name, curve in result['curves'].items():
-        last = curve[-1]
-        print(f'{name:<16}{last["iter"]:>6}' + ''.join(f'{last["psnr"][s]:9.3f}' for s in scales), file=file)
-    if 'gaussiansr' in result['curves'] and 'liif' in result['curves']:
-        g, lf = result['curves']['gaussiansr'][-1]['psnr'], result['curves']['liif'][-1]['psnr']
-        print(f'{"GaussianSR-LIIF":<16}{"":>6}' + ''.join(f'{g[s] - lf[s]:+9.3f}' for s in scales), file=file)
+def train_seed(seed: int, photos, cases, result: dict, args, device, save) -> None:
+    """Train every arm on the same batches of ``seed``, evaluating every ``eval_every`` iterations."""
+    models = {m: build(m, seed, args.encoder_init, device) for m in args.models}
+    optims = {m: torch.optim.Adam(models[m].parameters(), lr=args.lr) for m in args.models}
+    curves = result['curves'][str(seed)] = {m: [] for m in args.models}
+    times = result['sec_per_iter'][str(seed)] = {m: [] for m in args.models}
+    losses = {m: [] for m in args.models}
+
+    def checkpoint(it: int) -> None:
+        for m, model in models.items():
+            curves[m].append({'iter': it, 'psnr': evaluate(model, cases, device),
+                              'l1': float(np.mean(losses[m][-50:])) if losses[m] else None})
+        save()
+
+    checkpoint(0)
+    bar = progress(range(1, args.iters + 1), desc=f'seed {seed} ({len(models)} models)')
+    for it in bar:
+        batch = {k: v.to(device) for k, v in make_batch(photos, seed, it, args).items()}
+        for m, model in models.items():
+            t0 = time.perf_counter()
+            loss = F.l1_loss(model(batch['lq'], batch['coord'], batch['cell']), batch['gt'])
+            optims[m].zero_grad(set_to_none=True)
+            loss.backward()
+            optims[m].step()
+            if device.type == 'cuda':
+                torch.cuda.synchronize(device)
+            times[m].append(time.perf_counter() - t0)
+            losses[m].append(loss.item())
+        bar.set_postfix({m: f'{np.mean(v[-20:]):.4f}' for m, v in losses.items()})
+        if it % args.eval_every == 0 or it == args.iters:
+            checkpoint(it)
+            last = ', '.join(f'{m} x2 {curves[m][-1]["psnr"]["2"]:.2f}' for m in models)
+            print(f'seed {seed} iter {it}: {last} (bicubic x2 {result["bicubic"]["2"]:.2f})', flush=True)
 
 
 def main(argv=None) -> int:
@@ -183,53 +307,34 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     print(machine_info(args.device))
     print('command:', ' '.join(sys.argv))
-    print(f'budget: {args.iters} iterations, batch {args.batch}, LR {args.lr_size}x{args.lr_size}, '
-          f'{args.sample_q} queries, scale U(1,{args.scale_max}), Adam lr {args.lr}, L1, seed {args.seed}; '
-          f'LIIF and GaussianSR from scratch (random init), identical batches')
-    photos = [photo(n) for n in TRAIN_PHOTOS]
+    print(f'budget: {args.iters} iterations per model and seed, batch {args.batch}, LR {args.lr_size}x{args.lr_size}, '
+          f'{args.sample_q} queries, scale U(1,{args.scale_max}), Adam lr {args.lr}, L1; seeds {args.seeds}; '
+          f'encoder init {args.encoder_init}; identical batches for every model')
+    print(f'train photos: {", ".join(QUALITY_TRAIN_PHOTOS)}; held out: {", ".join(QUALITY_HELD_OUT_PHOTOS)}')
+    photos = [photo(n) for n in QUALITY_TRAIN_PHOTOS]
     cases = make_eval_set(args.eval_scales, args.eval_crop)
     bicubic: dict = {}
     for case in cases:
-        bicubic.setdefault(str(case['scale']), []).append(psnr(case['bicubic'], case['hr'], case['scale']))
+        bicubic.setdefault(f'{case["scale"]:g}', []).append(psnr(case['bicubic'], case['hr'], case['scale']))
     result = {'args': vars(args), 'machine': machine_info(args.device), 'command': ' '.join(sys.argv),
-              'bicubic': {s: float(np.mean(v)) for s, v in bicubic.items()},
-              'curves': {m: [] for m in args.models}, 'sec_per_iter': {m: [] for m in args.models}}
-    models = {m: build(m, args.seed, device) for m in args.models}
-    optims = {m: torch.optim.Adam(models[m].parameters(), lr=args.lr) for m in args.models}
+              'bicubic': {s: float(np.mean(v)) for s, v in bicubic.items()}, 'curves': {}, 'sec_per_iter': {}}
+    started = time.time()
 
-    def checkpoint(it: int) -> None:
-        for m, model in models.items():
-            result['curves'][m].append({'iter': it, 'psnr': evaluate(model, cases, device)})
-        (out / 'quality.json').write_text(json.dumps(result, indent=1))
+    def save() -> None:
+        result['wall_s'] = time.time() - started
+        tmp = out / 'quality.json.tmp'
+        tmp.write_text(json.dumps(result, indent=1))
+        tmp.replace(out / 'quality.json')
         if not args.no_plot:
             plot(result, out / 'psnr_vs_iter.png')
-        print_table(result)
-        sys.stdout.flush()
 
-    checkpoint(0)
-    losses = {m: [] for m in args.models}
-    bar = progress(range(1, args.iters + 1), desc='train (all models)')
-    for it in bar:
-        batch = {k: v.to(device) for k, v in make_batch(photos, it, args).items()}
-        for m, model in models.items():
-            t0 = time.perf_counter()
-            pred = model(batch['lq'], batch['coord'], batch['cell'])
-            loss = F.l1_loss(pred, batch['gt'])
-            optims[m].zero_grad(set_to_none=True)
-            loss.backward()
-            optims[m].step()
-            if device.type == 'cuda':
-                torch.cuda.synchronize(device)
-            result['sec_per_iter'][m].append(time.perf_counter() - t0)
-            losses[m].append(loss.item())
-        bar.set_postfix({m: f'{np.mean(v[-20:]):.4f}' for m, v in losses.items()})
-        if it % args.eval_every == 0 or it == args.iters:
-            for m in args.models:
-                times = result['sec_per_iter'][m]
-                print(f'iter {it}: {m} L1 (last 20) {np.mean(losses[m][-20:]):.4f}, '
-                      f'median {np.median(times):.3f} s/iter')
-            checkpoint(it)
-    print(f'plot: {out / "psnr_vs_iter.png"}; data: {out / "quality.json"}')
+    for seed in args.seeds:
+        train_seed(seed, photos, cases, result, args, device, save)
+        print_summary(result)
+    medians = {m: float(np.median([t for seed in result['sec_per_iter'].values() for t in seed[m]]))
+               for m in args.models}
+    print('median s/iteration: ' + ', '.join(f'{m} {t:.3f}' for m, t in medians.items()))
+    print(f'wall time {result["wall_s"] / 60:.1f} min; plot: {out / "psnr_vs_iter.png"}; data: {out / "quality.json"}')
     return 0
 
 

@@ -1,5 +1,6 @@
 """Smoke test of the benchmark scripts: each runs end to end with tiny sizes and prints its figures."""
 
+import json
 import os
 import subprocess
 import sys
@@ -45,6 +46,9 @@ def test_train_tiny(tmp_path):
 
 def test_quality_tiny(tmp_path):
     out = run('bench_quality.py', '--iters', '1', '--batch', '1', '--lr-size', '8', '--sample-q', '16',
-              '--eval-every', '1', '--eval-crop', '24', '--eval-scales', '2', '--out', str(tmp_path), timeout=150)
-    assert 'bicubic' in out and 'GaussianSR-LIIF' in out
-    assert (tmp_path / 'quality.json').is_file() and (tmp_path / 'psnr_vs_iter.png').is_file()
+              '--eval-every', '1', '--eval-crop', '24', '--eval-scales', '2', '--seeds', '0', '1',
+              '--models', 'gaussian8', 'bicubic64+skip', 'gaussian8+skip', '--out', str(tmp_path), timeout=200)
+    assert 'bicubic' in out and 'mean +- std over 2 seed(s)' in out
+    assert 'gaussian8+skip - bicubic64+skip' in out and 'gaussian8+skip - gaussian8' in out
+    result = json.loads((tmp_path / 'quality.json').read_text())
+    assert set(result['curves']) == {'0', '1'} and (tmp_path / 'psnr_vs_iter.png').is_file()

@@ -424,3 +424,32 @@ def test_other_encoders_through_build_network(encoder, encoder_opt):
     loss.backward()
     unused = [n for n, p in model.named_parameters() if p.grad is None]
     assert not unused, f'parameters without gradient (DDP would fail): {unused}'
+
+
+# ---------------------------------------------------------------- image skip (ours, off by default)
+def test_default_model_has_no_image_skip():
+    """The paper's / authors' model: the decoder output is the prediction (no LR image added)."""
+    assert GaussianSR().image_skip == 'none'
+    with pytest.raises(ValueError, match='image_skip'):
+        tiny_model(image_skip='nearest-ish')
+
+
+@pytest.mark.parametrize('decoder', ['lte', 'mlp'])
+@pytest.mark.parametrize('mode', ['bilinear', 'bicubic'])
+def test_image_skip_adds_exactly_the_interpolated_image(decoder, mode):
+    """Same weights with and without the skip: the outputs differ by the interpolated LR image
+    (in [0,1] units: half the [-1,1]-normalised image), per query and on the dense path."""
+    torch.manual_seed(0)
+    plain = tiny_model(decoder=decoder).eval()
+    skipped = tiny_model(decoder=decoder, image_skip=mode).eval()
+    skipped.load_state_dict(plain.state_dict())
+    lq = torch.rand(1, 3, 5, 6)
+    size = (11, 13)
+    coord, cell = pixel_queries(1, size)
+    grid = F.grid_sample((lq - 0.5) / 0.5, coord.flip(-1).unsqueeze(1), mode=mode, padding_mode='border',
+                         align_corners=False)[:, :, 0].transpose(1, 2)
+    with torch.no_grad():
+        diff = skipped(lq, coord, cell) - plain(lq, coord, cell)
+        dense = skipped.upscale(lq, size=size) - plain.upscale(lq, size=size)
+    assert (diff - 0.5 * grid).abs().max().item() <= 1e-5
+    assert (dense.flatten(2).transpose(1, 2) - 0.5 * grid).abs().max().item() <= 1e-5

@@ -248,3 +248,19 @@ def test_test_pipeline_reports_direct_psnr(official_weights, parity_outputs, tmp
     assert found, 'the test pipeline logged no PSNR'
     direct = psnr_y(parity_outputs['chelsea_x3'], hr, 3)
     assert abs(float(found[-1]) - direct) < 1e-4
+
+
+def test_liif_image_skip_is_off_by_default_and_adds_the_image():
+    """LIIF's optional skip (for comparisons with GaussianSR's skip variant) changes one thing."""
+    assert LIIF().image_skip == 'none'
+    torch.manual_seed(0)
+    plain, skipped = LIIF(**TINY).eval(), LIIF(**TINY, image_skip='bilinear').eval()
+    skipped.load_state_dict(plain.state_dict())
+    lq = torch.rand(1, 3, 5, 6)
+    coord = make_coord((9, 11)).unsqueeze(0)
+    cell = make_cell((9, 11), coord.shape[1]).unsqueeze(0)
+    image = torch.nn.functional.grid_sample((lq - 0.5) / 0.5, coord.flip(-1).unsqueeze(1), mode='bilinear',
+                                            padding_mode='border', align_corners=False)[:, :, 0].transpose(1, 2)
+    with torch.no_grad():
+        diff = skipped(lq, coord, cell) - plain(lq, coord, cell)
+    assert (diff - 0.5 * image).abs().max().item() <= 1e-5

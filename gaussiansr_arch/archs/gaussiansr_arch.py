@@ -19,10 +19,9 @@ from gaussiansr_arch.archs.decoders import LTEDecoder, MLPDecoder
 from gaussiansr_arch.archs.encoders import build_encoder
 from gaussiansr_arch.archs.gaussian_field import evaluate_gaussian_table, gaussian_table, lr_pixel_position
 from gaussiansr_arch.archs.hr_neighbourhood import GridNeighbourhood, grid_neighbourhood, neighbourhood_points
-from gaussiansr_arch.archs.interpolation import resize_bicubic, sample_bicubic
+from gaussiansr_arch.archs.interpolation import check_image_skip, image_skip_at, resize_bicubic, sample_bicubic
 from gaussiansr_arch.archs.selective_splatting import KernelParams, SelectiveGaussianSplatting
 
-IMAGE_SKIPS = ('bilinear', 'bicubic', 'none')
 # Rows (query x image) the decoder runs at once in ``query`` on a CPU: 4096 x 512 float32 = 8 MB
 # (see ``query``). Other devices decode all queries at once (their allocators cache blocks).
 DECODER_ROWS_CPU = 4096
@@ -77,23 +76,22 @@ class GaussianSR(ArbitraryScaleArch):
         decoder_hidden (Sequence[int] | None): MLP widths; default [256]*4 (lte), [256]*3 (mlp).
         num_freq (int): coef/freq channels of the LTE decoder. Default: 256.
         decoder_act (str | None): 'gelu' or 'relu'; default gelu (lte), relu (mlp).
-        image_skip (str): LR image interpolation added to the output, as LTE. Default: 'bilinear'.
+        image_skip (str): LR image interpolation added to the output ('bilinear' as LTE, or
+            'bicubic'). Default: 'none', as the paper and the authors' code (README deviations).
     """
 
     def __init__(self, encoder: str = 'edsr-baseline', encoder_opt: dict | None = None, splat_channels: int = 8,
                  bank_size: int = 100, sigma_range: Sequence[float] = (0.1, 0.7), radius: int = 3,
                  tau: float = 1.0, decoder: str = 'lte', decoder_hidden: Sequence[int] | None = None,
-                 num_freq: int = 256, decoder_act: str | None = None, image_skip: str = 'bilinear'):
+                 num_freq: int = 256, decoder_act: str | None = None, image_skip: str = 'none'):
         super().__init__()
         self.encoder = build_encoder(encoder, **(encoder_opt or {}))
         channels = self.encoder.out_channels
         if not 0 <= splat_channels <= channels:
             raise ValueError(f'splat_channels must be in [0, {channels}], got {splat_channels}')
-        if image_skip not in IMAGE_SKIPS:
-            raise ValueError(f'image_skip must be one of {IMAGE_SKIPS}, got {image_skip!r}')
         if radius < 0:
             raise ValueError(f'radius must be >= 0, got {radius}')
-        self.splat_channels, self.radius, self.image_skip = splat_channels, radius, image_skip
+        self.splat_channels, self.radius, self.image_skip = splat_channels, radius, check_image_skip(image_skip)
         self.splatting = (SelectiveGaussianSplatting(channels, bank_size, tuple(sigma_range), tau)
                           if splat_channels > 0 else None)
         if decoder == 'lte':
@@ -143,11 +141,6 @@ class GaussianSR(ArbitraryScaleArch):
                                         for feat, size, pixels in zip(state.bicubic_feat, grid.sizes, grid.pixels)]))
         return torch.cat(streams, dim=-1)
 
-    def _image_skip(self, state: GaussianSRState, coord: torch.Tensor) -> torch.Tensor | float:
-        if self.image_skip == 'none':
-            return 0.0
-        return sample_bicubic(state.image, coord, mode=self.image_skip)
-
     # ------------------------------------------------------------------ querying
     def query(self, state: GaussianSRState, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         """RGB [B,Q,3] at arbitrary coordinates (training and LIIF-style querying).
@@ -169,7 +162,7 @@ class GaussianSR(ArbitraryScaleArch):
             part = slice(start, start + step)
             rel_coord, rel_cell = relative_coord_and_cell(coord[:, part], cell[:, part], lr_size)
             out.append(self.decoder(features_of(part), rel_coord, rel_cell))
-        return (torch.cat(out, dim=1) + self._image_skip(state, coord)) * 0.5 + 0.5
+        return (torch.cat(out, dim=1) + image_skip_at(state.image, coord, self.image_skip)) * 0.5 + 0.5
 
     def _neighbourhood_lookup(self, state, coord, cell) -> Callable[[slice], torch.Tensor]:
         """A function giving the features at the 3x3 HR pixels around queries ``coord[:, part]``:
@@ -224,7 +217,7 @@ class GaussianSR(ArbitraryScaleArch):
             inner = coord.reshape(b, hi - lo, w, 2)[:, r0 - lo:r0 - lo + (r1 - r0)]
             rel_coord, rel_cell = relative_coord_and_cell(inner, cell, lq.shape[-2:])
             rgb = self.decoder.forward_dense(feat, rel_coord, rel_cell, pad_rows=False)
-            skip = self._image_skip(state, inner.reshape(b, -1, 2))
+            skip = image_skip_at(state.image, inner.reshape(b, -1, 2), self.image_skip)
             rgb = (rgb.reshape(b, -1, 3) + skip) * 0.5 + 0.5
             out[:, :, r0:r1] = rgb.transpose(1, 2).reshape(b, 3, r1 - r0, w)
         return out

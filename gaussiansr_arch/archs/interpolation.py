@@ -15,11 +15,38 @@ from gaussiansr_arch.archs.coordinates import axis_coord
 CUBIC_A = -0.75  # PyTorch's (and OpenCV's) bicubic convolution constant
 
 
-def sample_bicubic(feat: torch.Tensor, coord: torch.Tensor, mode: str = 'bicubic') -> torch.Tensor:
-    """Interpolate [B,C,h,w] at [B,Q,2] (row, col) coordinates -> [B,Q,C] (border padding)."""
+# Interpolations of the LR image an arch may add to its output (LTE's skip; not in GaussianSR's
+# paper or the authors' code, nor in LIIF): 'none' adds nothing.
+IMAGE_SKIPS = ('none', 'bilinear', 'bicubic')
+
+
+def sample_grid(feat: torch.Tensor, coord: torch.Tensor, mode: str = 'bicubic') -> torch.Tensor:
+    """Interpolate [B,C,h,w] at [B,Q,2] (row, col) coordinates -> [B,Q,C] (border padding).
+
+    ``mode`` is ``grid_sample``'s: 'bicubic' (default), 'bilinear' or 'nearest'.
+    """
     grid = coord.flip(-1).unsqueeze(1)  # grid_sample wants (x, y)
     out = F.grid_sample(feat, grid, mode=mode, padding_mode='border', align_corners=False)
     return out[:, :, 0, :].transpose(1, 2)
+
+
+def sample_bicubic(feat: torch.Tensor, coord: torch.Tensor) -> torch.Tensor:
+    """Bicubic interpolation of [B,C,h,w] at [B,Q,2] (row, col) coordinates -> [B,Q,C]."""
+    return sample_grid(feat, coord, 'bicubic')
+
+
+def check_image_skip(image_skip: str) -> str:
+    """Return ``image_skip`` or raise ValueError naming the accepted values."""
+    if image_skip not in IMAGE_SKIPS:
+        raise ValueError(f'image_skip must be one of {IMAGE_SKIPS}, got {image_skip!r}')
+    return image_skip
+
+
+def image_skip_at(image: torch.Tensor, coord: torch.Tensor, image_skip: str) -> torch.Tensor | float:
+    """The LR image [B,3,h,w] interpolated at [B,Q,2] by ``image_skip`` -> [B,Q,3] (0.0 for 'none')."""
+    if image_skip == 'none':
+        return 0.0
+    return sample_grid(image, coord, image_skip)
 
 
 def cubic_weights(t: torch.Tensor) -> torch.Tensor:

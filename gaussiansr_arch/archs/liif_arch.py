@@ -19,6 +19,7 @@ from gaussiansr_arch.archs.arbitrary_scale import ArbitraryScaleArch
 from gaussiansr_arch.archs.coordinates import make_coord
 from gaussiansr_arch.archs.decoders import build_mlp
 from gaussiansr_arch.archs.encoders import build_encoder
+from gaussiansr_arch.archs.interpolation import check_image_skip, image_skip_at
 
 # LIIF keeps shifted coordinates this far inside [-1, 1] so that nearest sampling never
 # falls off the feature map (border pixels are then picked instead).
@@ -86,12 +87,16 @@ class LIIF(ArbitraryScaleArch):
         feat_unfold (bool): Latent code = 3x3 neighbourhood of features. Default: True.
         local_ensemble (bool): Blend the 4 nearest codes by opposite-corner areas. Default: True.
         cell_decode (bool): Feed the output cell (x LR size) to the MLP. Default: True.
+        image_skip (str): LR image interpolation added to the output ('bilinear', 'bicubic'),
+            not in LIIF: only so that comparisons with GaussianSR's skip variant change one
+            thing. Default: 'none' (official LIIF).
     """
 
     def __init__(self, encoder: str = 'edsr-baseline', encoder_opt: dict | None = None,
                  hidden: Sequence[int] = (256,) * 4, feat_unfold: bool = True, local_ensemble: bool = True,
-                 cell_decode: bool = True):
+                 cell_decode: bool = True, image_skip: str = 'none'):
         super().__init__()
+        self.image_skip = check_image_skip(image_skip)
         self.encoder = build_encoder(encoder, **(encoder_opt or {}))
         self.feat_unfold, self.local_ensemble, self.cell_decode = feat_unfold, local_ensemble, cell_decode
         self.code_dim = self.encoder.out_channels * (9 if feat_unfold else 1)
@@ -146,6 +151,8 @@ class LIIF(ArbitraryScaleArch):
         out = 0
         for pred, area in zip(preds, areas):  # same summation order as LIIF (float parity)
             out = out + pred * (area / total).unsqueeze(-1)
+        if self.image_skip != 'none':
+            out = out + image_skip_at(self.encoder_input(state.lq), coord, self.image_skip)
         return out * 0.5 + 0.5
 
 

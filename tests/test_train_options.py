@@ -1,0 +1,71 @@
+"""The train YAMLs say what they reproduce, and each variant changes exactly one thing.
+
+The paper's schedule (2000 epochs x 1000 iterations, lr halved every 200 epochs) against the
+GaussianSR paper and the authors' config; LIIF-length and ablation YAMLs against the paper YAML.
+"""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+TRAIN = Path(__file__).resolve().parents[1] / 'options' / 'train'
+PAPER = 'train_GaussianSR_EDSR-baseline_DIV2K.yml'
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((TRAIN / name).read_text())
+
+
+def flatten(d: dict, prefix: str = '') -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f'{prefix}{k}.'))
+        else:
+            out[f'{prefix}{k}'] = v
+    return out
+
+
+def differences(a: dict, b: dict) -> set:
+    fa, fb = flatten(a), flatten(b)
+    return {k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k)}
+
+
+@pytest.mark.parametrize('name', [PAPER, 'train_GaussianSR_RDN_DIV2K.yml', 'train_GaussianSR_SwinIR_DIV2K.yml'])
+def test_paper_yamls_are_the_paper_model_and_schedule(name):
+    opt = load(name)
+    assert opt['network_g']['image_skip'] == 'none'
+    assert opt['network_g']['splat_channels'] == 8
+    train = opt['train']
+    assert train['total_iter'] == 2_000_000
+    assert train['scheduler']['milestones'] == list(range(200_000, 2_000_000, 200_000))
+    assert train['scheduler']['gamma'] == 0.5 and train['optim_g']['lr'] == 1e-4
+    data = opt['datasets']['train']
+    assert (data['batch_size_per_gpu'], data['lr_size'], data['sample_q']) == (16, 48, 2304)
+    assert (data['scale_min'], data['scale_max'], data['batch_scale']) == (1, 4, True)
+    assert data['lr_degradation'] == 'pil'
+
+
+@pytest.mark.parametrize('name, changed', [
+    ('train_GaussianSR_EDSR-baseline_DIV2K_1M.yml', {'name', 'train.total_iter', 'train.scheduler.milestones'}),
+    ('train_GaussianSR_EDSR-baseline_DIV2K_Bicubic-64.yml', {'name', 'network_g.splat_channels'}),
+    ('train_GaussianSR_EDSR-baseline_DIV2K_image-skip.yml', {'name', 'network_g.image_skip'}),
+])
+def test_variants_change_one_thing(name, changed):
+    assert differences(load(PAPER), load(name)) == changed
+
+
+def test_liif_length_schedule_matches_liif_yaml():
+    ours, liif = load('train_GaussianSR_EDSR-baseline_DIV2K_1M.yml'), load('train_LIIF_EDSR-baseline_DIV2K.yml')
+    assert ours['train']['total_iter'] == liif['train']['total_iter'] == 1_000_000
+    assert ours['train']['scheduler'] == liif['train']['scheduler']
+    assert load('train_GaussianSR_EDSR-baseline_DIV2K_Bicubic-64.yml')['network_g']['splat_channels'] == 0
+    assert load('train_GaussianSR_EDSR-baseline_DIV2K_image-skip.yml')['network_g']['image_skip'] == 'bilinear'
+
+
+def test_every_train_yaml_header_names_its_source():
+    for path in sorted(TRAIN.glob('*.yml')):
+        header = path.read_text().split('\nname:')[0]
+        assert 'Schedule' in header or 'schedule' in header, path.name
+        assert f'gaussiansr-train -opt options/train/{path.name}' in header or 'LIIF' in path.name, path.name
