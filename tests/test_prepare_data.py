@@ -221,3 +221,37 @@ def test_benchmark_lmdb_format_and_mismatch(bench, tmp_path):
         prepare_benchmark.main(args + ['--overwrite'])
     msg = str(info.value.code)
     assert msg.startswith('error: size mismatch at x2: HR ') and 'bird.png is 44x39' in msg and str(lr) in msg
+
+
+def test_benchmark_general100_hr_only(bench, tmp_path, capsys):
+    """General100 is released as HR BMPs without LR: in <set>/HR its x2/x3/x4 are generated like any scale."""
+    hr = bench / 'General100' / 'HR'
+    for name, photo in (('im_1', 'rocket'), ('im_2', 'cat')):
+        _write(hr / f'{name}.bmp', _photo(photo, 37, 45))
+    assert prepare_benchmark.main(['--root', str(bench), '--scales', '2', '3', '4', '--workers', '1']) == 0
+    for s in (2, 3, 4):
+        assert sorted(os.listdir(bench / 'General100' / 'LR_bicubic' / f'X{s}')) == [f'im_1x{s}.png', f'im_2x{s}.png']
+    assert sorted(os.listdir(bench / 'Set5' / 'LR_bicubic')) == ['X2', 'X3', 'X4']  # found by default too
+    # as the generated test options read them (options/test/test_*_General100.yml)
+    opt = {'dataroot_gt': str(hr), 'scale': 3}
+    lq = str(hr.parent / 'LR_bicubic' / 'X3')
+    files = ArbitraryScalePairedDataset(dict(opt, dataroot_lq=lq, filename_tmpl='{}x3'))
+    fly = ArbitraryScalePairedDataset(opt)
+    for i in range(2):
+        torch.testing.assert_close(files[i]['lq'], fly[i]['lq'])
+        assert files[i]['gt'].shape == (3, 36, 45)
+
+    # the release's flat folder is reported (by name or found by default), not skipped
+    flat = tmp_path / 'flat'
+    _write(flat / 'General100' / 'im_1.bmp', _photo('rocket', 37, 45))
+    _write(flat / 'Set5' / 'HR' / 'baby.png', _photo('astronaut', 41, 50))
+    for extra in ([], ['--datasets', 'General100']):
+        with pytest.raises(SystemExit) as info:
+            prepare_benchmark.main(['--root', str(flat), *extra])
+        assert info.value.code == (f'error: {flat / "General100" / "HR"} does not exist but {flat / "General100"} '
+                                   f'holds images: move them into {flat / "General100" / "HR"} (a set released as '
+                                   'one flat folder, e.g. General100, goes in <set>/HR)')
+    assert not (flat / 'Set5' / 'LR_bicubic').exists()  # checked before anything is built
+    with pytest.raises(SystemExit):
+        prepare_benchmark.main(['--help'])
+    assert 'General100' in capsys.readouterr().out

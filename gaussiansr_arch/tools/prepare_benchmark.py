@@ -5,6 +5,11 @@
     ROOT/Set5/HR/baby.png ...
     ROOT/Set5/LR_bicubic/X2/babyx2.png ...   (optional, shipped MATLAB-bicubic LR)
 
+Set5, Set14, B100, Urban100, Manga109 and General100 all use it. General100 (FSRCNN's General-100)
+is a flat folder of 100 BMP HR images without LR: put them in ``ROOT/General100/HR/``; its x2/x3/x4
+LR is then generated like any missing scale. A known set holding images directly (no ``HR/``) is
+an error saying so, not silently skipped.
+
 For each requested scale: shipped LR is checked against the HR (``floor(H / s) == h_lr``), a
 missing scale is generated with MATLAB bicubic from the HR (cropped so ``h_lr = floor(H / s)``),
 named ``<stem>x<s>.png`` like the shipped files.
@@ -34,7 +39,7 @@ from gaussiansr_arch.tools.lmdb_tools import (
 )
 from gaussiansr_arch.utils.image_io import ImageReadError, read_image
 
-KNOWN_SETS = ('Set5', 'Set14', 'B100', 'Urban100', 'Manga109')
+KNOWN_SETS = ('Set5', 'Set14', 'B100', 'Urban100', 'Manga109', 'General100')
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,9 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
         description='Check benchmark sets (<set>/HR, <set>/LR_bicubic/X<s>), generate MATLAB-bicubic LR '
         'for any scale, optionally pack as LMDBs. Outputs are built in <out>.tmp-<pid> and renamed when '
         'complete.',
-        epilog='example: gaussiansr-prepare-benchmark --root datasets/benchmark --scales 2 3 4 2.4 6 '
-        '--verify')
-    parser.add_argument('--root', required=True, help='folder holding Set5/, Set14/, ... each with HR/')
+        epilog='General100 (the FSRCNN release: BMP HR images, no LR) goes in <root>/General100/HR/ like the '
+        'other sets; its x2/x3/x4 LR is generated like any missing scale. '
+        'example: gaussiansr-prepare-benchmark --root datasets/benchmark --scales 2 3 4 2.4 6 --verify')
+    parser.add_argument('--root', required=True, help=f'folder holding {"/, ".join(KNOWN_SETS)}/ ... each with HR/')
     parser.add_argument('--out', help='output folder (default: ROOT)')
     parser.add_argument('--datasets', nargs='+', metavar='NAME',
                         help=f'sets to prepare (default: every ROOT/<name>/HR, e.g. {" ".join(KNOWN_SETS)})')
@@ -99,12 +105,28 @@ def check_pairs(hr_dir: str, lr_dir: str, scale: float, workers: int, skip_bad: 
     return lr_names
 
 
+def _holds_images(folder: str) -> bool:
+    try:
+        return bool(scan_images(folder))
+    except ToolError:
+        return False
+
+
+def _hr_dir(root: str, name: str) -> str:
+    """``<root>/<name>/HR``; ToolError if missing, saying where images found in ``<root>/<name>`` belong."""
+    hr_dir = osp.join(root, name, 'HR')
+    if osp.isdir(hr_dir):
+        return hr_dir
+    if _holds_images(osp.join(root, name)):
+        raise ToolError(f'{hr_dir} does not exist but {osp.join(root, name)} holds images: move them into '
+                        f'{hr_dir} (a set released as one flat folder, e.g. General100, goes in <set>/HR)')
+    raise ToolError(f'{hr_dir} does not exist (expected <root>/<set>/HR)')
+
+
 def prepare_set(args, name: str) -> list:
     """Prepare one set; returns the LMDB paths written or found (for --verify)."""
     src = osp.join(args.root, name)
-    hr_dir = osp.join(src, 'HR')
-    if not osp.isdir(hr_dir):
-        raise ToolError(f'{hr_dir} does not exist (expected <root>/<set>/HR)')
+    hr_dir = _hr_dir(args.root, name)
     dst = osp.join(args.out or args.root, name)
     hr_names = scan_images(hr_dir)
     lmdbs = []
@@ -142,9 +164,13 @@ def _build_all(args) -> Iterable[str]:
     """Prepare every benchmark set, yielding each finished LMDB path."""
     if not osp.isdir(args.root):
         raise ToolError(f'--root {args.root} does not exist')
-    names = args.datasets or sorted(n for n in os.listdir(args.root) if osp.isdir(osp.join(args.root, n, 'HR')))
+    # known sets released as a flat folder of images (General100) are listed too, to be reported
+    names = args.datasets or sorted(n for n in os.listdir(args.root) if osp.isdir(osp.join(args.root, n, 'HR'))
+                                    or (n in KNOWN_SETS and _holds_images(osp.join(args.root, n))))
     if not names:
         raise ToolError(f'no <set>/HR folders in {args.root}')
+    for name in names:  # every layout is checked before anything is built
+        _hr_dir(args.root, name)
     for name in names:
         yield from prepare_set(args, name)
 
