@@ -35,9 +35,7 @@ setup(
     long_description_content_type='text/markdown',
     license='Apache-2.0',
     packages=find_packages(include=['gaussiansr_arch', 'gaussiansr_arch.*']),
-    include_package_data=True,
-    package_data={'gaussiansr_arch': ['options/*.yml']},
-    python_requires='>=3.9',
+    python_requires='>=3.10',
     install_requires=[
         'basicsr>=1.4.2',
         'torch>=1.13',
@@ -48,8 +46,9 @@ setup(
         'scikit-image',
         'tqdm',
         'matplotlib',
+        'Pillow',  # PIL bicubic LR (lr_degradation: pil), as LIIF's resize_fn; already needed by torchvision
     ],
     extras_require={'test': ['pytest', 'ruff']},
     entry_points={'console_scripts': CONSOLE_SCRIPTS},
-    classifiers=['Programming Language :: Python :: 3', 'License :: OSI Approved :: Apache Software License'],
+    classifiers=['Programming Language :: Python :: 3', 'Programming Language :: Python :: 3.10', 'License :: OSI Approved :: Apache Software License'],
 )

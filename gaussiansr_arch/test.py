@@ -1,6 +1,6 @@
 """Test entry point: BasicSR's ``test_pipeline`` with the GaussianSR plugin registered.
 
-    gaussiansr-test -opt options/test_gaussiansr_edsr.yml [--root DIR]
+    gaussiansr-test -opt options/test/test_GaussianSR_EDSR-baseline_Set5.yml [--root DIR]
 """
 
 from gaussiansr_arch.utils.basicsr_adapters import run_basicsr_entry

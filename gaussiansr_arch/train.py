@@ -1,6 +1,6 @@
 """Training entry point: BasicSR's ``train_pipeline`` with the GaussianSR plugin registered.
 
-    gaussiansr-train -opt options/train_gaussiansr_edsr.yml [--auto_resume] [--root DIR]
+    gaussiansr-train -opt options/train/train_GaussianSR_EDSR-baseline_DIV2K.yml [--auto_resume] [--root DIR]
     torchrun --nproc_per_node=2 -m gaussiansr_arch.train -opt X.yml --launcher pytorch
 """
 
