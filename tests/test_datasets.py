@@ -12,7 +12,9 @@ from basicsr.data import build_dataloader, build_dataset
 from basicsr.data.data_sampler import EnlargedSampler
 from basicsr.utils.lmdb_util import LmdbMaker
 from numpy.lib.stride_tricks import sliding_window_view
+from PIL import Image
 from torch.utils.data import DataLoader
+from torchvision import transforms
 
 from gaussiansr_arch.archs.coordinates import make_coord
 from gaussiansr_arch.data.arbitrary_scale_dataset import (
@@ -21,7 +23,7 @@ from gaussiansr_arch.data.arbitrary_scale_dataset import (
     hr_crop_and_lr_size,
     make_lr,
 )
-from gaussiansr_arch.utils.image_io import ImageReadError, read_image
+from gaussiansr_arch.utils.image_io import ImageReadError, imresize_pil, read_image
 
 PHOTOS = ('astronaut', 'chelsea', 'coffee', 'rocket', 'camera', 'cat')
 
@@ -328,3 +330,116 @@ def test_lmdb_shared_by_several_datasets_and_forked_workers(roots):
     train[0]  # opened in the main process before the workers fork
     batches = list(DataLoader(train, batch_size=3, num_workers=2))
     assert len(batches) == 2 and batches[0]['lq'].shape == (3, 3, 8, 8)
+
+
+# ------------------------------------------------------------------ lr_degradation: pil (LIIF's resize_fn)
+
+def _liif_resize_fn(img, size):
+    """LIIF's ``resize_fn`` (datasets/wrappers.py) verbatim: a float CHW tensor in, a float CHW tensor out."""
+    return transforms.ToTensor()(
+        transforms.Resize(size, Image.BICUBIC)(
+            transforms.ToPILImage()(img)))
+
+
+def _liif_lr(hr_hwc: np.ndarray, size) -> np.ndarray:
+    """``_liif_resize_fn`` of an HxWx3 float32 image, back to HxWx3 numpy."""
+    out = _liif_resize_fn(torch.from_numpy(np.ascontiguousarray(hr_hwc)).permute(2, 0, 1), size)
+    assert out.dtype == torch.float32
+    return out.permute(1, 2, 0).numpy()
+
+
+@pytest.mark.parametrize('size', [(20, 28), (13, 29), (7, 9), (50, 70), (61, 83)])
+def test_imresize_pil_equals_liif_resize_fn_bit_exactly(size):
+    """Random (not 8-bit) values: the float -> uint8 truncation of ToPILImage must match too. Sizes:
+    x2.5, different non-integer ratios per axis (50/13, 70/29), heavy downscale, same size, upscale."""
+    rng = np.random.default_rng(sum(size))
+    img = rng.random((50, 70, 3), dtype=np.float32)
+    img[0, :5] = [0.0, 1.0, 0.5]  # the ends of the range and an exact half
+    ours = imresize_pil(img, size)
+    assert ours.dtype == np.float32 and ours.shape == (*size, 3)
+    np.testing.assert_array_equal(ours, _liif_lr(img, list(size)))
+    # an 8-bit-valued image (what the datasets feed in) and LIIF's int size for a square image
+    img8 = np.round(img * 255).astype(np.float32) / 255
+    np.testing.assert_array_equal(imresize_pil(img8, size), _liif_lr(img8, list(size)))
+    np.testing.assert_array_equal(imresize_pil(img8[:, :50], (size[0], size[0])), _liif_lr(img8[:, :50], size[0]))
+    np.testing.assert_array_equal(make_lr(img8, size, 'pil'), imresize_pil(img8, size))
+
+
+@pytest.mark.parametrize('augment', [False, True])
+@pytest.mark.parametrize('scale', [2.5, 3.3])
+def test_train_pil_degradation_lr_equals_liif_resize_fn(roots, hr_images, scale, augment):
+    """lq = LIIF's resize_fn(HR crop, lr_size) (made before augmentation, as LIIF does), bit for bit."""
+    crop = round(8 * scale)  # 20, 26 (x3.25)
+    ds = ArbitraryScaleImageDataset(_train_opt(roots['disk'], sample_q=None, scale_min=scale, scale_max=scale,
+                                               use_hflip=augment, use_rot=augment, lr_degradation='pil'))
+    assert ds.lr_degradation == 'pil'
+    for seed in range(6 if augment else 2):
+        torch.manual_seed(seed)
+        s = ds[seed % 3]
+        hr = s['gt'].reshape(crop, crop, 3).numpy()
+        lr = s['lq'].numpy().transpose(1, 2, 0)
+        source = hr_images[f'{seed % 3 + 1:04d}'].astype(np.float32) / 255.0
+        top, left, (hflip, vflip, transpose) = _find_window(source, hr)
+        ref = _liif_lr(source[top:top + crop, left:left + crop], 8)  # LIIF: resize_fn(crop_hr, w_lr)
+        ref = ref[:, ::-1] if hflip else ref
+        ref = ref[::-1] if vflip else ref
+        ref = ref.transpose(1, 0, 2) if transpose else ref
+        np.testing.assert_array_equal(lr, ref)
+
+
+@pytest.mark.parametrize('scale', [2.4, 3.6])
+def test_paired_pil_degradation_from_hr_and_ignored_with_lr_files(roots, hr_images, tmp_path, scale):
+    s = ArbitraryScalePairedDataset({'dataroot_gt': roots['disk'], 'scale': scale, 'lr_degradation': 'pil'})[0]
+    gt = s['gt'].numpy().transpose(1, 2, 0)
+    (hr_h, hr_w), lr_size = hr_crop_and_lr_size((48, 64), scale)
+    assert gt.shape == (hr_h, hr_w, 3)
+    np.testing.assert_array_equal(s['lq'].numpy().transpose(1, 2, 0), _liif_lr(gt, list(lr_size)))
+    # with dataroot_lq the files are used whatever lr_degradation says
+    lr_dir = _lr_folder(tmp_path, hr_images, 2, '{}x2')
+    opt = {'dataroot_gt': roots['disk'], 'dataroot_lq': str(lr_dir), 'filename_tmpl': '{}x2', 'scale': 2}
+    with_pil = ArbitraryScalePairedDataset(dict(opt, lr_degradation='pil'))[0]
+    torch.testing.assert_close(with_pil['lq'], ArbitraryScalePairedDataset(opt)[0]['lq'], rtol=0, atol=0)
+    np.testing.assert_array_equal(with_pil['lq'].numpy().transpose(1, 2, 0),
+                                  read_image(with_pil['lq_path'], float32=True))
+
+
+@pytest.mark.parametrize('value', ['PIL', 'bicubic', '', 1, None, True])
+@pytest.mark.parametrize('dataset', ['train', 'paired'])
+def test_lr_degradation_bad_value_is_one_line_error(roots, dataset, value):
+    if dataset == 'train':
+        opt, cls = _train_opt(roots['disk'], lr_degradation=value), ArbitraryScaleImageDataset
+    else:
+        opt, cls = {'dataroot_gt': roots['disk'], 'scale': 2, 'lr_degradation': value}, ArbitraryScalePairedDataset
+    with pytest.raises(ValueError) as info:
+        cls(opt)
+    msg = str(info.value)
+    assert '\n' not in msg
+    assert msg.startswith(f'{cls.__name__}: option lr_degradation must be one of matlab, pil, got {value!r}')
+
+
+def test_make_lr_bad_degradation():
+    with pytest.raises(ValueError, match="make_lr: degradation must be one of matlab, pil, got 'PIL'"):
+        make_lr(np.zeros((8, 8, 3), np.float32), (4, 4), 'PIL')
+
+
+def test_pil_and_matlab_lr_differ_and_default_is_matlab(roots):
+    opts = {k: _train_opt(roots['disk'], sample_q=None, scale_min=3, scale_max=3, use_hflip=False, use_rot=False,
+                          **({} if k is None else {'lr_degradation': k})) for k in (None, 'matlab', 'pil')}
+    samples = {}
+    for key, opt in opts.items():
+        torch.manual_seed(0)
+        samples[key] = ArbitraryScaleImageDataset(opt)[0]
+    default, matlab, pil = samples[None], samples['matlab'], samples['pil']
+    torch.testing.assert_close(default['lq'], matlab['lq'], rtol=0, atol=0)  # default is matlab
+    torch.testing.assert_close(pil['gt'], matlab['gt'], rtol=0, atol=0)  # same crop
+    hr = matlab['gt'].reshape(24, 24, 3).numpy()
+    np.testing.assert_array_equal(matlab['lq'].numpy().transpose(1, 2, 0), make_lr(hr, (8, 8)))
+    diff = (pil['lq'] - matlab['lq']).abs()
+    assert float(diff.max()) >= 2 / 255 and float((diff > 0).float().mean()) > 0.1  # not just rounding noise
+    # close, though: both are bicubic downscales of the same crop
+    assert float(diff.mean()) < 0.05
+    # the paired (from-HR) dataset too
+    paired = {k: ArbitraryScalePairedDataset({'dataroot_gt': roots['disk'], 'scale': 3.6, 'lr_degradation': k})[1]
+              for k in ('matlab', 'pil')}
+    torch.testing.assert_close(paired['pil']['gt'], paired['matlab']['gt'], rtol=0, atol=0)
+    assert not torch.equal(paired['pil']['lq'], paired['matlab']['lq'])

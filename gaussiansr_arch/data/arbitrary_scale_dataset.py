@@ -2,7 +2,8 @@
 
 * :class:`ArbitraryScaleImageDataset` (training): HR images only; every sample draws a scale,
   crops a HR patch of ``round(lr_size * s)`` pixels, makes an ``lr_size`` x ``lr_size`` LR patch by
-  MATLAB bicubic, and returns ``sample_q`` random HR pixels with their coordinates and cells.
+  MATLAB bicubic (or LIIF's PIL bicubic, ``lr_degradation: pil``), and returns ``sample_q`` random
+  HR pixels with their coordinates and cells.
 * :class:`ArbitraryScalePairedDataset` (validation / test): whole images at one (possibly
   non-integer) scale, LR read from ``dataroot_lq`` or made from the HR.
 
@@ -12,6 +13,11 @@ Both read through basicsr's ``FileClient`` (``io_backend`` ``disk`` or ``lmdb``)
 LR images made here are rounded to 8 bits, exactly like the bicubic LR PNGs shipped with DIV2K
 and the benchmarks (and written by ``gaussiansr-prepare-benchmark``): a model then sees the same
 kind of input in training, in validation from HR, and in testing from files.
+
+``lr_degradation`` chooses how an LR is made from its HR (see :func:`make_lr`): ``matlab`` (default,
+MATLAB's antialiased bicubic ``imresize``, like the DIV2K / benchmark LR files) or ``pil`` (LIIF's
+``resize_fn``: Pillow's bicubic of the 8-bit-truncated image, which LIIF's and the GaussianSR
+authors' training, and LIIF's x6-x30 DIV2K evaluation, use).
 """
 
 import math
@@ -28,10 +34,10 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data as data
 
 from gaussiansr_arch.archs.coordinates import check_scale, make_cell, make_coord
-from gaussiansr_arch.utils.image_io import ImageReadError, decode_image, imresize_to
+from gaussiansr_arch.utils.image_io import ImageReadError, decode_image, imresize_pil, imresize_to
 
 __all__ = ['ArbitraryScaleImageDataset', 'ArbitraryScalePairedDataset', 'LmdbKeyError', 'hr_crop_and_lr_size',
-           'make_lr']
+           'make_lr', 'LR_DEGRADATIONS']
 
 IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
 
@@ -61,16 +67,23 @@ def check_options(opt: dict, own_keys, dataset_type: str) -> None:
                          f'allowed keys are {sorted(allowed)}')
 
 
-def option_value(opt: dict, key: str, default, dataset_type: str, kind: str, nullable: bool = False):
-    """``opt[key]`` (or ``default``) checked to be of ``kind`` ('int', 'number' or 'bool').
+def option_value(opt: dict, key: str, default, dataset_type: str, kind: str, nullable: bool = False,
+                 choices: tuple = ()):
+    """``opt[key]`` (or ``default``) checked to be of ``kind`` ('int', 'number', 'bool' or 'choice').
 
     A quoted YAML value (``scale_min: '1'``) or a word where a number belongs would otherwise be
     converted silently or fail deep inside with a traceback; ``bool('false')`` is even True.
-    Integral floats are accepted for 'int' (``lr_size: 48.0``).
+    Integral floats are accepted for 'int' (``lr_size: 48.0``). 'choice': one of the strings
+    ``choices`` (case-sensitive).
     """
     value = opt.get(key, default)
     if value is None and nullable:
         return None
+    if kind == 'choice':
+        if not isinstance(value, str) or value not in choices:
+            raise ValueError(f'{dataset_type}: option {key} must be one of {", ".join(choices)}, '
+                             f'got {value!r} ({type(value).__name__})')
+        return value
     if kind == 'bool':
         ok = isinstance(value, bool)
     else:
@@ -109,18 +122,35 @@ def hr_crop_and_lr_size(hr_size, scale: float):
     return hr, lr
 
 
-def make_lr(hr: np.ndarray, lr_size) -> np.ndarray:
-    """MATLAB-bicubic LR of a float HR image, rounded to 8 bits like a saved LR PNG.
+# How an LR is made from its HR (option ``lr_degradation``); the first is the default.
+LR_DEGRADATIONS = ('matlab', 'pil')
+
+
+def make_lr(hr: np.ndarray, lr_size, degradation: str = 'matlab') -> np.ndarray:
+    """Bicubic LR of a float HR image, 8-bit like a saved LR PNG.
+
+    ``degradation``:
+
+    * ``'matlab'`` (default): MATLAB's antialiased bicubic ``imresize`` to exactly ``lr_size``
+      (:func:`~gaussiansr_arch.utils.image_io.imresize_to`), rounded to 8 bits, like the DIV2K and
+      benchmark LR files;
+    * ``'pil'``: LIIF's ``resize_fn`` (:func:`~gaussiansr_arch.utils.image_io.imresize_pil`):
+      the HR truncated to 8 bits, Pillow bicubic, already 8-bit.
 
     Args:
         hr (ndarray): HxWx3 float32 in [0, 1].
         lr_size (tuple[int, int]): Output (h, w).
+        degradation (str): ``'matlab'`` or ``'pil'``.
 
     Returns:
         ndarray: hxwx3 float32 in [0, 1], multiples of 1/255.
     """
-    lr = imresize_to(hr, lr_size)
-    return (np.clip(np.round(lr * 255.0), 0, 255) / 255.0).astype(np.float32)
+    if degradation == 'matlab':
+        lr = imresize_to(hr, lr_size)
+        return (np.clip(np.round(lr * 255.0), 0, 255) / 255.0).astype(np.float32)
+    if degradation == 'pil':
+        return imresize_pil(hr, lr_size)
+    raise ValueError(f'make_lr: degradation must be one of {", ".join(LR_DEGRADATIONS)}, got {degradation!r}')
 
 
 def _read_meta_info(meta_file: str) -> list:
@@ -305,7 +335,8 @@ class ArbitraryScaleImageDataset(data.Dataset):
     """Training dataset: random-scale HR crops, exact-size LR patches and sampled HR queries.
 
     Per sample: ``s ~ U(scale_min, scale_max)``; HR crop of ``c = round(lr_size * s)`` pixels at a
-    random position; LR = MATLAB bicubic of the crop to exactly ``lr_size`` (rounded to 8 bits);
+    random position; LR = bicubic of the crop to exactly ``lr_size`` (8-bit; MATLAB or PIL, see
+    ``lr_degradation``);
     the same random hflip / vflip / transpose on LR and HR; ``sample_q`` HR pixels drawn without
     replacement. All samples have the same shapes, so BasicSR's default collate works.
 
@@ -323,6 +354,10 @@ class ArbitraryScaleImageDataset(data.Dataset):
                 crop, only allowed when ``scale_min == scale_max``.
             use_hflip (bool): Random horizontal flip. Default False.
             use_rot (bool): Random vertical flip and transpose. Default False.
+            lr_degradation (str): How the LR patch is made from the HR crop (before augmentation):
+                ``matlab`` (default; MATLAB antialiased bicubic ``imresize``, rounded to 8 bits) or
+                ``pil`` (LIIF's / the GaussianSR authors' ``resize_fn``: Pillow bicubic of the
+                8-bit-truncated crop). See :func:`make_lr`.
             batch_scale (bool): One scale per batch (see below). Default False.
             scale_seed (int): Seed of the per-batch scale sequence. Default 0.
             batch_size_per_gpu (int): Needed by ``batch_scale``; multiplied by ``num_gpu`` when that key
@@ -343,7 +378,7 @@ class ArbitraryScaleImageDataset(data.Dataset):
     """
 
     OPTION_KEYS = ('dataroot_gt', 'io_backend', 'meta_info_file', 'lr_size', 'scale_min', 'scale_max',
-                   'sample_q', 'use_hflip', 'use_rot', 'batch_scale', 'scale_seed')
+                   'sample_q', 'use_hflip', 'use_rot', 'batch_scale', 'scale_seed', 'lr_degradation')
 
     def __init__(self, opt: dict):
         super().__init__()
@@ -376,6 +411,8 @@ class ArbitraryScaleImageDataset(data.Dataset):
                                  f'smallest HR crop, {min_crop}x{min_crop}), got {self.sample_q}')
         self.use_hflip = option_value(opt, 'use_hflip', False, name, 'bool')
         self.use_rot = option_value(opt, 'use_rot', False, name, 'bool')
+        self.lr_degradation = option_value(opt, 'lr_degradation', LR_DEGRADATIONS[0], name, 'choice',
+                                           choices=LR_DEGRADATIONS)
 
         self.batch_scale = option_value(opt, 'batch_scale', False, name, 'bool')
         self.scale_seed = option_value(opt, 'scale_seed', 0, name, 'int')
@@ -417,7 +454,7 @@ class ArbitraryScaleImageDataset(data.Dataset):
         top = int(torch.randint(0, h - crop + 1, ()).item())
         left = int(torch.randint(0, w - crop + 1, ()).item())
         hr = np.ascontiguousarray(img[top:top + crop, left:left + crop])
-        lr = make_lr(hr, (self.lr_size, self.lr_size))
+        lr = make_lr(hr, (self.lr_size, self.lr_size), self.lr_degradation)
 
         # same flips / transpose on both (BasicSR's augment: hflip, and rot = vflip + transpose)
         flips = torch.rand(3)
@@ -448,7 +485,8 @@ class ArbitraryScalePairedDataset(data.Dataset):
     """Validation / test dataset: whole LR/HR pairs at one (possibly non-integer) scale.
 
     Without ``dataroot_lq`` the LR is made from the HR: ``h_lr = floor(H / s)``, HR cropped
-    (top-left) to ``round(h_lr * s)``, LR = MATLAB bicubic to exactly (h_lr, w_lr), rounded to 8 bits.
+    (top-left) to ``round(h_lr * s)``, LR = bicubic to exactly (h_lr, w_lr), 8-bit (MATLAB by default,
+    PIL with ``lr_degradation: pil``).
     With ``dataroot_lq``, the LR named ``filename_tmpl.format(gt_stem)`` is used; a HR with
     ``floor(H / s) == h_lr`` (for integer s: larger than ``round(h_lr * s)`` by less than ``s``) is
     cropped to ``round(h_lr * s)``, any other size pair is an error naming both files.
@@ -461,13 +499,19 @@ class ArbitraryScalePairedDataset(data.Dataset):
             filename_tmpl (str): LR stem from HR stem. Default ``'{}'`` (e.g. ``'{}x4'``).
             scale (float): Scale factor, e.g. 2, 2.4, 3.6, 12.
             meta_info_file (str, optional): HR image list.
+            lr_degradation (str): How the LR is made from the HR when there is no ``dataroot_lq``:
+                ``matlab`` (default; MATLAB antialiased bicubic, rounded to 8 bits, like the DIV2K /
+                benchmark LR files) or ``pil`` (LIIF's ``resize_fn``, as in LIIF's x6-x30 DIV2K
+                evaluation). See :func:`make_lr`. With ``dataroot_lq`` the LR files are used as
+                they are and this option has no effect (any allowed value is accepted).
 
     Returns (per sample):
         dict: ``lq`` [3, h, w], ``gt`` [3, H, W] float32 RGB in [0, 1], ``lq_path``, ``gt_path`` (str),
         ``scale`` (float).
     """
 
-    OPTION_KEYS = ('dataroot_gt', 'dataroot_lq', 'io_backend', 'filename_tmpl', 'scale', 'meta_info_file')
+    OPTION_KEYS = ('dataroot_gt', 'dataroot_lq', 'io_backend', 'filename_tmpl', 'scale', 'meta_info_file',
+                   'lr_degradation')
 
     def __init__(self, opt: dict):
         super().__init__()
@@ -478,6 +522,8 @@ class ArbitraryScalePairedDataset(data.Dataset):
                 raise ValueError(f'{name}: option {key} is required')
         self.opt = opt
         self.scale = check_scale(option_value(opt, 'scale', None, name, 'number'))
+        self.lr_degradation = option_value(opt, 'lr_degradation', LR_DEGRADATIONS[0], name, 'choice',
+                                           choices=LR_DEGRADATIONS)
         self.io_backend_opt = dict(opt.get('io_backend') or {'type': 'disk'})
         backend = _backend_of(opt, name)
         self.filename_tmpl = opt.get('filename_tmpl', '{}')
@@ -510,7 +556,7 @@ class ArbitraryScalePairedDataset(data.Dataset):
             except ValueError as err:
                 raise ValueError(f'HR {gt_name}: {err}') from None
             hr = np.ascontiguousarray(hr[:hr_h, :hr_w])
-            lr = make_lr(hr, lr_size)
+            lr = make_lr(hr, lr_size, self.lr_degradation)
             lq_name = gt_name  # made from the HR: same name, so SRModel saves results under it
         else:
             j = self.lq_of[index]

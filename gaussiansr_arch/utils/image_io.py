@@ -19,6 +19,10 @@ size. ``basicsr.utils.matlab_functions.imresize`` only takes one scale for both 
 ratios (e.g. a 97x148 crop to 27x41 at scale 3.6), and floating point can make it one pixel too
 big. We reuse basicsr's kernel weights so the result equals ``imresize`` whenever that one hits
 the requested size.
+
+:func:`imresize_pil` is the other degradation in use: LIIF's ``resize_fn`` (also used by the
+GaussianSR authors' code), ``ToTensor()(Resize(size, BICUBIC)(ToPILImage()(img)))``, i.e. Pillow's
+bicubic resize of the image truncated to 8 bits. It is reproduced bit for bit with Pillow alone.
 """
 
 import os
@@ -28,10 +32,12 @@ import cv2
 import numpy as np
 import torch
 from basicsr.utils.matlab_functions import calculate_weights_indices
+from PIL import Image
 
 from gaussiansr_arch.utils.atomic import write_bytes_atomic
 
-__all__ = ['ImageReadError', 'decode_image', 'read_image', 'write_image_atomic', 'imresize_to']
+__all__ = ['ImageReadError', 'decode_image', 'read_image', 'write_image_atomic', 'imresize_to',
+           'imresize_pil']
 
 
 class ImageReadError(ValueError):
@@ -210,6 +216,7 @@ def _resize_axis(img: torch.Tensor, out_len: int, axis: int) -> torch.Tensor:
         out = term if out is None else out + term
     return out
 
+
 @torch.no_grad()
 def imresize_to(img: np.ndarray, size) -> np.ndarray:
     """MATLAB ``imresize(img, [h w], 'bicubic')`` (antialiased) with an exact output size.
@@ -232,3 +239,39 @@ def imresize_to(img: np.ndarray, size) -> np.ndarray:
     t = _resize_axis(_resize_axis(t, out_h, 1), out_w, 2)
     out = t.permute(1, 2, 0).contiguous().numpy()
     return out[:, :, 0] if squeeze else out
+
+
+def imresize_pil(img: np.ndarray, size) -> np.ndarray:
+    """LIIF's ``resize_fn``: Pillow bicubic resize of the 8-bit-truncated image, bit for bit.
+
+    LIIF (and the GaussianSR authors' code) make LR images with
+    ``transforms.ToTensor()(transforms.Resize(size, Image.BICUBIC)(transforms.ToPILImage()(img)))``
+    on a float32 [0, 1] CHW tensor. Its steps, reproduced here without torchvision:
+
+    * ``ToPILImage``: ``uint8(img * 255)`` computed in float32 and *truncated* (torchvision's
+      ``(npimg * 255).astype(np.uint8)``, formerly ``pic.mul(255).byte()``); values outside [0, 1]
+      are clipped here (torchvision would wrap them around);
+    * ``Resize((h, w), BICUBIC)`` on a PIL image: ``Image.resize((w, h), Image.Resampling.BICUBIC)``
+      (Pillow's bicubic, a = -0.5, antialiased when downscaling, rounded to uint8); an image already
+      of size (h, w) is returned unchanged, as torchvision does;
+    * ``ToTensor``: ``uint8 / 255`` in float32.
+
+    Args:
+        img (ndarray): HxWx3, HxWx1 or HxW float image, [0, 1] range (computed in float32).
+        size (tuple[int, int]): Output (h, w).
+
+    Returns:
+        ndarray: hxwx3 (hxwx1, hxw: same layout as the input) float32 in [0, 1], multiples of 1/255.
+    """
+    out_h, out_w = (int(v) for v in size)
+    if out_h <= 0 or out_w <= 0:
+        raise ValueError(f'imresize_pil: output size must be positive, got {size}')
+    if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (1, 3)):
+        raise ValueError(f'imresize_pil: expects an HxW, HxWx1 or HxWx3 image, got shape {img.shape}')
+    x = np.asarray(img, dtype=np.float32) * np.float32(255)
+    x = np.clip(x, 0, 255).astype(np.uint8)  # truncation toward zero, like ToPILImage
+    pil = Image.fromarray(np.ascontiguousarray(x[:, :, 0] if x.ndim == 3 and x.shape[2] == 1 else x))
+    if pil.size != (out_w, out_h):
+        pil = pil.resize((out_w, out_h), Image.Resampling.BICUBIC)
+    out = np.asarray(pil, dtype=np.uint8).astype(np.float32) / np.float32(255)
+    return out.reshape(out_h, out_w, *img.shape[2:])
