@@ -10,11 +10,11 @@ import math
 import pytest
 import torch
 
+from gaussiansr_arch.archs.coordinates import pixel_position
 from gaussiansr_arch.archs.gaussian_field import (
     evaluate_gaussian_table,
     gaussian_table,
     gaussian_weight,
-    lr_pixel_position,
     render_gaussian_field,
     render_gaussian_field_exhaustive,
     truncation_bound,
@@ -137,7 +137,7 @@ def test_gaussians_are_centred_on_lr_pixel_centres():
     opacity = torch.full((1, 1, h, w), 0.5, dtype=torch.float64)
     centre = torch.tensor([[[-1 + (2 * 2 + 1) / h, -1 + (2 * 3 + 1) / w]]], dtype=torch.float64)
     expected = torch.tensor([[[2.0, 3.0]]], dtype=torch.float64)
-    torch.testing.assert_close(lr_pixel_position(centre, (h, w)), expected)
+    torch.testing.assert_close(pixel_position(centre, (h, w)), expected)
     peak = render_gaussian_field(amplitude, sigma, rho, opacity, centre)
     assert peak.item() == pytest.approx(1.0, abs=1e-12)
     # Half an LR pixel to the right along the column axis: exp(-0.5 (0.5 / 0.4)^2).

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from basicsr.archs import build_network
 
 from gaussiansr_arch.archs.coordinates import make_cell, make_coord
+from gaussiansr_arch.archs.decoders import DECODERS, LTEDecoder
 from gaussiansr_arch.archs.encoders import RDNEncoder, build_encoder
 from gaussiansr_arch.archs.gaussiansr_arch import GaussianSR
 
@@ -372,6 +373,28 @@ def test_constructor_checks():
         GaussianSR(encoder='rdn', encoder_opt={'num_feats': 8})
     with pytest.raises(ValueError, match='bad encoder_opt'):
         GaussianSR(encoder='swinir', encoder_opt={'upsampler': 'pixelshuffle'})
+
+
+def test_decoders_are_chosen_by_name_and_used_by_capability(monkeypatch):
+    """``decoder`` names a ``DECODERS`` entry; GaussianSR follows the decoder's declared capabilities:
+    an LTE decoder declaring no dense form renders by queries (same image, same state_dict)."""
+    with pytest.raises(ValueError, match=r"unknown decoder 'cnn'; known decoders: \['lte', 'mlp'\]"):
+        tiny_model(decoder='cnn')
+    assert tiny_model().decoder.reads_neighbourhood and not tiny_model(decoder='mlp').decoder.reads_neighbourhood
+
+    class QueryOnlyLTE(LTEDecoder):
+        has_dense_form = False
+
+        def forward_dense(self, *args, **kwargs):
+            raise AssertionError('a decoder without a dense form must not be asked for one')
+
+    monkeypatch.setitem(DECODERS, 'lte-queries', QueryOnlyLTE)
+    dense = tiny_model().eval()
+    queries = tiny_model(decoder='lte-queries').eval()
+    queries.load_state_dict(dense.state_dict())
+    lq = torch.rand(1, 3, 5, 6)
+    with torch.no_grad():
+        assert (queries.upscale(lq, size=(11, 16)) - dense.upscale(lq, size=(11, 16))).abs().max().item() <= 1e-5
 
 
 # ---------------------------------------------------------------- RDN and SwinIR encoders

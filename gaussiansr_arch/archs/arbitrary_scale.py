@@ -46,7 +46,8 @@ def check_queries(lq: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor) -> 
 
 class ArbitraryScaleArch(nn.Module):
     """Base class: subclasses own an ``encoder`` module and implement ``state_from_features`` and
-    ``query``; RGB in [0,1] in and out."""
+    ``query``; RGB in [0,1] in and out. A state is a dataclass with an ``lq`` field, the [B,3,h,w]
+    input (``render`` takes the batch size, device and dtype from it)."""
 
     def encoder_input(self, lq: torch.Tensor) -> torch.Tensor:
         """RGB [0,1] -> the encoder's input range [-1,1] (LIIF's normalisation)."""
@@ -91,7 +92,8 @@ class ArbitraryScaleArch(nn.Module):
         h, w = check_size(size)
         if chunk_size <= 0:
             raise ValueError(f'chunk_size must be > 0, got {chunk_size}')
-        batch, device, dtype = self._state_batch_device_dtype(state)
+        lq = state.lq
+        batch, device, dtype = lq.shape[0], lq.device, lq.dtype
         rows_per_chunk = max(1, chunk_size // w)
         out = torch.empty(batch, 3, h, w, device=device, dtype=dtype)
         for r0 in range(0, h, rows_per_chunk):
@@ -134,9 +136,3 @@ class ArbitraryScaleArch(nn.Module):
         if size is not None:
             return check_size(size)
         return output_size_for_scale(lq.shape[-2:], scale)
-
-    @staticmethod
-    def _state_batch_device_dtype(state) -> tuple[int, torch.device, torch.dtype]:
-        """Batch size, device and dtype of a state (its ``lq`` field by convention)."""
-        lq = state.lq if hasattr(state, 'lq') else state['lq']
-        return lq.shape[0], lq.device, lq.dtype

@@ -31,6 +31,26 @@ def axis_coord_at(index: torch.Tensor, n: torch.Tensor, dtype=torch.float32) -> 
     return (-1 + r).to(dtype) + (2 * r).to(dtype) * index.to(dtype)
 
 
+def pixel_position(coord: torch.Tensor, size) -> torch.Tensor:
+    """Position of [-1, 1] coordinates in pixel units of a grid: ``(coord + 1) * n / 2 - 0.5``.
+
+    Pixel ``i`` of an axis of ``n`` pixels (centre ``-1 + (2 i + 1) / n``) lands on ``i``; the
+    image spans [-0.5, n - 0.5]. The arithmetic runs in exactly this order (callers' float
+    results depend on it).
+
+    Args:
+        coord (Tensor): [..., 2] (row, col) coordinates, or [...] along one axis.
+        size (Sequence[int] | Tensor | int): (h, w) of the grid (typically the LR image), or
+            sizes broadcastable to ``coord``: a tensor or a number, used as given.
+
+    Returns:
+        Tensor: shaped like ``coord``; pixel ``(m, n)`` has its centre at ``(m, n)``.
+    """
+    if isinstance(size, Sequence):
+        size = coord.new_tensor([float(size[0]), float(size[1])])
+    return (coord + 1) * size / 2 - 0.5
+
+
 def make_coord(size: Sequence[int], device=None, dtype=torch.float32) -> torch.Tensor:
     """Coordinates of every pixel centre of an image.
 

@@ -1,8 +1,9 @@
 """Decoders: rendered 64-channel features at a query -> RGB.
 
-Both decoders take the features rendered at the query (and, for the LTE decoder, at its
-3x3 HR-pixel neighbourhood), the query's relative coordinate to its nearest LR pixel and
-its cell, both in LIIF/LTE units (multiplied by the LR size).
+Every decoder takes the features rendered at the query (or, when it declares
+``reads_neighbourhood``, at the query's 3x3 HR-pixel neighbourhood), the query's relative
+coordinate to its nearest LR pixel and its cell, both in LIIF/LTE units (multiplied by the LR
+size). ``DECODERS`` lists them by name; a new decoder is one :class:`Decoder` subclass added there.
 """
 
 import math
@@ -29,7 +30,60 @@ def build_mlp(in_dim: int, hidden: Sequence[int], out_dim: int, act: str = 'relu
     return nn.Sequential(*layers)
 
 
-class LTEDecoder(nn.Module):
+class Decoder(nn.Module):
+    """What GaussianSR asks of a decoder: a per-query call and, optionally, a dense whole-image form.
+
+    Subclasses set the two capability flags, implement ``from_options`` and ``forward``, and
+    ``forward_dense`` when ``has_dense_form``. GaussianSR branches on the flags only.
+
+    Attributes:
+        reads_neighbourhood (bool): ``forward`` reads the features at the 3x3 HR pixels around
+            each query, [B,Q,9,C], instead of the features at the query, [B,Q,C].
+        has_dense_form (bool): ``forward_dense`` decodes every pixel of a dense HR feature map
+            (GaussianSR's ``render`` then renders whole images in row tiles with it).
+    """
+
+    reads_neighbourhood = False
+    has_dense_form = False
+
+    @classmethod
+    def from_options(cls, in_channels: int, hidden: Sequence[int] | None = None, num_freq: int = 256,
+                     act: str | None = None) -> 'Decoder':
+        """Build from GaussianSR's decoder options (None: this decoder's default; unused ones are ignored)."""
+        raise NotImplementedError
+
+    def forward(self, feat: torch.Tensor, rel_coord: torch.Tensor, rel_cell: torch.Tensor) -> torch.Tensor:
+        """Decode queries.
+
+        Args:
+            feat (Tensor): [B,Q,C] features at the queries, or [B,Q,9,C] at their 3x3 HR
+                neighbourhoods when ``reads_neighbourhood`` (row-major, zeros outside the image).
+            rel_coord (Tensor): [B,Q,2] offset to the nearest LR pixel centre, x (h, w).
+            rel_cell (Tensor): [B,Q,2] cell x (h, w).
+
+        Returns:
+            Tensor: [B,Q,3].
+        """
+        raise NotImplementedError
+
+    def forward_dense(self, feat: torch.Tensor, rel_coord: torch.Tensor, rel_cell: torch.Tensor,
+                      pad_rows: bool = True) -> torch.Tensor:
+        """Decode every pixel of a dense HR feature map (only when ``has_dense_form``).
+
+        Args:
+            feat (Tensor): [B,C,R,W] rendered features. With ``pad_rows`` False the first
+                and last rows are a halo (neighbours only, not decoded; zeros beyond the image).
+            rel_coord (Tensor): [B,R',W,2] with R' = R (pad_rows) or R - 2.
+            rel_cell (Tensor): [B,1,1,2] or broadcastable to rel_coord.
+            pad_rows (bool): zero-pad rows (the map is the whole image height).
+
+        Returns:
+            Tensor: [B,R',W,3].
+        """
+        raise NotImplementedError
+
+
+class LTEDecoder(Decoder):
     """The local texture estimator decoder of the authors' code, evaluated at the queries.
 
     On a dense HR feature map it would be: ``coef = conv3x3(F)``, ``freq = conv3x3(F)``,
@@ -47,6 +101,9 @@ class LTEDecoder(nn.Module):
         act (str): MLP activation. Default: 'gelu' (authors' code).
     """
 
+    reads_neighbourhood = True
+    has_dense_form = True
+
     def __init__(self, in_channels: int = 64, num_freq: int = 256, hidden: Sequence[int] = (256,) * 4,
                  act: str = 'gelu'):
         super().__init__()
@@ -57,6 +114,11 @@ class LTEDecoder(nn.Module):
         self.freq = nn.Conv2d(in_channels, num_freq, 3, 1, 1)
         self.phase = nn.Linear(2, num_freq // 2, bias=False)
         self.mlp = build_mlp(num_freq, hidden, 3, act)
+
+    @classmethod
+    def from_options(cls, in_channels: int, hidden: Sequence[int] | None = None, num_freq: int = 256,
+                     act: str | None = None) -> 'LTEDecoder':
+        return cls(in_channels, num_freq, hidden or (256,) * 4, act or 'gelu')
 
     def _stacked_conv(self) -> tuple[torch.Tensor, torch.Tensor]:
         """coef and freq convs as one conv (one GEMM instead of two): weight [2F,C,3,3], bias [2F]."""
@@ -90,18 +152,7 @@ class LTEDecoder(nn.Module):
 
     def forward_dense(self, feat: torch.Tensor, rel_coord: torch.Tensor, rel_cell: torch.Tensor,
                       pad_rows: bool = True) -> torch.Tensor:
-        """Decode every pixel of a dense HR feature map.
-
-        Args:
-            feat (Tensor): [B,C,R,W] rendered features. With ``pad_rows`` False the first
-                and last rows are a halo (neighbours only, not decoded).
-            rel_coord (Tensor): [B,R',W,2] with R' = R (pad_rows) or R - 2.
-            rel_cell (Tensor): [B,1,1,2] or broadcastable to rel_coord.
-            pad_rows (bool): zero-pad rows (the map is the whole image height).
-
-        Returns:
-            Tensor: [B,R',W,3].
-        """
+        """:meth:`Decoder.forward_dense`: the two 3x3 convs as one dense conv, then ``decode`` per pixel."""
         padding = (1, 1) if pad_rows else (0, 1)
         weight, bias = self._stacked_conv()
         # Channels last once, so the per-pixel maths below runs on contiguous rows.
@@ -110,7 +161,7 @@ class LTEDecoder(nn.Module):
         return self.decode(coef, freq, rel_coord, rel_cell)
 
 
-class MLPDecoder(nn.Module):
+class MLPDecoder(Decoder):
     """The paper's "several fully connected layers": [features, rel_coord, rel_cell] -> MLP -> RGB.
 
     Args:
@@ -124,6 +175,37 @@ class MLPDecoder(nn.Module):
         self.in_channels = in_channels
         self.mlp = build_mlp(in_channels + 4, hidden, 3, act)
 
+    @classmethod
+    def from_options(cls, in_channels: int, hidden: Sequence[int] | None = None, num_freq: int = 256,
+                     act: str | None = None) -> 'MLPDecoder':
+        return cls(in_channels, hidden or (256,) * 3, act or 'relu')  # no coef/freq: num_freq unused
+
     def forward(self, feat: torch.Tensor, rel_coord: torch.Tensor, rel_cell: torch.Tensor) -> torch.Tensor:
         """feat [...,C], rel_coord [...,2], rel_cell [...,2] -> [...,3]."""
         return self.mlp(torch.cat([feat, rel_coord, rel_cell.expand_as(rel_coord)], dim=-1))
+
+
+# A new decoder: a ``Decoder`` subclass, listed here under the name ``GaussianSR(decoder=...)`` takes.
+DECODERS: dict[str, type[Decoder]] = {
+    'lte': LTEDecoder,
+    'mlp': MLPDecoder,
+}
+
+
+def build_decoder(name: str, in_channels: int, hidden: Sequence[int] | None = None, num_freq: int = 256,
+                  act: str | None = None) -> Decoder:
+    """Build a decoder by name ('lte', 'mlp') from GaussianSR's decoder options.
+
+    Args:
+        name (str): A key of ``DECODERS``.
+        in_channels (int): Rendered feature channels.
+        hidden (Sequence[int] | None): MLP hidden widths (None: the decoder's default).
+        num_freq (int): coef/freq channels (decoders without them ignore it). Default: 256.
+        act (str | None): MLP activation (None: the decoder's default).
+
+    Raises:
+        ValueError: unknown name (lists the known ones).
+    """
+    if name not in DECODERS:
+        raise ValueError(f'unknown decoder {name!r}; known decoders: {sorted(DECODERS)}')
+    return DECODERS[name].from_options(in_channels, hidden=hidden, num_freq=num_freq, act=act)

@@ -26,19 +26,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-
-def lr_pixel_position(coord: torch.Tensor, lr_size: Sequence[int]) -> torch.Tensor:
-    """Continuous LR pixel index of coordinates: LR pixel centres fall on integers.
-
-    Args:
-        coord (Tensor): [..., 2] (row, col) in LIIF's [-1, 1] convention.
-        lr_size (Sequence[int]): (h, w) of the LR grid.
-
-    Returns:
-        Tensor: [..., 2] positions; pixel ``(m, n)`` has its centre at ``(m, n)``.
-    """
-    size = coord.new_tensor([float(lr_size[0]), float(lr_size[1])])
-    return (coord + 1) * size / 2 - 0.5
+from gaussiansr_arch.archs.coordinates import pixel_position
 
 
 def gaussian_weight(offset: torch.Tensor, sigma: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
@@ -148,7 +136,7 @@ def evaluate_gaussian_table(table: torch.Tensor, coord: torch.Tensor, radius: in
     if chunk_size <= 0:
         raise ValueError(f'chunk_size must be > 0, got {chunk_size}')
     b, hp, wp, width = table.shape
-    pos = lr_pixel_position(coord.detach(), (hp - 2 * radius, wp - 2 * radius)).reshape(b, -1, 2)
+    pos = pixel_position(coord.detach(), (hp - 2 * radius, wp - 2 * radius)).reshape(b, -1, 2)
     image = torch.arange(b, device=coord.device).view(b, 1).expand(b, pos.shape[1])
     out = _GaussianField.apply(table, pos.reshape(-1, 2), image.reshape(-1), radius, chunk_size)
     return out.view(*coord.shape[:-1], width - 3)
@@ -249,7 +237,7 @@ def render_gaussian_field_exhaustive(amplitude: torch.Tensor, sigma: torch.Tenso
     Memory O(Q * h * w): for tests and small images only.
     """
     b, c, h, w = amplitude.shape
-    pos = lr_pixel_position(coord, (h, w))  # [B,Q,2]
+    pos = pixel_position(coord, (h, w))  # [B,Q,2]
     centres = torch.stack(torch.meshgrid(torch.arange(h, device=coord.device, dtype=pos.dtype),
                                          torch.arange(w, device=coord.device, dtype=pos.dtype),
                                          indexing='ij'), dim=-1).reshape(1, 1, h * w, 2)

@@ -14,10 +14,10 @@ import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 
 from gaussiansr_arch.archs.arbitrary_scale import DEFAULT_CHUNK_SIZE, ArbitraryScaleArch
-from gaussiansr_arch.archs.coordinates import check_size, make_coord_rows
-from gaussiansr_arch.archs.decoders import LTEDecoder, MLPDecoder
+from gaussiansr_arch.archs.coordinates import check_size, make_coord_rows, pixel_position
+from gaussiansr_arch.archs.decoders import build_decoder
 from gaussiansr_arch.archs.encoders import build_encoder
-from gaussiansr_arch.archs.gaussian_field import evaluate_gaussian_table, gaussian_table, lr_pixel_position
+from gaussiansr_arch.archs.gaussian_field import evaluate_gaussian_table, gaussian_table
 from gaussiansr_arch.archs.hr_neighbourhood import GridNeighbourhood, grid_neighbourhood, neighbourhood_points
 from gaussiansr_arch.archs.interpolation import check_image_skip, image_skip_at, resize_bicubic, sample_bicubic
 from gaussiansr_arch.archs.selective_splatting import KernelParams, SelectiveGaussianSplatting
@@ -53,8 +53,8 @@ def relative_coord_and_cell(coord: torch.Tensor, cell: torch.Tensor, lr_size: Se
     Returns:
         tuple[Tensor, Tensor]: rel_coord in [-1, 1] and rel_cell, both [..., 2].
     """
-    pos = lr_pixel_position(coord, lr_size)
     size = coord.new_tensor([float(lr_size[0]), float(lr_size[1])])
+    pos = pixel_position(coord, size)
     rel_coord = 2 * (pos - torch.floor(pos + 0.5))
     return rel_coord, cell * size
 
@@ -72,7 +72,8 @@ class GaussianSR(ArbitraryScaleArch):
             radius 3 the ignored Gaussians weigh < 1.2e-4 in total (see ``truncation_bound``).
         radius (int): Neighbourhood radius; each query sums (2r+1)^2 Gaussians. Default: 3.
         tau (float): Gumbel-softmax temperature in training. Default: 1.
-        decoder (str): 'lte' (default, authors' code) or 'mlp' (paper text).
+        decoder (str): A name in ``decoders.DECODERS``: 'lte' (default, authors' code) or 'mlp'
+            (paper text).
         decoder_hidden (Sequence[int] | None): MLP widths; default [256]*4 (lte), [256]*3 (mlp).
         num_freq (int): coef/freq channels of the LTE decoder. Default: 256.
         decoder_act (str | None): 'gelu' or 'relu'; default gelu (lte), relu (mlp).
@@ -94,13 +95,8 @@ class GaussianSR(ArbitraryScaleArch):
         self.splat_channels, self.radius, self.image_skip = splat_channels, radius, check_image_skip(image_skip)
         self.splatting = (SelectiveGaussianSplatting(channels, bank_size, tuple(sigma_range), tau)
                           if splat_channels > 0 else None)
-        if decoder == 'lte':
-            self.decoder = LTEDecoder(channels, num_freq, decoder_hidden or (256,) * 4, decoder_act or 'gelu')
-        elif decoder == 'mlp':
-            self.decoder = MLPDecoder(channels, decoder_hidden or (256,) * 3, decoder_act or 'relu')
-        else:
-            raise ValueError(f"decoder must be 'lte' or 'mlp', got {decoder!r}")
-        self.decoder_type = decoder
+        self.decoder = build_decoder(decoder, channels, decoder_hidden, num_freq, decoder_act)
+        self.decoder_type = decoder  # the name, for reports; behaviour follows the decoder's declared capabilities
 
     # ------------------------------------------------------------------ encoding
     def state_from_features(self, lq: torch.Tensor, feat: torch.Tensor) -> GaussianSRState:
@@ -150,7 +146,7 @@ class GaussianSR(ArbitraryScaleArch):
         whole-batch activations (tens of MB each) are mapped fresh and page-faulted every step.
         """
         lr_size = state.lq.shape[-2:]
-        if self.decoder_type == 'lte':
+        if self.decoder.reads_neighbourhood:
             features_of = self._neighbourhood_lookup(state, coord, cell)
         else:
             def features_of(part):
@@ -188,12 +184,13 @@ class GaussianSR(ArbitraryScaleArch):
         return lookup
 
     def render(self, state: GaussianSRState, size: Sequence[int], chunk_size: int = DEFAULT_CHUNK_SIZE):
-        """Whole image in row tiles; the LTE decoder runs as dense 3x3 convs on each tile.
+        """Whole image in row tiles, each decoded by the decoder's dense form (LTE: dense 3x3 convs).
 
         Equal to querying every pixel centre (tested) but renders each HR pixel's features
         once instead of nine times. Memory is bounded by ``chunk_size`` pixels per tile.
+        A decoder without a dense form renders by queries (``ArbitraryScaleArch.render``).
         """
-        if self.decoder_type != 'lte':
+        if not self.decoder.has_dense_form:
             return super().render(state, size, chunk_size)
         h, w = check_size(size)
         if chunk_size <= 0:

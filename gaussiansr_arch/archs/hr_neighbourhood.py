@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gaussiansr_arch.archs.coordinates import axis_coord_at
+from gaussiansr_arch.archs.coordinates import axis_coord_at, pixel_position
 
 # A query is "on the grid" when its pixel index is within this of an integer (float32
 # coordinates of a 10,000-pixel axis are exact to ~1e-4 pixel).
@@ -77,7 +77,7 @@ def grid_pixel_index(coord: torch.Tensor, cell: torch.Tensor) -> tuple[torch.Ten
     grid = torch.round(size)
     if bool(((size - grid).abs() > GRID_TOLERANCE).any()) or bool((grid < 1).any()):
         return None
-    pos = (coord.double() + 1) * grid / 2 - 0.5
+    pos = pixel_position(coord.double(), grid)
     index = torch.round(pos)
     if bool(((pos - index).abs() > GRID_TOLERANCE).any()):
         return None

@@ -1,6 +1,7 @@
-"""Bicubic interpolation of feature maps: at arbitrary points, or onto a whole pixel grid.
+"""Interpolation of feature maps: at arbitrary points (``sample_grid``, any ``grid_sample`` mode, and
+``sample_bicubic``), or bicubically onto a whole pixel grid (``resize_bicubic``).
 
-Both equal ``F.grid_sample(mode='bicubic', padding_mode='border', align_corners=False)``
+The bicubic forms equal ``F.grid_sample(mode='bicubic', padding_mode='border', align_corners=False)``
 (Keys' cubic, a = -0.75; taps beyond the border repeat the border pixel). On a pixel grid
 the interpolation is separable, so a whole (H, W) map is two matrix products with sparse
 (4 taps per row) interpolation matrices: plain GEMMs forward and backward, where the CPU
@@ -10,7 +11,7 @@ the interpolation is separable, so a whole (H, W) map is two matrix products wit
 import torch
 import torch.nn.functional as F
 
-from gaussiansr_arch.archs.coordinates import axis_coord
+from gaussiansr_arch.archs.coordinates import axis_coord, pixel_position
 
 CUBIC_A = -0.75  # PyTorch's (and OpenCV's) bicubic convolution constant
 
@@ -68,7 +69,7 @@ def bicubic_matrix(out_size: int, in_size: int, device=None, dtype=torch.float32
     Output pixel ``i`` sits at ``axis_coord(out_size)[i]`` (the coordinates training queries
     use), i.e. at input position ``(i + 0.5) * in_size / out_size - 0.5``.
     """
-    pos = (axis_coord(out_size, device, dtype) + 1) * in_size / 2 - 0.5
+    pos = pixel_position(axis_coord(out_size, device, dtype), in_size)
     base = torch.floor(pos)
     taps = (base.long().unsqueeze(1) + torch.arange(-1, 3, device=device)).clamp(0, in_size - 1)
     matrix = torch.zeros(out_size, in_size, device=device, dtype=dtype)
