@@ -50,5 +50,9 @@ setup(
     ],
     extras_require={'test': ['pytest', 'ruff']},
     entry_points={'console_scripts': CONSOLE_SCRIPTS},
-    classifiers=['Programming Language :: Python :: 3', 'Programming Language :: Python :: 3.10', 'License :: OSI Approved :: Apache Software License'],
+    classifiers=[
+        'Programming Language :: Python :: 3',
+        'Programming Language :: Python :: 3.10',
+        'License :: OSI Approved :: Apache Software License',
+    ],
 )

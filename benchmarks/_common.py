@@ -21,7 +21,8 @@ from gaussiansr_arch.archs.liif_arch import LIIF, LIIFState, feature_coord_map, 
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / 'results'
-# The official EDSR-baseline-LIIF checkpoint: $GAUSSIANSR_LIIF_CKPT, else ../shared/reference/liif/ next to the repository.
+# The official EDSR-baseline-LIIF checkpoint: $GAUSSIANSR_LIIF_CKPT, else ../shared/reference/liif/
+# next to the repository.
 LIIF_CHECKPOINT = Path(os.environ.get('GAUSSIANSR_LIIF_CKPT',
                                       HERE.parents[1] / 'shared' / 'reference' / 'liif' / 'edsr-baseline-liif.pth'))
 TRAIN_PHOTOS = ('astronaut', 'rocket', 'hubble_deep_field', 'immunohistochemistry', 'retina')

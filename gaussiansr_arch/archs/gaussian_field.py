@@ -64,6 +64,18 @@ def quadratic_form_coefficients(sigma: torch.Tensor, rho: torch.Tensor) -> torch
     return torch.cat([scale * inv_y * inv_y, -2 * scale * rho * inv_y * inv_x, scale * inv_x * inv_x], dim=1)
 
 
+def field_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the field is built and summed in: float32 for half types, else ``dtype``.
+
+    Under mixed precision (autocast) the features arrive in bf16/fp16. The field stays in
+    float32 there: 1 / (1 - rho^2) and 1 / sigma^2 overflow fp16's range for sharp kernels, bf16's
+    8-bit mantissa puts ~0.4 % error on the exponent a dy^2 + b dy dx + c dx^2 (i.e. on every
+    weight exp(.)), and each query sums 49 weighted terms. The cost is small next to the decoder,
+    which autocast runs in half precision.
+    """
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
 def gaussian_table(amplitude: torch.Tensor, sigma: torch.Tensor, rho: torch.Tensor,
                    opacity: torch.Tensor, radius: int = 3) -> torch.Tensor:
     """Everything a Gaussian contributes, one row per LR pixel, ready for row lookups.
@@ -82,8 +94,12 @@ def gaussian_table(amplitude: torch.Tensor, sigma: torch.Tensor, rho: torch.Tens
     Returns:
         Tensor: [B,h+2r,w+2r,C+3] = premultiplied amplitude o*v, then the quadratic-form
         coefficients (a, b, c) of :func:`quadratic_form_coefficients`; zero on the border.
+        Always float32 or wider (see :func:`field_dtype`).
     """
-    table = torch.cat([amplitude * opacity, quadratic_form_coefficients(sigma, rho)], dim=1)
+    dtype = field_dtype(amplitude.dtype)
+    with torch.autocast(amplitude.device.type, enabled=False):
+        coefficients = quadratic_form_coefficients(sigma.to(dtype), rho.to(dtype))
+        table = torch.cat([amplitude.to(dtype) * opacity.to(dtype), coefficients], dim=1)
     table = F.pad(table, (radius,) * 4)
     return table.permute(0, 2, 3, 1).contiguous()  # contiguous: the lookups then need no copy
 
@@ -138,7 +154,10 @@ def evaluate_gaussian_table(table: torch.Tensor, coord: torch.Tensor, radius: in
     b, hp, wp, width = table.shape
     pos = pixel_position(coord.detach(), (hp - 2 * radius, wp - 2 * radius)).reshape(b, -1, 2)
     image = torch.arange(b, device=coord.device).view(b, 1).expand(b, pos.shape[1])
-    out = _GaussianField.apply(table, pos.reshape(-1, 2), image.reshape(-1), radius, chunk_size)
+    dtype = field_dtype(table.dtype)
+    with torch.autocast(table.device.type, enabled=False):  # exponent and sums in float32 (field_dtype)
+        out = _GaussianField.apply(table.to(dtype), pos.reshape(-1, 2).to(dtype), image.reshape(-1), radius,
+                                   chunk_size)
     return out.view(*coord.shape[:-1], width - 3)
 
 

@@ -6,6 +6,8 @@ validation loop and metrics included):
 * training queries the arch at sampled HR coordinates: ``net_g(lq, coord, cell)`` -> [B,Q,3];
 * ``test`` renders whole images with the arch's chunked ``upscale``;
 * optional gradient clipping, ``grad_norm`` logging, and a policy for non-finite losses;
+* optional mixed precision (``train.amp``: bf16 / fp16 autocast, fp16 with a gradient scaler whose
+  state is saved in the ``.state`` file) and ``torch.compile`` (``train.compile``);
 * CPU: DDP without ``device_ids``; CUDA requested on a machine without one falls back to CPU;
 * checkpoints are written atomically (temporary file + ``os.replace``).
 """
@@ -26,6 +28,7 @@ from gaussiansr_arch.archs.arbitrary_scale import DEFAULT_CHUNK_SIZE
 from gaussiansr_arch.utils.checkpoint import atomic_torch_save
 
 NAN_POLICIES = ('raise', 'skip')
+AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -42,6 +45,12 @@ class ArbitraryScaleSRModel(SRModel):
         train.nan_policy ('raise' | 'skip'): what a NaN/inf loss or gradient does. ``raise``
             (default) stops training before the weights change, so the last checkpoint is a
             good one; ``skip`` drops that step (no optimizer or EMA update) and logs it.
+        train.amp ('bf16' | 'fp16' | null): autocast the arch's forward in that precision (loss,
+            optimizer and weights stay float32). fp16 needs CUDA and uses a gradient scaler
+            (saved in and restored from the ``.state`` file); bf16 works on the CPU too. The
+            Gaussian field keeps its exponent and sums in float32 (``archs/gaussian_field.py``).
+        train.compile (bool): ``torch.compile`` the arch (in place: checkpoint keys unchanged);
+            falls back to eager with a warning where no compiler works.
         val.chunk_size (int): queries rendered at once in validation/test (memory bound).
         datasets.<val set>.metrics: that set's own metrics, replacing ``val.metrics`` for it.
     """
@@ -68,7 +77,23 @@ class ArbitraryScaleSRModel(SRModel):
             raise ValueError(f'train.nan_policy must be one of {NAN_POLICIES}, got {self.nan_policy!r}')
         self.grad_clip = float(train_opt.get('grad_clip') or 0)
         self.num_skipped_steps = 0
+        self.amp_dtype, self.grad_scaler = self._setup_amp(train_opt.get('amp'))
+        if train_opt.get('compile'):
+            compile_arch(self.get_bare_model(self.net_g))
         super().init_training_settings()
+
+    def _setup_amp(self, amp) -> tuple[torch.dtype | None, 'torch.amp.GradScaler | None']:
+        """Autocast dtype and (fp16) gradient scaler of ``train.amp``; one-line errors."""
+        if amp in (None, False, 'fp32', 'none'):
+            return None, None
+        if amp not in AMP_DTYPES:
+            raise ValueError(f"train.amp must be one of {sorted(AMP_DTYPES)} or null, got {amp!r}")
+        if amp == 'fp16' and self.device.type != 'cuda':
+            raise ValueError(f'train.amp: fp16 needs a CUDA device (this run is on {self.device.type}); '
+                             'use bf16 or null')
+        scaler = torch.amp.GradScaler(self.device.type) if amp == 'fp16' else None
+        get_root_logger().info(f'mixed precision: {amp} autocast' + (' with a gradient scaler' if scaler else ''))
+        return AMP_DTYPES[amp], scaler
 
     def model_to_device(self, net: torch.nn.Module) -> torch.nn.Module:
         """Like BasicSR's, but DDP on the CPU gets no ``device_ids`` (BasicSR asks CUDA for one)."""
@@ -95,12 +120,18 @@ class ArbitraryScaleSRModel(SRModel):
         if not hasattr(self, 'coord') or not hasattr(self, 'cell'):
             raise KeyError('training batches must carry coord and cell (use ArbitraryScaleImageDataset)')
         self.optimizer_g.zero_grad(set_to_none=True)
-        self.output = self.net_g(self.lq, self.coord, self.cell)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None):
+            self.output = self.net_g(self.lq, self.coord, self.cell)
+        self.output = self.output.float()  # the loss (and its gradient) in float32
 
         loss_dict = OrderedDict()
         l_total = self.cri_pix(self.output, self.gt)
         loss_dict['l_pix'] = l_total
-        l_total.backward()
+        scaler = self.grad_scaler
+        (scaler.scale(l_total) if scaler else l_total).backward()
+        if scaler:
+            scaler.unscale_(self.optimizer_g)  # clip and measure the true gradient
 
         params = [p for group in self.optimizer_g.param_groups for p in group['params']]
         # With max_norm=inf this only measures the norm (clip coefficient clamps to 1).
@@ -108,9 +139,19 @@ class ArbitraryScaleSRModel(SRModel):
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
         loss_dict['grad_norm'] = grad_norm.detach()
 
-        if self._all_ranks_finite(l_total.detach(), grad_norm.detach()):
-            self.optimizer_g.step()
-            if self.ema_decay > 0:
+        # fp16: an overflowing gradient is the scaler's business (it skips the step and lowers
+        # the scale); only a non-finite loss is the NaN policy's.
+        checked = (l_total.detach(),) if scaler else (l_total.detach(), grad_norm.detach())
+        if self._all_ranks_finite(*checked):
+            if scaler:
+                scale_before = scaler.get_scale()
+                scaler.step(self.optimizer_g)
+                scaler.update()
+                stepped = scaler.get_scale() >= scale_before
+            else:
+                self.optimizer_g.step()
+                stepped = True
+            if stepped and self.ema_decay > 0:
                 self.model_ema(decay=self.ema_decay)
         elif self.nan_policy == 'raise':
             raise NonFiniteLossError(
@@ -119,6 +160,8 @@ class ArbitraryScaleSRModel(SRModel):
                 f'rate, set train.grad_clip, or set train.nan_policy: skip.')
         else:
             self.optimizer_g.zero_grad(set_to_none=True)
+            if scaler:
+                scaler.update()
             self.num_skipped_steps += 1
             get_root_logger().warning(f'non-finite loss/gradient at iteration {current_iter}: step skipped '
                                       f'({self.num_skipped_steps} so far).')
@@ -216,4 +259,32 @@ class ArbitraryScaleSRModel(SRModel):
             'optimizers': [o.state_dict() for o in self.optimizers],
             'schedulers': [s.state_dict() for s in self.schedulers],
         }
+        if getattr(self, 'grad_scaler', None) is not None:
+            state['grad_scaler'] = self.grad_scaler.state_dict()
         atomic_torch_save(state, osp.join(self.opt['path']['training_states'], f'{current_iter}.state'))
+
+    def resume_training(self, resume_state: dict) -> None:
+        """BasicSR's resume, plus the fp16 gradient scaler's state when the run uses one."""
+        super().resume_training(resume_state)
+        scaler = getattr(self, 'grad_scaler', None)
+        if scaler is not None and 'grad_scaler' in resume_state:
+            scaler.load_state_dict(resume_state['grad_scaler'])
+
+
+def compile_arch(net: torch.nn.Module) -> torch.nn.Module:
+    """``torch.compile`` ``net`` in place (its state-dict keys stay the same).
+
+    Where no compiler works (no C++ toolchain, an unsupported platform or op), dynamo reports
+    the error as a warning and runs that code eagerly instead of failing the run.
+    """
+    import torch._dynamo
+
+    torch._dynamo.config.suppress_errors = True
+    logger = get_root_logger()
+    try:
+        net.compile()
+    except Exception as err:  # noqa: BLE001  (any failure here means: stay eager)
+        logger.warning(f'torch.compile unavailable ({type(err).__name__}: {err}); running eagerly')
+        return net
+    logger.info('torch.compile: the arch is compiled on its first call (eager fallback on compiler errors)')
+    return net
