@@ -131,3 +131,20 @@ def test_gaussian_field_stays_float32_under_autocast():
     assert table.dtype == torch.float32 and field.dtype == torch.float32
     want = evaluate_gaussian_table(gaussian_table(*[t.float() for t in half]), coord)
     assert torch.equal(field, want)
+
+
+def test_inference_precision_bf16_close_and_fp16_refused_on_cpu():
+    from gaussiansr_arch.archs.precision import check_precision, upscale_in_precision
+
+    torch.manual_seed(0)
+    net = GaussianSR(**{k: v for k, v in th.TINY_NET.items() if k != 'type'}).eval()
+    lq = torch.rand(1, 3, 9, 10)
+    fp32 = upscale_in_precision(net, lq, 'fp32', scale=2.5)
+    bf16 = upscale_in_precision(net, lq, 'bf16', scale=2.5)
+    assert bf16.dtype == torch.float32 and bf16.shape == fp32.shape
+    assert 0 < (bf16 - fp32).abs().max().item() < 0.05  # really ran in bf16, and stayed close
+    with pytest.raises(ValueError, match='fp16 needs a CUDA device') as err:
+        check_precision('fp16', 'cpu')
+    assert '\n' not in str(err.value)
+    with pytest.raises(ValueError, match='precision must be one of'):
+        check_precision('int8', 'cpu')
