@@ -12,7 +12,9 @@ reported. Peak resident memory of each training process comes from ``/usr/bin/ti
 
 ``liif-official-form`` is LIIF with the first MLP layer applied per query as the official code
 does (benchmarks/_common.py); ``--malloc-tuned`` runs every trainer with glibc keeping freed
-memory, which removes the page faults of large per-step tensors.
+memory, which removes the page faults of large per-step tensors. ``--amp fp32 bf16`` runs every
+model in each precision (``train.amp``); on CUDA the peak ``torch.cuda.max_memory_allocated`` of
+each trainer is reported too.
 """
 
 import argparse
@@ -37,8 +39,13 @@ NETWORKS = {
     'liif-official-form': {'type': 'OfficialFormLIIF'},  # registered by the benchmark's entry below
 }
 # The trainer with the benchmark-only OfficialFormLIIF registered (same entry point otherwise).
-TRAIN_ENTRY = ('import sys; sys.path.insert(0, {here!r}); import _common; _common.register_benchmark_archs(); '
+# On CUDA the trainer prints its peak allocated GPU memory at exit.
+TRAIN_ENTRY = ('import sys, atexit, torch; sys.path.insert(0, {here!r}); import _common; '
+               '_common.register_benchmark_archs(); '
+               'atexit.register(lambda: torch.cuda.is_available() and print("CUDA_MAX_ALLOC_MB", '
+               'torch.cuda.max_memory_allocated() / 2**20, file=sys.stderr)); '
                'from gaussiansr_arch.train import main; main(sys.argv[1:])')
+AMPS = ('fp32', 'bf16', 'fp16')
 # glibc keeps freed memory for reuse instead of unmapping every block over 32 MB, which the
 # next step would page-fault again (--malloc-tuned; applies to every model alike).
 TUNED_MALLOC = {'MALLOC_MMAP_THRESHOLD_': '4294967296', 'MALLOC_TRIM_THRESHOLD_': '68719476736',
@@ -59,6 +66,8 @@ def parse_args(argv=None):
     p.add_argument('--sample-q', type=int, default=2304)
     p.add_argument('--scale-max', type=float, default=4.0)
     p.add_argument('--workdir', default=None, help='where the LMDB and experiments go (default: a temp folder)')
+    p.add_argument('--amp', nargs='+', default=['fp32'], choices=AMPS,
+                   help='precisions (train.amp) each model runs in (default: fp32)')
     p.add_argument('--malloc-tuned', action='store_true',
                    help='run the trainers with glibc malloc keeping freed memory (MALLOC_* variables)')
     return p.parse_args(argv)
@@ -82,7 +91,7 @@ def make_lmdb(root: Path, min_side: int) -> str:
     return str(lmdb_path)
 
 
-def train_yaml(args, lmdb: str, model: str, name: str) -> dict:
+def train_yaml(args, lmdb: str, model: str, name: str, amp: str = 'fp32') -> dict:
     return {
         'name': name, 'model_type': 'ArbitraryScaleSRModel', 'num_gpu': 1 if args.device.startswith('cuda') else 0,
         'manual_seed': 0,
@@ -96,7 +105,7 @@ def train_yaml(args, lmdb: str, model: str, name: str) -> dict:
         'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
         'train': {'optim_g': {'type': 'Adam', 'lr': 1e-4, 'weight_decay': 0, 'betas': [0.9, 0.999]},
                   'scheduler': {'type': 'MultiStepLR', 'milestones': [10**6], 'gamma': 0.5},
-                  'total_iter': args.iters, 'warmup_iter': -1,
+                  'total_iter': args.iters, 'warmup_iter': -1, 'amp': None if amp == 'fp32' else amp,
                   'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'}},
         'logger': {'print_freq': 1, 'save_checkpoint_freq': 10**9, 'use_tb_logger': False},
     }
@@ -114,10 +123,10 @@ def iteration_times(log_text: str) -> list[float]:
     return times
 
 
-def run_once(args, root: Path, lmdb: str, model: str, idx: int) -> dict:
-    name = f'bench_{model}_{idx}'
+def run_once(args, root: Path, lmdb: str, model: str, idx: int, amp: str = 'fp32') -> dict:
+    name = f'bench_{model}_{amp}_{idx}'
     opt_path = root / f'{name}.yml'
-    opt_path.write_text(yaml.safe_dump(train_yaml(args, lmdb, model, name), sort_keys=False))
+    opt_path.write_text(yaml.safe_dump(train_yaml(args, lmdb, model, name, amp), sort_keys=False))
     entry = TRAIN_ENTRY.format(here=str(Path(__file__).resolve().parent))
     cmd = [sys.executable, '-c', entry, '-opt', str(opt_path), '--root', str(root)]
     timer = shutil.which('time') or ('/usr/bin/time' if os.path.exists('/usr/bin/time') else None)
@@ -139,7 +148,34 @@ def run_once(args, root: Path, lmdb: str, model: str, idx: int) -> dict:
     else:
         rss_kb = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     shutil.rmtree(root / 'experiments' / name, ignore_errors=True)
-    return {'times': times, 'rss_mb': rss_kb / 1024}
+    gpu = re.search(r'CUDA_MAX_ALLOC_MB ([\d.]+)', proc.stderr)
+    return {'times': times, 'rss_mb': rss_kb / 1024, 'gpu_mb': float(gpu.group(1)) if gpu else None}
+
+
+def label(model: str, amp: str) -> str:
+    return model if amp == 'fp32' else f'{model} ({amp})'
+
+
+def run_all(args, root: Path, lmdb: str) -> dict:
+    """Every (model, precision) run ``args.repeats`` times, alternated; per-iteration times and peaks."""
+    results = {label(m, a): {'times': [], 'rss_mb': [], 'gpu_mb': []} for a in args.amp for m in args.models}
+    runs = [(r, m, a) for r in range(args.repeats) for a in args.amp for m in args.models]
+    for r, m, a in progress(runs, desc='training runs'):
+        res = run_once(args, root, lmdb, m, r, a)
+        entry = results[label(m, a)]
+        entry['times'] += res['times'][args.warmup:]
+        entry['rss_mb'].append(res['rss_mb'])
+        if res['gpu_mb'] is not None:
+            entry['gpu_mb'].append(res['gpu_mb'])
+    return results
+
+
+def print_results(results: dict) -> None:
+    print(f'\n{"model":<24}{"s/iter (median)":>16}{"min":>8}{"max":>8}{"n":>4}{"peak RSS MB":>13}{"GPU MB":>9}')
+    for m, r in results.items():
+        t = r['times']
+        gpu = f'{max(r["gpu_mb"]):9.0f}' if r['gpu_mb'] else f'{"-":>9}'
+        print(f'{m:<24}{median(t):16.3f}{min(t):8.3f}{max(t):8.3f}{len(t):4d}{max(r["rss_mb"]):13.0f}{gpu}')
 
 
 def main(argv=None) -> int:
@@ -160,21 +196,15 @@ def main(argv=None) -> int:
         tmp = tempfile.TemporaryDirectory(prefix='gsr_bench_train_')
         root = Path(tmp.name)
     lmdb = make_lmdb(root, int(np.ceil(args.lr_size * args.scale_max)))
-    results = {m: {'times': [], 'rss_mb': []} for m in args.models}
-    runs = [(r, m) for r in range(args.repeats) for m in args.models]
-    for r, m in progress(runs, desc='training runs'):
-        res = run_once(args, root, lmdb, m, r)
-        results[m]['times'] += res['times'][args.warmup:]
-        results[m]['rss_mb'].append(res['rss_mb'])
-    print(f'\n{"model":<16}{"s/iter (median)":>16}{"min":>8}{"max":>8}{"n":>4}{"peak RSS MB":>13}')
-    for m, r in results.items():
-        t = r['times']
-        print(f'{m:<16}{median(t):16.3f}{min(t):8.3f}{max(t):8.3f}{len(t):4d}{max(r["rss_mb"]):13.0f}')
-    for liif in ('liif', 'liif-official-form'):
-        if 'gaussiansr' in results and liif in results:
-            ratio = median(results['gaussiansr']['times']) / median(results[liif]['times'])
-            verdict = 'MET' if ratio <= 0.8 else 'MISSED'
-            print(f'GaussianSR / {liif} time per iteration: {ratio:.2f} (floor <= 0.80: {verdict})')
+    results = run_all(args, root, lmdb)
+    print_results(results)
+    for amp in args.amp:
+        for liif in ('liif', 'liif-official-form'):
+            g, lf = results.get(label('gaussiansr', amp)), results.get(label(liif, amp))
+            if g and lf:
+                ratio = median(g['times']) / median(lf['times'])
+                verdict = 'MET' if ratio <= 0.8 else 'MISSED'
+                print(f'GaussianSR / {label(liif, amp)} time per iteration: {ratio:.2f} (floor <= 0.80: {verdict})')
     if tmp is not None:
         tmp.cleanup()
     return 0

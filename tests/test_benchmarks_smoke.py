@@ -19,7 +19,8 @@ def run(script: str, *args: str, timeout: float = 120) -> str:
     return proc.stdout
 
 
-@pytest.mark.parametrize('script', ['bench_inference.py', 'bench_memory.py', 'bench_train.py', 'bench_quality.py'])
+@pytest.mark.parametrize('script', ['bench_inference.py', 'bench_memory.py', 'bench_train.py', 'bench_quality.py',
+                                    'gpu_check.py'])
 def test_help(script):
     assert 'usage' in run(script, '--help', timeout=60)
 
@@ -52,3 +53,13 @@ def test_quality_tiny(tmp_path):
     assert 'gaussian8+skip - bicubic64+skip' in out and 'gaussian8+skip - gaussian8' in out
     result = json.loads((tmp_path / 'quality.json').read_text())
     assert set(result['curves']) == {'0', '1'} and (tmp_path / 'psnr_vs_iter.png').is_file()
+
+
+def test_gpu_check_cpu_tiny(tmp_path):
+    """gpu_check.sh's script on the CPU with tiny sizes: tests skipped here (the suite runs them)."""
+    out = run('gpu_check.py', '--device', 'cpu', '--quick', '--skip-tests', '--cases', '8:16', '--runs', '1',
+              '--train-iters', '2', '--train-batch', '1', '--train-lr-size', '8', '--train-sample-q', '16',
+              '--out', str(tmp_path / 'check.md'), timeout=300)
+    table = (tmp_path / 'check.md').read_text()
+    assert '| 8 -> 16 (1 runs) |' in table and 'liif-official-form bf16' in table
+    assert '| gaussiansr (bf16) |' in table and 'GaussianSR / LIIF (fp32)' in out
