@@ -1,5 +1,6 @@
 """Image reading/writing: BasicSR conventions, one-line errors naming the file, atomic writes."""
 
+import errno
 import os
 
 import cv2
@@ -8,6 +9,7 @@ import pytest
 import skimage.data
 from basicsr.utils.matlab_functions import imresize
 
+from gaussiansr_arch.utils import atomic
 from gaussiansr_arch.utils.image_io import (
     ImageReadError,
     decode_image,
@@ -15,6 +17,8 @@ from gaussiansr_arch.utils.image_io import (
     read_image,
     write_image_atomic,
 )
+
+import train_helpers as th
 
 
 @pytest.fixture(scope='module')
@@ -98,6 +102,28 @@ def test_write_image_atomic_leaves_no_temp_and_replaces(rgb, tmp_path):
     with pytest.raises(ValueError, match='cannot encode'):
         write_image_atomic(tmp_path / 'x.unknownext', rgb)
     assert not any(n.startswith('.') for n in os.listdir(tmp_path))
+
+
+def test_write_image_atomic_full_disk_leaves_nothing(rgb, tmp_path, monkeypatch):
+    """ENOSPC halfway through the write: no temporary file, no final file, no folder made for it."""
+    old = tmp_path / 'old.png'
+    write_image_atomic(old, rgb)
+    before = old.read_bytes()
+    th.fill_disk(monkeypatch, atomic)
+    for path in (tmp_path / 'new' / 'deeper' / 'out.png', old):
+        with pytest.raises(OSError) as err:
+            write_image_atomic(path, rgb[::-1].copy())
+        assert err.value.errno == errno.ENOSPC
+    assert old.read_bytes() == before  # an existing file keeps its content
+    assert sorted(os.listdir(tmp_path)) == ['old.png'] and not th.hidden_or_tmp(tmp_path)
+
+
+def test_write_image_atomic_folder_under_a_file(rgb, tmp_path):
+    (tmp_path / 'file.png').write_bytes(b'x')
+    for path in (tmp_path / 'file.png' / 'out.png', tmp_path / 'file.png' / 'sub' / 'out.png'):
+        with pytest.raises(OSError):
+            write_image_atomic(path, rgb)
+    assert sorted(os.listdir(tmp_path)) == ['file.png'] and (tmp_path / 'file.png').read_bytes() == b'x'
 
 
 @pytest.mark.parametrize('hw, out', [((192, 192), (48, 48)), ((96, 60), (32, 20)), ((50, 50), (75, 75))])

@@ -1,6 +1,7 @@
 """Data preparation tools: DIV2K / benchmark LMDBs, generated LR, atomicity, re-runs, --verify."""
 
 import os
+import re
 import runpy
 import sys
 from pathlib import Path
@@ -19,6 +20,8 @@ from gaussiansr_arch.data.arbitrary_scale_dataset import (
 )
 from gaussiansr_arch.tools import lmdb_tools, prepare_benchmark, prepare_div2k
 from gaussiansr_arch.tools.lmdb_tools import subimage_origins, verify_lmdb
+
+import train_helpers as th
 
 REPO = Path(__file__).resolve().parents[1]
 LMDB = {'type': 'lmdb'}
@@ -57,6 +60,15 @@ def _div2k_args(root, *extra):
 
 def _leftovers(folder):
     return [p.name for p in Path(folder).iterdir() if '.tmp-' in p.name or '.old-' in p.name]
+
+
+def _error(capsys, info) -> str:
+    """The one ``error: ...`` line of a tool that exited with status 2 (progress bars may precede it)."""
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if line.startswith('error: ')]
+    assert len(errors) == 1 and err[-1] == errors[0] and 'Traceback' not in '\n'.join(err), err
+    return errors[0]
 
 
 def test_div2k_builds_lmdbs_usable_by_datasets(div2k, capsys):
@@ -110,9 +122,8 @@ def test_corrupt_source_stops_run_without_final_lmdb(div2k, capsys):
     bad.write_bytes(bad.read_bytes()[:300])  # truncated midway through the list
     with pytest.raises(SystemExit) as info:
         prepare_div2k.main(_div2k_args(div2k, '--parts', 'train'))
-    msg = str(info.value.code)
+    msg = _error(capsys, info)
     assert msg.startswith('error: cannot read image') and str(bad) in msg and '--skip-bad' in msg
-    assert '\n' not in msg
     assert not (div2k / 'DIV2K_train_HR_sub.lmdb').exists() and not _leftovers(div2k)
 
     assert prepare_div2k.main(_div2k_args(div2k, '--parts', 'train', '--skip-bad', '--verify')) == 0
@@ -137,16 +148,17 @@ def test_interrupt_leaves_nothing_under_final_name(div2k, monkeypatch):
     assert not (div2k / 'DIV2K_train_HR_sub.lmdb').exists() and not _leftovers(div2k)
 
 
-def test_verify_catches_tampered_meta_info(div2k):
+def test_verify_catches_tampered_meta_info(div2k, capsys):
     assert prepare_div2k.main(_div2k_args(div2k, '--parts', 'valid')) == 0
     path = div2k / 'DIV2K_valid_HR.lmdb'
     meta = path / 'meta_info.txt'
     good = meta.read_text()
     assert verify_lmdb(str(path)) == []
     meta.write_text(good.replace('0802.png (50,62,3)', '0802.png (51,62,3)'))
-    with pytest.raises(SystemExit, match=r"error: verify .*key '0802': meta_info says \(51, 62, 3\), stored "
-                                         r'image is \(50, 62, 3\)'):
+    with pytest.raises(SystemExit) as info:
         prepare_div2k.main(_div2k_args(div2k, '--parts', 'valid', '--verify'))
+    assert re.fullmatch(r"error: verify .*key '0802': meta_info says \(51, 62, 3\), stored image is \(50, 62, 3\)",
+                        _error(capsys, info))
     meta.write_text(good + '0999.png (8,8,3) 1\n')
     assert any("'0999' listed" in p for p in verify_lmdb(str(path)))
     meta.write_text(good.splitlines()[0] + '\n')
@@ -156,17 +168,17 @@ def test_verify_catches_tampered_meta_info(div2k):
 def test_cli_errors_are_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         prepare_div2k.main(['--root', str(tmp_path / 'nope')])
-    assert info.value.code == f'error: {tmp_path / "nope" / "DIV2K_train_HR"} does not exist ' \
-                              '(use --parts to build only the validation sets)'
+    assert _error(capsys, info) == (f'error: {tmp_path / "nope" / "DIV2K_train_HR"} does not exist '
+                                    '(use --parts to build only the validation sets)')
     with pytest.raises(SystemExit) as info:
         prepare_div2k.main(['--root', str(tmp_path), '--lr-scales', 'abc'])
     assert info.value.code == 2 and 'scale must be a number' in capsys.readouterr().err
     with pytest.raises(SystemExit) as info:
         prepare_benchmark.main(['--root', str(tmp_path), '--scales', '0'])
-    assert info.value.code == 2
+    assert info.value.code == 2 and 'scale must be' in capsys.readouterr().err
     with pytest.raises(SystemExit) as info:
         prepare_benchmark.main(['--root', str(tmp_path)])
-    assert info.value.code == f'error: no <set>/HR folders in {tmp_path}'
+    assert _error(capsys, info) == f'error: no <set>/HR folders in {tmp_path}'
 
 
 @pytest.mark.parametrize('script, words', [('prepare_div2k.py', '--lr-scales'),
@@ -204,7 +216,7 @@ def test_benchmark_folder_format_generates_missing_scales(bench):
         torch.testing.assert_close(files[i]['gt'], fly[i]['gt'])
 
 
-def test_benchmark_lmdb_format_and_mismatch(bench, tmp_path):
+def test_benchmark_lmdb_format_and_mismatch(bench, tmp_path, capsys):
     out = tmp_path / 'packed'
     args = ['--root', str(bench), '--out', str(out), '--scales', '2', '3.6', '--format', 'lmdb', '--verify']
     assert prepare_benchmark.main(args + ['--workers', '1']) == 0
@@ -219,8 +231,31 @@ def test_benchmark_lmdb_format_and_mismatch(bench, tmp_path):
     _write(lr, np.zeros((10, 10, 3), np.uint8))
     with pytest.raises(SystemExit) as info:
         prepare_benchmark.main(args + ['--overwrite'])
-    msg = str(info.value.code)
+    msg = _error(capsys, info)
     assert msg.startswith('error: size mismatch at x2: HR ') and 'bird.png is 44x39' in msg and str(lr) in msg
+
+
+def test_output_paths_a_user_can_get_wrong(bench, div2k, tmp_path, capsys, monkeypatch):
+    """--out an existing file or under a file, and a disk that fills up: one line, exit 2, nothing partial."""
+    blocker = tmp_path / 'file.lmdb'
+    blocker.write_bytes(b'x')
+    with pytest.raises(SystemExit) as info:
+        prepare_div2k.main(_div2k_args(div2k, '--parts', 'valid', '--out', str(blocker)))
+    assert _error(capsys, info) == f'error: output folder {blocker} is an existing file, not a folder'
+    with pytest.raises(SystemExit) as info:
+        prepare_benchmark.main(['--root', str(bench), '--out', str(blocker / 'sub'), '--workers', '1'])
+    assert _error(capsys, info) == f'error: output folder {blocker / "sub"} cannot be created: {blocker} is a file, ' \
+                                   'not a folder'
+    assert blocker.read_bytes() == b'x'
+
+    # ENOSPC while a generated LR PNG is written: the unfinished build and the folders made for it are removed
+    th.fill_disk(monkeypatch, lmdb_tools)
+    with pytest.raises(SystemExit) as info:
+        prepare_benchmark.main(['--root', str(bench), '--out', str(tmp_path / 'packed'), '--scales', '2.4',
+                                '--workers', '1'])
+    out = tmp_path / 'packed' / 'Set5' / 'LR_bicubic' / 'X2.4'
+    assert _error(capsys, info) == f'error: cannot write {out}: No space left on device'
+    assert not (tmp_path / 'packed').exists() and not th.hidden_or_tmp(tmp_path)
 
 
 def test_benchmark_general100_hr_only(bench, tmp_path, capsys):
@@ -248,9 +283,9 @@ def test_benchmark_general100_hr_only(bench, tmp_path, capsys):
     for extra in ([], ['--datasets', 'General100']):
         with pytest.raises(SystemExit) as info:
             prepare_benchmark.main(['--root', str(flat), *extra])
-        assert info.value.code == (f'error: {flat / "General100" / "HR"} does not exist but {flat / "General100"} '
-                                   f'holds images: move them into {flat / "General100" / "HR"} (a set released as '
-                                   'one flat folder, e.g. General100, goes in <set>/HR)')
+        assert _error(capsys, info) == (
+            f'error: {flat / "General100" / "HR"} does not exist but {flat / "General100"} holds images: move them '
+            f'into {flat / "General100" / "HR"} (a set released as one flat folder, e.g. General100, goes in <set>/HR)')
     assert not (flat / 'Set5' / 'LR_bicubic').exists()  # checked before anything is built
     with pytest.raises(SystemExit):
         prepare_benchmark.main(['--help'])

@@ -4,6 +4,7 @@ import copy
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -14,17 +15,12 @@ from basicsr.archs import build_network
 from basicsr.metrics import calculate_psnr
 from skimage import data
 
+from gaussiansr_arch.archs.tiling import encode_tiled, receptive_radius
 from gaussiansr_arch.tools import compare, kernel_bank, plot_curves, upscale
-from gaussiansr_arch.tools.common import (
-    encode_tiled,
-    image_to_tensor,
-    parse_scale,
-    receptive_radius,
-    tensor_to_image,
-    upscale_tensor,
-)
+from gaussiansr_arch.tools.common import image_to_tensor, parse_scale, tensor_to_image, upscale_tensor
 from gaussiansr_arch.utils.image_io import imresize_to, read_image
 
+import train_helpers as th
 from conftest import REPO_ROOT, TINY_GAUSSIANSR_OPT
 
 
@@ -393,3 +389,102 @@ def test_kernel_bank_pngs(env, tmp_path):
     for per_scale in res['frequencies'].values():
         for freq in per_scale.values():
             assert freq.shape == (16,) and freq.sum() == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------------- output paths a user can get wrong
+def _log_run(root):
+    """A run folder holding a training log with validation metrics (input of plot-curves)."""
+    run = root / 'run'
+    run.mkdir(exist_ok=True)
+    (run / 'train_run_20240101.log').write_text(LOG)
+    return run
+
+
+def _writing_tool(env, tool, out):
+    """(run function, argv) of a writing tool whose output folder is ``out``."""
+    img = str(env['imgs'] / 'astro.png')
+    if tool == 'upscale':
+        return upscale.run, [img, '--scale', '2', '--weights', env['weights'], '-o', str(out), '--quiet']
+    if tool == 'kernel-bank':
+        return kernel_bank.run, [img, '--weights', env['weights'], '--lr-scales', '1', '-o', str(out), '--quiet']
+    if tool == 'compare':
+        return compare.run, ['--model', 'bicubic', '--hr', str(env['hr']), '--scales', '2', '-o', str(out), '--quiet']
+    assert tool == 'plot-curves'
+    return plot_curves.run, [str(_log_run(env['root'])), '-o', str(out / 'curves.png')]
+
+
+WRITING_TOOLS = ['upscale', 'kernel-bank', 'compare', 'plot-curves']
+
+
+@pytest.mark.parametrize('tool', WRITING_TOOLS)
+def test_output_folder_that_is_a_file(env, tmp_path, capsys, tool):
+    """``-o existing_file.png``: one line naming it, exit 2, the file untouched (was a FileExistsError traceback)."""
+    out = tmp_path / 'existing_file.png'
+    out.write_bytes(b'precious')
+    func, argv = _writing_tool(env, tool, out)
+    assert _error(capsys, func, argv) == f'error: output folder {out} is an existing file, not a folder'
+    assert out.read_bytes() == b'precious' and sorted(os.listdir(tmp_path)) == ['existing_file.png']
+
+
+@pytest.mark.parametrize('tool', WRITING_TOOLS)
+def test_output_folder_that_cannot_be_created(env, tmp_path, capsys, tool):
+    """An output folder under a file (was NotADirectoryError/FileExistsError): one line naming both, exit 2."""
+    blocker = tmp_path / 'file.png'
+    blocker.write_bytes(b'x')
+    out = blocker / 'sub'
+    func, argv = _writing_tool(env, tool, out)
+    expected = f'error: output folder {out} cannot be created: {blocker} is a file, not a folder'
+    assert _error(capsys, func, argv) == expected
+    assert sorted(os.listdir(tmp_path)) == ['file.png']
+
+
+def test_output_folder_without_write_permission(env, tmp_path, capsys, monkeypatch):
+    locked = tmp_path / 'locked'
+    locked.mkdir()
+    locked.chmod(0o500)
+    if os.geteuid() == 0:  # root may write anywhere: answer as the permission bits would for a user
+        real_access = os.access
+
+        def access(path, mode, **kwargs):
+            if mode & os.W_OK and os.path.abspath(path) == str(locked):
+                return False
+            return real_access(path, mode, **kwargs)
+
+        monkeypatch.setattr(os, 'access', access)
+    try:
+        func, argv = _writing_tool(env, 'upscale', locked / 'out')
+        assert _error(capsys, func, argv) == (f'error: output folder {locked / "out"} cannot be created: '
+                                              f'no write permission in {locked}')
+        func, argv = _writing_tool(env, 'upscale', locked)
+        assert _error(capsys, func, argv) == f'error: output folder {locked} is not writable (permission denied)'
+    finally:
+        locked.chmod(0o700)
+
+
+def test_upscale_disk_full_leaves_no_partial_png(env, tmp_path, capsys, monkeypatch):
+    """ENOSPC while the PNG is written (was an OSError traceback): one line, no .tmp, no final file."""
+    from gaussiansr_arch.utils import atomic
+
+    out = tmp_path / 'out'
+    func, argv = _writing_tool(env, 'upscale', out)
+    th.fill_disk(monkeypatch, atomic)
+    assert _error(capsys, func, argv) == f'error: cannot write {out / "astro_x2.png"}: No space left on device'
+    assert not out.exists() and not th.hidden_or_tmp(tmp_path)  # the folder made for it is gone too
+    # over an existing output (--force): the previous image stays as it was
+    monkeypatch.undo()
+    written = Path(func(argv)[0])
+    before = written.read_bytes()
+    th.fill_disk(monkeypatch, atomic)
+    assert 'No space left on device' in _error(capsys, func, argv + ['--force'])
+    assert written.read_bytes() == before and not th.hidden_or_tmp(tmp_path)
+
+
+@pytest.mark.parametrize('tool', ['kernel-bank', 'compare', 'plot-curves'])
+def test_figure_tools_disk_full_leave_no_partial_file(env, tmp_path, capsys, monkeypatch, tool):
+    """ENOSPC when a figure or table is flushed to disk: one line naming it, nothing partial left."""
+    out = tmp_path / 'out'
+    func, argv = _writing_tool(env, tool, out)
+    th.fail_fsync(monkeypatch)
+    message = _error(capsys, func, argv)
+    assert message.startswith(f'error: cannot write {out}{os.sep}') and message.endswith(': No space left on device')
+    assert not out.exists() and not th.hidden_or_tmp(tmp_path)

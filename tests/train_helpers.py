@@ -6,6 +6,8 @@ Subprocess runs go through ``tests/run_entry.py``, which imports this module and
 the real ``gaussiansr_arch.train.main`` / ``gaussiansr_arch.test.main``.
 """
 
+import builtins
+import errno
 import os
 import re
 import subprocess
@@ -175,3 +177,49 @@ def read_logs(folder: Path, prefix: str) -> str:
 def metric_values(log_text: str, metric: str) -> list[str]:
     """Every logged value of a validation metric, as printed (4 decimals)."""
     return re.findall(rf'# {metric}: (-?[0-9.]+|inf|nan)', log_text)
+
+
+# ----------------------------------------------------------------------------- a disk that fills up
+class FullDiskFile:
+    """A file opened for writing on a disk that fills up: a write stores half its data, then fails (ENOSPC)."""
+
+    def __init__(self, f):
+        self._f = f
+
+    def write(self, data):
+        data = bytes(data)
+        self._f.write(data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._f.close()
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+
+def fill_disk(monkeypatch, module) -> None:
+    """Every file that ``module`` opens for writing (through ``open``) becomes a :class:`FullDiskFile`."""
+
+    def full_open(file, mode='r', *args, **kwargs):
+        f = builtins.open(file, mode, *args, **kwargs)  # noqa: SIM115  (returned, closed by the caller)
+        return FullDiskFile(f) if any(c in mode for c in 'wax+') else f
+
+    monkeypatch.setattr(module, 'open', full_open, raising=False)
+
+
+def fail_fsync(monkeypatch) -> None:
+    """``os.fsync`` fails with ENOSPC (a full disk noticed when the data is flushed: figures, checkpoints)."""
+
+    def full_fsync(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, 'fsync', full_fsync)
+
+
+def hidden_or_tmp(folder: Path) -> list[str]:
+    """Temporary files (``.name.XXXX.tmp``) and unfinished builds (``*.tmp-<pid>``) anywhere under ``folder``."""
+    return sorted(str(p) for p in Path(folder).rglob('*') if p.name.endswith('.tmp') or '.tmp-' in p.name)

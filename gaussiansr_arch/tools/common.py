@@ -1,54 +1,78 @@
-"""Helpers shared by the command-line tools: argument parsing, model loading, image lists,
-atomic outputs and tiled encoding.
+"""Helpers shared by the command-line tools: argument parsing, model loading, image lists and
+outputs that a user can get wrong.
 
-Every tool reports user errors as one line (``error: ...``) and exit status 2, never a
-traceback; :class:`ToolError` carries such a message and :func:`run_tool` turns it into
-``SystemExit``.
+Every tool reports user errors as one line (``error: ...``) and exit status 2
+(:data:`EXIT_USER_ERROR`, argparse's status for usage errors), never a traceback:
+:class:`ToolError` is the one error type of the tools, and :func:`run_tool` (or
+:func:`report_error` for tools with their own main loop) turns it, and the one-line errors of
+the image and weights readers, into that exit. Outputs are written atomically; an output folder
+that is a file or cannot be created, and a write that fails (full disk, permissions), are such
+one-line errors too, with nothing partial left behind.
 """
 
-import copy
+import contextlib
 import glob
 import math
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 import yaml
-from basicsr.utils.registry import ARCH_REGISTRY
 
 from gaussiansr_arch.archs.arbitrary_scale import ArbitraryScaleArch
 from gaussiansr_arch.archs.coordinates import check_scale, check_size
-from gaussiansr_arch.utils.atomic import atomic_path, write_text_atomic  # noqa: F401  (re-exported for tools)
+from gaussiansr_arch.archs.tiling import encode_tiled
+from gaussiansr_arch.tools.plotting import pyplot
+from gaussiansr_arch.utils import atomic
+from gaussiansr_arch.utils.image_io import IMAGE_EXTENSIONS, ImageReadError, write_image_atomic
+from gaussiansr_arch.utils.weights import (
+    WeightsError,
+    build_arch,
+    load_into,
+    pick_state_dict,
+    read_weights,
+    recorded_network_opt,
+)
 
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
+# Exit status of every tool for a user error (a bad argument, input, weights file or output path).
+EXIT_USER_ERROR = 2
+# Exit status after Ctrl-C (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
 
 
 class ToolError(Exception):
     """A user-facing error: the message is one line and names the file/key/value at fault."""
 
 
+# What the tools report as one line with EXIT_USER_ERROR (anything else is a bug: traceback).
+USER_ERRORS = (ToolError, ImageReadError, WeightsError)
+
+
+def report_error(err: BaseException, prog: str | None = None) -> int:
+    """Print ``[prog: ]error: <message on one line>`` on stderr and return :data:`EXIT_USER_ERROR`."""
+    message = ' '.join(str(err).split())  # guarantee a single line
+    print(f'{prog + ": " if prog else ""}error: {message}', file=sys.stderr)
+    return EXIT_USER_ERROR
+
+
 def run_tool(build_parser: Callable[[], Any], body: Callable[[Any], Any], argv: list[str] | None) -> Any:
     """Parse ``argv`` with a tool's parser and run ``body(args)``.
 
-    :class:`ToolError` and image read errors print one line and exit with 2; Ctrl-C exits with 130.
-    Returns what ``body`` returns (tests and the demo use it).
+    User errors (:data:`USER_ERRORS`) print one line and exit with :data:`EXIT_USER_ERROR`;
+    Ctrl-C exits with :data:`EXIT_INTERRUPTED`. Returns what ``body`` returns (tests and the demo use it).
     """
-    from gaussiansr_arch.utils.image_io import ImageReadError
-
     args = build_parser().parse_args(argv)
     try:
         return body(args)
-    except (ToolError, ImageReadError) as err:
-        message = ' '.join(str(err).split())  # guarantee a single line
-        print(f'error: {message}', file=sys.stderr)
-        raise SystemExit(2) from None
+    except USER_ERRORS as err:
+        raise SystemExit(report_error(err)) from None
     except KeyboardInterrupt:
         print('error: interrupted', file=sys.stderr)
-        raise SystemExit(130) from None
+        raise SystemExit(EXIT_INTERRUPTED) from None
 
 
 # ---------------------------------------------------------------------------- parsing
@@ -122,18 +146,76 @@ def collect_images(inputs: Sequence[str]) -> list[str]:
 
 
 def check_output_free(path: str, force: bool) -> None:
-    """Raise ToolError if ``path`` exists and ``force`` is not set."""
+    """Raise ToolError if ``path`` is a folder, or exists and ``force`` is not set."""
+    if os.path.isdir(path):
+        raise ToolError(f'output {path} is a folder')
     if os.path.exists(path) and not force:
         raise ToolError(f'output {path} exists; pass --force to overwrite it')
 
 
-def save_figure_atomic(fig, path: str, dpi: int = 110) -> None:
-    """Save a matplotlib figure as PNG atomically and close it."""
-    import matplotlib.pyplot as plt
+def check_output_dir(folder: str, what: str = 'output folder') -> None:
+    """Raise ToolError unless ``folder`` is a writable folder or can be created; creates nothing.
 
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches='tight', format='png')
-    plt.close(fig)
+    Run before the slow work, so that an output folder given as an existing file, or one under a
+    file or in a folder without write permission, fails at once with one line naming it.
+    """
+    folder = folder or '.'
+    if os.path.exists(folder):
+        if not os.path.isdir(folder):
+            raise ToolError(f'{what} {folder} is an existing file, not a folder')
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise ToolError(f'{what} {folder} is not writable (permission denied)')
+        return
+    parent = os.path.dirname(os.path.abspath(folder))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ToolError(f'{what} {folder} cannot be created: {parent} is a file, not a folder')
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ToolError(f'{what} {folder} cannot be created: no write permission in {parent}')
+
+
+def os_error_reason(err: OSError) -> str:
+    """``'No space left on device'``, plus the file at fault when it is not the temporary file."""
+    reason = err.strerror or str(err) or type(err).__name__
+    culprit = os.fsdecode(err.filename) if err.filename is not None else ''
+    if culprit and not culprit.endswith(atomic.TMP_SUFFIX):
+        reason += f': {culprit}'
+    return reason
+
+
+@contextlib.contextmanager
+def writing(path: str) -> Iterator[None]:
+    """Turn an OSError raised while writing ``path`` into a one-line ToolError naming it.
+
+    The atomic writers have removed their temporary file (and the folders they created) by then:
+    ``path`` keeps its previous content or stays absent.
+    """
+    try:
+        yield
+    except OSError as err:
+        raise ToolError(f'cannot write {path}: {os_error_reason(err)}') from None
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """Write a UTF-8 text file atomically; ToolError naming it when that fails."""
+    with writing(path):
+        atomic.write_text_atomic(path, text)
+
+
+def save_image(path: str, img: np.ndarray) -> None:
+    """Write an RGB uint8 image atomically (the extension picks the format); ToolError naming it when that fails."""
+    with writing(path):
+        write_image_atomic(path, img)
+
+
+def save_figure_atomic(fig, path: str, dpi: int = 110) -> None:
+    """Save a matplotlib figure as PNG atomically and close it; ToolError naming it when that fails."""
+    try:
+        with writing(path), atomic.atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches='tight', format='png')
+    finally:
+        pyplot().close(fig)
 
 
 # ---------------------------------------------------------------------------- models
@@ -152,43 +234,13 @@ def load_yaml(path: str) -> dict:
     return data
 
 
-def _load_weights_file(path: str) -> Any:
-    if not os.path.isfile(path):
-        raise ToolError(f'weights file {path}: no such file')
-    try:
-        return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as err:  # truncated zip, foreign pickle, not a torch file ...
-        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
-        raise ToolError(f'weights file {path}: cannot load ({first})') from None
-
-
-def _is_state_dict(obj: Any) -> bool:
-    return isinstance(obj, dict) and bool(obj) and all(torch.is_tensor(v) for v in obj.values())
-
-
-def build_arch(network_opt: dict, source: str) -> torch.nn.Module:
-    """Build an arch from a BasicSR ``network_g`` mapping via ``ARCH_REGISTRY``."""
-    if not isinstance(network_opt, dict) or 'type' not in network_opt:
-        raise ToolError(f'{source}: network_g must be a mapping with a "type" key')
-    opt = copy.deepcopy(network_opt)
-    arch_type = opt.pop('type')
-    try:
-        cls = ARCH_REGISTRY.get(arch_type)
-    except KeyError:
-        raise ToolError(f'{source}: network_g type {arch_type!r} is not a registered arch') from None
-    try:
-        return cls(**opt)
-    except (TypeError, ValueError) as err:
-        raise ToolError(f'{source}: cannot build {arch_type} from network_g ({err})') from None
-
-
 def load_model(
     weights: str,
     opt_path: str | None = None,
     param_key: str | None = None,
     device: str | torch.device = 'cpu',
 ) -> tuple[torch.nn.Module, dict]:
-    """Build an arch and load its weights, in eval mode.
+    """Build an arch and load its weights, in eval mode (through :mod:`gaussiansr_arch.utils.weights`).
 
     The arch options come from ``network_g`` of ``opt_path`` (a BasicSR YAML) when given,
     else from the ``network_g`` the weights file records (self-describing weights, e.g. the
@@ -199,68 +251,29 @@ def load_model(
         tuple[Module, dict]: the arch and its ``network_g`` options.
 
     Raises:
-        ToolError: missing files/keys, unknown arch, or weights that do not match the arch
-            (the message lists missing and unexpected keys).
+        ToolError: a missing or malformed options file.
+        WeightsError: an unreadable weights file, a missing key, an unknown arch, or weights
+            that do not fit the arch (the message lists missing, unexpected and mis-shaped keys).
     """
-    ckpt = _load_weights_file(weights)
+    ckpt = read_weights(weights)
     if opt_path is not None:
         opt = load_yaml(opt_path)
         if 'network_g' not in opt:
             raise ToolError(f'options file {opt_path}: no network_g key')
-        network_opt, source = opt['network_g'], f'options file {opt_path}'
-    elif isinstance(ckpt, dict) and isinstance(ckpt.get('network_g'), dict):
-        network_opt, source = ckpt['network_g'], f'weights file {weights}'
+        network_opt = opt['network_g']
+        source = fit_source = f'options file {opt_path}'
     else:
-        raise ToolError(f'weights file {weights} records no network_g; pass the run YAML with --opt')
-
-    if param_key is not None:
-        if not isinstance(ckpt, dict) or param_key not in ckpt:
-            keys = sorted(ckpt) if isinstance(ckpt, dict) else []
-            raise ToolError(f'weights file {weights}: no key {param_key!r} (keys: {keys})')
-        state = ckpt[param_key]
-    elif isinstance(ckpt, dict) and 'params_ema' in ckpt:
-        state = ckpt['params_ema']
-    elif isinstance(ckpt, dict) and 'params' in ckpt:
-        state = ckpt['params']
-    elif _is_state_dict(ckpt):
-        state = ckpt
-    else:
-        raise ToolError(f'weights file {weights}: no params_ema/params key and not a state dict')
-    if not _is_state_dict(state):
-        raise ToolError(f'weights file {weights}: the parameters are not a state dict of tensors')
-    # BasicSR strips the DataParallel prefix when loading; do the same.
-    state = {(k[7:] if k.startswith('module.') else k): v for k, v in state.items()}
-
+        network_opt = recorded_network_opt(ckpt)
+        if network_opt is None:
+            raise ToolError(f'weights file {weights} records no network_g; pass the run YAML with --opt')
+        source, fit_source = f'weights file {weights}', 'the network_g it records'
+    state = pick_state_dict(ckpt, weights, param_key)
     arch = build_arch(network_opt, source)
-    own = arch.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise ToolError(
-            f'weights file {weights} does not match {network_opt["type"]} of {source}: '
-            f'missing keys {_short(missing)}, unexpected keys {_short(unexpected)}'
-        )
-    shapes = [
-        f'{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}'
-        for k in own
-        if tuple(state[k].shape) != tuple(own[k].shape)
-    ]
-    if shapes:
-        raise ToolError(
-            f'weights file {weights} does not match {network_opt["type"]} of {source}: shape mismatch {_short(shapes)}'
-        )
-    arch.load_state_dict(state, strict=True)
+    load_into(arch, state, f'weights file {weights}', fit_source)
     arch.eval().to(device)
     for p in arch.parameters():
         p.requires_grad_(False)
     return arch, dict(network_opt)
-
-
-def _short(items: list[str], limit: int = 5) -> str:
-    if not items:
-        return '[]'
-    more = f' ... (+{len(items) - limit} more)' if len(items) > limit else ''
-    return '[' + ', '.join(items[:limit]) + more + ']'
 
 
 def resolve_device(name: str, half: bool = False) -> torch.device:
@@ -294,81 +307,7 @@ def tensor_to_image(t: torch.Tensor) -> np.ndarray:
     return (t.clamp(0, 1).permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
 
 
-# ---------------------------------------------------------------------------- tiled encoding
-def receptive_radius(module: torch.nn.Module) -> int | None:
-    """Upper bound on the spatial receptive-field radius (in input pixels) of a conv-only net.
-
-    Sums ``dilation * (kernel - 1) // 2`` over every Conv2d: every path through a residual
-    conv net uses a subset of its convs, so the sum bounds the radius. Returns None when the
-    net has layers whose reach is not local (attention, pooling, linear layers over space),
-    in which case tiling can only be approximate.
-    """
-    radius = 0
-    for m in module.modules():
-        if isinstance(m, torch.nn.Conv2d):
-            if tuple(m.stride) != (1, 1):
-                return None
-            radius += max(d * (k - 1) // 2 for d, k in zip(m.dilation, m.kernel_size))
-        elif (
-            isinstance(
-                m,
-                (
-                    torch.nn.MultiheadAttention,
-                    torch.nn.AdaptiveAvgPool2d,
-                    torch.nn.AvgPool2d,
-                    torch.nn.MaxPool2d,
-                ),
-            )
-            or 'Attention' in type(m).__name__
-        ):
-            return None
-    return radius
-
-
-def _tile_starts(length: int, tile: int) -> list[int]:
-    return list(range(0, length, tile)) if length > tile else [0]
-
-
-def encode_features_tiled(encoder: torch.nn.Module, image: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:
-    """Run ``encoder`` on overlapping tiles of ``image`` and stitch the tile interiors.
-
-    Each output tile [y0:y0+tile, x0:x0+tile] is computed from the input window widened by
-    ``overlap`` pixels on every side (clipped at the image border, where the encoder's own
-    zero padding then applies exactly as for the whole image). With ``overlap`` at least the
-    encoder's receptive-field radius the stitched map equals ``encoder(image)`` up to
-    floating-point rounding.
-    """
-    _, _, h, w = image.shape
-    feat = None
-    for y0 in _tile_starts(h, tile):
-        for x0 in _tile_starts(w, tile):
-            y1, x1 = min(h, y0 + tile), min(w, x0 + tile)
-            wy0, wx0 = max(0, y0 - overlap), max(0, x0 - overlap)
-            wy1, wx1 = min(h, y1 + overlap), min(w, x1 + overlap)
-            out = encoder(image[:, :, wy0:wy1, wx0:wx1])
-            if feat is None:
-                feat = out.new_empty(out.shape[0], out.shape[1], h, w)
-            feat[:, :, y0:y1, x0:x1] = out[:, :, y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0]
-    return feat
-
-
-def encode_tiled(arch: ArbitraryScaleArch, lq: torch.Tensor, tile: int, overlap: int) -> Any:
-    """``arch.encode(lq)`` with the encoder run tile by tile (bounded memory on large inputs).
-
-    Uses the arch's hooks ``encoder_input(lq)`` (the normalised encoder input) and
-    ``state_from_features(lq, feat)`` (everything ``encode`` does after the encoder). Whatever follows the encoder
-    (e.g. GaussianSR's 3x3 kernel classifier) runs once on the stitched full feature map,
-    so only the encoder's own receptive field needs the overlap.
-
-    Raises:
-        ToolError: bad tile or overlap.
-    """
-    if tile <= 0 or overlap < 0:
-        raise ToolError(f'--tile must be > 0 and --tile-overlap >= 0, got {tile} and {overlap}')
-    feat = encode_features_tiled(arch.encoder, arch.encoder_input(lq), tile, overlap)
-    return arch.state_from_features(lq, feat)
-
-
+# ---------------------------------------------------------------------------- upscaling
 @torch.no_grad()
 def upscale_tensor(
     arch: ArbitraryScaleArch,

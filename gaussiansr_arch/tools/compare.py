@@ -21,6 +21,7 @@ import torch
 from gaussiansr_arch.archs.arbitrary_scale import DEFAULT_CHUNK_SIZE
 from gaussiansr_arch.tools.common import (
     ToolError,
+    check_output_dir,
     check_output_free,
     collect_images,
     count_parameters,
@@ -36,6 +37,7 @@ from gaussiansr_arch.tools.common import (
     tensor_to_image,
     write_text_atomic,
 )
+from gaussiansr_arch.tools.plotting import pyplot
 
 OUTPUT_FILES = ('results.md', 'results.csv', 'psnr_vs_scale.png')
 
@@ -350,11 +352,7 @@ def write_tables(out_dir: str, models, datasets, results) -> None:
 
 def plot_psnr_vs_scale(path: str, models, datasets, results) -> None:
     """One subplot per dataset: PSNR against scale, one line per model."""
-    import matplotlib
-
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
     for ax, ds in zip(axes[0], datasets):
         for m in models:
@@ -374,11 +372,7 @@ def plot_psnr_vs_scale(path: str, models, datasets, results) -> None:
 
 def plot_crops(path: str, title: str, panels: list, box: tuple[int, int, int]) -> None:
     """Side-by-side crops ``panels`` = [(label, uint8 image)] of the region ``box`` = (y, x, side)."""
-    import matplotlib
-
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     y, x, side = box
     fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 3.0), squeeze=False)
     for ax, (label, img) in zip(axes[0], panels):
@@ -395,6 +389,7 @@ def _run(args: argparse.Namespace) -> dict:
     where = f'config {args.config}' if args.config else 'command line'
     device = resolve_device(args.device)
     out_dir = args.output or config.get('output') or 'results/compare'
+    check_output_dir(out_dir)
     for name in OUTPUT_FILES:
         check_output_free(os.path.join(out_dir, name), args.force)
     max_images = args.max_images if args.max_images is not None else config.get('max_images')
@@ -422,6 +417,8 @@ def _run(args: argparse.Namespace) -> dict:
 
     results = {(m.name, ds.name, s): Result() for m in models for ds in datasets for s in ds.scales}
     crops_dir = os.path.join(out_dir, 'crops')
+    if n_crops > 0:
+        check_output_dir(crops_dir)
     for ds in datasets:
         paths = collect_images([ds.hr])[:max_images]
         for s in ds.scales:

@@ -14,7 +14,8 @@ BasicSR then logs the decoder keys it leaves at their initial values. The file r
 encoder options under ``encoder`` (``{'encoder': name, 'encoder_opt': {...}}``).
 
 Files are written atomically (temporary file + ``os.replace``); an existing output is only
-replaced with ``--force``. Errors are one line on stderr and exit status 1.
+replaced with ``--force``. Errors are one line on stderr and exit status 2, as for every tool
+(:mod:`gaussiansr_arch.tools.common`).
 """
 
 import argparse
@@ -25,7 +26,9 @@ from collections import OrderedDict
 
 import torch
 
+from gaussiansr_arch.tools.common import USER_ERRORS, ToolError, check_output_dir, report_error, writing
 from gaussiansr_arch.utils.checkpoint import atomic_torch_save
+from gaussiansr_arch.utils.weights import as_state_dict, build_arch, check_fits, load_into, read_weights
 
 PROG = 'gaussiansr-convert-liif'
 # LIIF's encoder names -> ours and the res_scale its factory uses.
@@ -35,10 +38,6 @@ UNUSED_ENCODER_KEYS = re.compile(r'^(sub_mean|add_mean|tail)\.')
 _BLOCK_CONV = re.compile(r'^body\.(\d+)\.body\.([02])\.(weight|bias)$')
 
 
-class ConversionError(ValueError):
-    """The input cannot be converted; the message is one line."""
-
-
 def convert_edsr_encoder(sd: dict, num_block: int | None = None) -> 'OrderedDict[str, torch.Tensor]':
     """Rename LIIF/EDSR-PyTorch EDSR keys (without the ``encoder.`` prefix) to ``EDSRBaselineEncoder``'s.
 
@@ -46,7 +45,7 @@ def convert_edsr_encoder(sd: dict, num_block: int | None = None) -> 'OrderedDict
     conv ``body.N`` -> ``conv_after_body``. Mean shifts and the upsampler are dropped (unused).
 
     Raises:
-        ConversionError: keys that match none of these (listed).
+        ToolError: keys that match none of these (listed).
     """
     if num_block is None:
         num_block = len({int(m.group(1)) for k in sd if (m := _BLOCK_CONV.match(k))})
@@ -61,12 +60,12 @@ def convert_edsr_encoder(sd: dict, num_block: int | None = None) -> 'OrderedDict
         elif not UNUSED_ENCODER_KEYS.match(key):
             unexpected.append(key)
     if unexpected:
-        raise ConversionError(
+        raise ToolError(
             f'unexpected encoder key(s) {unexpected[:3]} ({len(unexpected)} in all); '
             'only EDSR / EDSR-baseline encoders are supported'
         )
     if 'conv_first.weight' not in out:
-        raise ConversionError('no EDSR head (head.0.weight) found')
+        raise ToolError('no EDSR head (head.0.weight) found')
     return out
 
 
@@ -89,7 +88,7 @@ def _mlp_keys(sd: dict, prefix: str = 'imnet.layers.') -> 'OrderedDict[str, torc
         else:
             unexpected.append(key)
     if unexpected:
-        raise ConversionError(f'unexpected key(s) {unexpected[:3]} ({len(unexpected)} in all)')
+        raise ToolError(f'unexpected key(s) {unexpected[:3]} ({len(unexpected)} in all)')
     return out
 
 
@@ -103,11 +102,11 @@ def split_official(ckpt) -> tuple[str, dict, dict]:
     """Name, args and state dict of an official LIIF-repo checkpoint (``{'model': {...}}``).
 
     Raises:
-        ConversionError: not such a checkpoint.
+        ToolError: not such a checkpoint.
     """
     model = ckpt.get('model') if isinstance(ckpt, dict) else None
     if not isinstance(model, dict) or not {'name', 'sd'} <= set(model):
-        raise ConversionError("not a LIIF checkpoint (expected a dict with 'model': {'name', 'args', 'sd'})")
+        raise ToolError("not a LIIF checkpoint (expected a dict with 'model': {'name', 'args', 'sd'})")
     return model['name'], model.get('args') or {}, model['sd']
 
 
@@ -116,7 +115,7 @@ def _encoder_of(args: dict, sd: dict) -> tuple[str, dict, dict]:
     spec = args.get('encoder_spec') or {}
     name = spec.get('name', 'edsr-baseline')
     if name not in ENCODER_NAMES:
-        raise ConversionError(f'encoder {name!r} is not supported (supported: {sorted(ENCODER_NAMES)})')
+        raise ToolError(f'encoder {name!r} is not supported (supported: {sorted(ENCODER_NAMES)})')
     ours, default_res_scale = ENCODER_NAMES[name]
     enc_raw = {k[len('encoder.') :]: v for k, v in sd.items() if k.startswith('encoder.')}
     enc_sd = convert_edsr_encoder(enc_raw)
@@ -132,7 +131,7 @@ def convert_checkpoint(ckpt, encoder_only: bool = False) -> dict:
         ``{'params': encoder.* state_dict, 'encoder': {'encoder': name, 'encoder_opt': ...}}``.
 
     Raises:
-        ConversionError: not a supported checkpoint, or keys that do not fit.
+        ToolError: not a supported checkpoint, or keys that do not fit.
     """
     if encoder_only and isinstance(ckpt, dict) and 'head.0.weight' in ckpt:
         # a plain EDSR-PyTorch state dict (edsr_baseline_x2.pt ...): baseline res_scale
@@ -142,7 +141,7 @@ def convert_checkpoint(ckpt, encoder_only: bool = False) -> dict:
     else:
         name, args, sd = split_official(ckpt)
         if name not in ('liif', 'metasr'):
-            raise ConversionError(f"model {name!r} is not supported (supported: 'liif', 'metasr')")
+            raise ToolError(f"model {name!r} is not supported (supported: 'liif', 'metasr')")
         encoder, encoder_opt, enc_sd = _encoder_of(args, sd)
     params = OrderedDict(('encoder.' + k, v) for k, v in enc_sd.items())
     if encoder_only:
@@ -162,46 +161,32 @@ def convert_checkpoint(ckpt, encoder_only: bool = False) -> dict:
     return {'params': params, 'network_g': network_g}
 
 
-def check_loadable(converted: dict) -> None:
-    """Build the target arch and ``load_state_dict(strict=True)``: the file will load in BasicSR.
+def check_loadable(converted: dict, src: str = '') -> None:
+    """Build the target arch and check that the parameters load strictly: the file will load in BasicSR.
 
     Raises:
-        ConversionError: missing/unexpected keys or shape mismatches (first few listed).
+        WeightsError: missing/unexpected keys or shape mismatches (the report of
+            :mod:`gaussiansr_arch.utils.weights`, first few keys listed).
     """
-    from basicsr.utils.registry import ARCH_REGISTRY
-
-    import gaussiansr_arch  # noqa: F401  (registers the archs)
     from gaussiansr_arch.archs.encoders import build_encoder
 
+    what = f'the weights converted from {src}' if src else 'the converted weights'
     if 'network_g' in converted:
-        opt = dict(converted['network_g'])
-        net, sd = ARCH_REGISTRY.get(opt.pop('type'))(**opt), converted['params']
+        net, sd = build_arch(converted['network_g'], what), converted['params']
     else:
         enc = converted['encoder']
         net = build_encoder(enc['encoder'], **enc['encoder_opt'])
         sd = {k[len('encoder.') :]: v for k, v in converted['params'].items()}
-    try:
-        net.load_state_dict(sd, strict=True)
-    except RuntimeError as err:
-        detail = ' '.join(str(err).split())
-        raise ConversionError(f'converted weights do not fit the arch: {detail[:300]}') from None
+    check_fits(net, sd, what)
 
 
 def load_checkpoint(path: str):
     """Load a checkpoint on the CPU without running pickled code (``weights_only``).
 
     Raises:
-        ConversionError: missing, not a file, or not a readable torch checkpoint.
+        WeightsError: missing, not a file, or not a readable torch checkpoint (one line naming it).
     """
-    if not os.path.exists(path):
-        raise ConversionError(f'input checkpoint {path} does not exist')
-    if not os.path.isfile(path):
-        raise ConversionError(f'input checkpoint {path} is not a file')
-    try:
-        return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as err:  # truncated zip, foreign pickle, not a torch file ...
-        reason = ' '.join(str(err).split())[:200]
-        raise ConversionError(f'cannot read {path} as a torch checkpoint: {reason}') from None
+    return read_weights(path, 'input checkpoint')
 
 
 def convert_file(src: str, dst: str, force: bool = False, encoder_only: bool = False) -> dict:
@@ -211,20 +196,22 @@ def convert_file(src: str, dst: str, force: bool = False, encoder_only: bool = F
         dict: What was written.
 
     Raises:
-        ConversionError: any problem (one-line message); ``dst`` is then left untouched.
+        ToolError, WeightsError: any problem (one-line message); ``dst`` is then left untouched
+            (a write that fails, e.g. on a full disk, leaves no temporary file either).
     """
     if os.path.isdir(dst):
-        raise ConversionError(f'output {dst} is a folder')
+        raise ToolError(f'output {dst} is a folder')
     if os.path.exists(dst) and not force:
-        raise ConversionError(f'output {dst} exists; pass --force to overwrite it')
+        raise ToolError(f'output {dst} exists; pass --force to overwrite it')
+    check_output_dir(os.path.dirname(dst))
     ckpt = load_checkpoint(src)
     converted = convert_checkpoint(ckpt, encoder_only=encoder_only)
-    check_loadable(converted)
+    check_loadable(converted, src)
     converted['source'] = {'file': os.path.basename(src)}
     if isinstance(ckpt, dict) and isinstance(ckpt.get('epoch'), int):
         converted['source']['epoch'] = ckpt['epoch']
-    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
-    atomic_torch_save(converted, dst)
+    with writing(dst):
+        atomic_torch_save(converted, dst)
     return converted
 
 
@@ -233,18 +220,18 @@ def build_from_weights(path: str) -> torch.nn.Module:
 
     Returns:
         nn.Module: The arch in eval mode, on the CPU.
+
+    Raises:
+        ToolError: the file records no ``network_g`` (an ``--encoder-only`` file).
+        WeightsError: unreadable, or parameters that do not fit the recorded arch.
     """
-    from basicsr.utils.registry import ARCH_REGISTRY
-
-    import gaussiansr_arch  # noqa: F401  (registers the archs)
-
-    data = torch.load(path, map_location='cpu', weights_only=True)
+    data = read_weights(path)
     if not isinstance(data, dict) or 'network_g' not in data:
-        raise ConversionError(f'{path} records no network_g options (convert it without --encoder-only)')
-    opt = dict(data['network_g'])
-    net = ARCH_REGISTRY.get(opt.pop('type'))(**opt)
-    net.load_state_dict(data['params'], strict=True)
-    return net.eval()
+        raise ToolError(f'{path} records no network_g options (convert it without --encoder-only)')
+    what = f'weights file {path}'
+    net = build_arch(data['network_g'], what)
+    state = as_state_dict(data.get('params'), path)
+    return load_into(net, state, what, 'the network_g it records').eval()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -265,9 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
         converted = convert_file(args.src, args.dst, force=args.force, encoder_only=args.encoder_only)
-    except ConversionError as err:
-        print(f'{PROG}: error: {err}', file=sys.stderr)
-        return 1
+    except USER_ERRORS as err:
+        return report_error(err, PROG)
     what = converted.get('network_g', converted.get('encoder'))
     print(f'wrote {args.dst}: {len(converted["params"])} tensors, {what}')
     return 0

@@ -25,6 +25,7 @@ import torch
 from gaussiansr_arch.tools.common import (
     ToolError,
     add_weights_args,
+    check_output_dir,
     check_output_free,
     collect_images,
     format_scale,
@@ -36,6 +37,7 @@ from gaussiansr_arch.tools.common import (
     save_figure_atomic,
     write_text_atomic,
 )
+from gaussiansr_arch.tools.plotting import pyplot
 
 SCALE_NOTE = (
     'kernel choice = argmax of the classifier on LR features: independent of the output scale; '
@@ -70,15 +72,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def kernel_images(bank: np.ndarray, size: int = 33, extent: float = 2.0) -> np.ndarray:
     """[N,size,size] images of the bank's kernels: opacity * exp(-0.5 d^T Sigma^-1 d), d in LR pixels."""
     axis = np.linspace(-extent, extent, size)
@@ -93,7 +86,7 @@ def kernel_images(bank: np.ndarray, size: int = 33, extent: float = 2.0) -> np.n
 
 def plot_histograms(bank: np.ndarray, path: str) -> None:
     """Histograms of the four kernel parameters (paper Fig. 6)."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
     for ax, col, name in zip(axes, range(4), ('sigma_y (LR px)', 'sigma_x (LR px)', 'rho', 'opacity')):
         ax.hist(bank[:, col], bins=min(30, max(5, len(bank) // 3)), color='tab:blue', edgecolor='white')
@@ -105,7 +98,7 @@ def plot_histograms(bank: np.ndarray, path: str) -> None:
 
 def plot_kernels(bank: np.ndarray, path: str) -> None:
     """All kernels as a mosaic, each labelled with its bank index."""
-    plt = _plt()
+    plt = pyplot()
     imgs = kernel_images(bank)
     n, side = len(imgs), imgs.shape[1]
     cols = math.ceil(math.sqrt(n))
@@ -146,7 +139,7 @@ def downscale(img: np.ndarray, factor: float) -> np.ndarray:
 
 def plot_choice_map(img: np.ndarray, choice: np.ndarray, n_kernels: int, title: str, path: str) -> None:
     """The LR image beside its per-pixel kernel index map (one colour per bank index)."""
-    plt = _plt()
+    plt = pyplot()
     cmap = plt.get_cmap('tab20' if n_kernels <= 20 else 'nipy_spectral', n_kernels)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
     axes[0].imshow(img, interpolation='nearest')
@@ -162,7 +155,7 @@ def plot_choice_map(img: np.ndarray, choice: np.ndarray, n_kernels: int, title: 
 
 def plot_frequencies(freqs: dict, n_kernels: int, path: str) -> None:
     """One subplot per image: selection frequency over the bank, one line per LR scale."""
-    plt = _plt()
+    plt = pyplot()
     stems = list(freqs)
     fig, axes = plt.subplots(len(stems), 1, figsize=(12, 2.8 * len(stems) + 0.6), squeeze=False, layout='constrained')
     for ax, stem in zip(axes[:, 0], stems):
@@ -190,6 +183,7 @@ def _run(args: argparse.Namespace) -> dict:
     outputs = ['bank_histograms.png', 'bank_kernels.png']
     if paths:
         outputs += ['selection_frequency.png', 'selection_frequency.csv'] + [f'choice_map_{s}.png' for s in stems]
+    check_output_dir(args.output)
     outputs = [os.path.join(args.output, name) for name in outputs]
     for out in outputs:
         check_output_free(out, args.force)

@@ -6,7 +6,12 @@ Safety rules every output follows:
   so an interrupted or failed run never leaves anything under the final name;
 * an existing ``<out>`` is reported and left alone unless ``overwrite`` is set;
 * an unreadable source image stops the run with a message naming it (or is skipped and listed
-  with ``skip_bad``).
+  with ``skip_bad``);
+* an output that cannot be written (a folder under a file, no permission, a full disk) stops the
+  run with one line naming it, and the temporary build is removed.
+
+Errors are the tools' :class:`~gaussiansr_arch.tools.common.ToolError`: one line ``error: ...``
+on stderr and exit status 2, as for every tool.
 
 Images are read with :mod:`gaussiansr_arch.utils.image_io` (grayscale -> RGB, alpha dropped,
 16-bit -> 8-bit), so every stored image is 3-channel 8-bit PNG, and LMDBs are written with
@@ -25,22 +30,21 @@ import numpy as np
 from tqdm import tqdm
 
 from gaussiansr_arch.archs.coordinates import check_scale
-from gaussiansr_arch.data.arbitrary_scale_dataset import (
-    IMG_EXTENSIONS,
-    hr_crop_and_lr_size,
-    make_lr,
-    shared_lmdb_env,
+from gaussiansr_arch.data.arbitrary_scale_dataset import hr_crop_and_lr_size, make_lr, shared_lmdb_env
+from gaussiansr_arch.tools.common import (
+    EXIT_INTERRUPTED,
+    ToolError,
+    check_output_dir,
+    os_error_reason,
+    report_error,
 )
-from gaussiansr_arch.utils.image_io import ImageReadError, decode_image, read_image
+from gaussiansr_arch.utils.atomic import make_folders, remove_folders
+from gaussiansr_arch.utils.image_io import IMAGE_EXTENSIONS, ImageReadError, decode_image, read_image
 
 __all__ = [
     'ToolError', 'Task', 'scan_images', 'subimage_origins', 'run_tasks', 'build_output', 'verify_lmdb',
-    'scale_tag', 'default_workers'
+    'scale_tag', 'default_workers', 'check_output_dir'
 ]
-
-
-class ToolError(Exception):
-    """A problem reported to the user as one line (``error: ...``), never as a traceback."""
 
 
 def default_workers() -> int:
@@ -57,9 +61,9 @@ def scan_images(folder: str) -> list:
     if not osp.isdir(folder):
         raise ToolError(f'folder {folder} does not exist')
     names = sorted(n for n in os.listdir(folder)
-                   if n.lower().endswith(IMG_EXTENSIONS) and osp.isfile(osp.join(folder, n)))
+                   if n.lower().endswith(IMAGE_EXTENSIONS) and osp.isfile(osp.join(folder, n)))
     if not names:
-        raise ToolError(f'folder {folder} contains no images ({", ".join(IMG_EXTENSIONS)})')
+        raise ToolError(f'folder {folder} contains no images ({", ".join(IMAGE_EXTENSIONS)})')
     return names
 
 
@@ -213,8 +217,12 @@ def build_output(out: str, tasks: list, fmt: str = 'lmdb', workers: int = 1, ove
         bool: True if built, False if ``out`` already existed (and was left alone).
 
     Raises:
-        ToolError: unreadable source (without ``skip_bad``), duplicate key, nothing to write.
+        ToolError: unreadable source (without ``skip_bad``), duplicate key, nothing to write, or
+            ``out`` cannot be written (folder not creatable, no permission, disk full); the
+            temporary build is removed and ``out`` left as it was.
     """
+    import lmdb
+
     out = osp.abspath(out)
     if osp.exists(out) and not overwrite:
         print(f'{out} already exists, skipping (use --overwrite to rebuild)')
@@ -223,12 +231,26 @@ def build_output(out: str, tasks: list, fmt: str = 'lmdb', workers: int = 1, ove
         raise ToolError(f'nothing to write to {out}')
     _check_keys(tasks)
     tmp_dir = f'{out}.tmp-{os.getpid()}'
+    try:
+        written, bad = _build(out, tmp_dir, tasks, fmt, workers, skip_bad, level, desc)
+    except OSError as err:
+        raise ToolError(f'cannot write {out}: {os_error_reason(err)}') from None
+    except lmdb.Error as err:  # e.g. a full disk while the LMDB grows
+        raise ToolError(f'cannot write {out}: {" ".join(str(err).split()) or type(err).__name__}') from None
+    print(f'wrote {written} images to {out}' + (f' (skipped {len(bad)} unreadable)' if bad else ''))
+    return True
+
+
+def _build(out: str, tmp_dir: str, tasks: list, fmt: str, workers: int, skip_bad: bool, level: int,
+           desc: str) -> tuple[int, list]:
+    """The body of :func:`build_output`: build in ``tmp_dir``, then move it to ``out``; (written, skipped)."""
     if osp.exists(tmp_dir):
         shutil.rmtree(tmp_dir)  # our own pid: a leftover of a crashed earlier run with a reused pid
-    os.makedirs(tmp_dir)
+    created = make_folders(osp.dirname(tmp_dir))  # removed again if the build fails
     bad = []
-    sink = None
+    sink, done = None, False
     try:
+        os.makedirs(tmp_dir)
         sink = (_LmdbSink if fmt == 'lmdb' else _FolderSink)(tmp_dir, osp.basename(out), level)
         written = 0
         for result in run_tasks(tasks, workers, level, desc or osp.basename(out)):
@@ -253,12 +275,14 @@ def build_output(out: str, tasks: list, fmt: str = 'lmdb', workers: int = 1, ove
             shutil.rmtree(old)
         else:
             os.replace(built, out)
+        done = True
     finally:
         if sink is not None:  # failed or interrupted before the sink was closed
             sink.abort()
         shutil.rmtree(tmp_dir, ignore_errors=True)
-    print(f'wrote {written} images to {out}' + (f' (skipped {len(bad)} unreadable)' if bad else ''))
-    return True
+        if not done:
+            remove_folders(created)
+    return written, bad
 
 
 def verify_lmdb(path: str) -> list:
@@ -345,15 +369,18 @@ def run_builds(built_paths: Iterable[str], verify: bool) -> int:
     finished LMDB path), verify them on request, and turn failures into one-line exits.
 
     Returns:
-        int: the exit code (0, or 130 when interrupted).
+        int: the exit code: 0, or 130 when interrupted.
+
+    Raises:
+        SystemExit: exit status 2 after printing ``error: <one line>`` for a user error.
     """
     try:
         for path in built_paths:
             if verify:
                 verify_or_fail(path)
     except ToolError as err:
-        raise SystemExit(f'error: {err}') from None
+        raise SystemExit(report_error(err)) from None
     except KeyboardInterrupt:
         print('interrupted: no partial output was left under a final name', file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     return 0

@@ -13,7 +13,8 @@ import re
 import sys
 from collections import defaultdict
 
-from gaussiansr_arch.tools.common import ToolError, check_output_free, run_tool, save_figure_atomic
+from gaussiansr_arch.tools.common import ToolError, check_output_dir, check_output_free, run_tool, save_figure_atomic
+from gaussiansr_arch.tools.plotting import pyplot
 
 ITER_RE = re.compile(r'\biter:\s*([\d,]+)')
 VALIDATION_RE = re.compile(r'Validation\s+(\S+)')
@@ -104,11 +105,7 @@ def load_run(path: str) -> Curves:
 
 def plot_runs(runs: dict, path: str, title: str | None = None) -> list:
     """One subplot per (dataset, metric) with one line per run; returns the subplot keys."""
-    import matplotlib
-
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     keys = sorted({k for curves in runs.values() for k in curves})
     cols = min(3, len(keys))
     rows = (len(keys) + cols - 1) // cols
@@ -162,6 +159,7 @@ def _run(args: argparse.Namespace) -> dict:
         raise ToolError(f'--labels: {len(args.labels)} labels for {len(args.runs)} runs')
     if not args.output.lower().endswith('.png'):
         raise ToolError(f'--output {args.output}: must end in .png')
+    check_output_dir(os.path.dirname(args.output))
     check_output_free(args.output, args.force)
     runs = {}
     for i, path in enumerate(args.runs):

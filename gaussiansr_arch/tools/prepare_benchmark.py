@@ -33,6 +33,7 @@ from gaussiansr_arch.tools.lmdb_tools import (
     add_common_args,
     build_output,
     check_common_args,
+    check_output_dir,
     run_builds,
     scale_tag,
     scan_images,
@@ -171,6 +172,7 @@ def _build_all(args) -> Iterable[str]:
         raise ToolError(f'no <set>/HR folders in {args.root}')
     for name in names:  # every layout is checked before anything is built
         _hr_dir(args.root, name)
+    check_output_dir(args.out or args.root)
     for name in names:
         yield from prepare_set(args, name)
 

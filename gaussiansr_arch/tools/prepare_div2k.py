@@ -28,6 +28,7 @@ from gaussiansr_arch.tools.lmdb_tools import (
     add_common_args,
     build_output,
     check_common_args,
+    check_output_dir,
     run_builds,
     scale_tag,
     scan_images,
@@ -103,7 +104,9 @@ def plan(args) -> list:
 
 def _build_all(args) -> Iterable[str]:
     """Build every planned LMDB, yielding each path once it is complete."""
-    for out, tasks in plan(args):
+    jobs = plan(args)
+    check_output_dir(args.out or args.root)
+    for out, tasks in jobs:
         build_output(out, tasks, 'lmdb', args.workers, args.overwrite, args.skip_bad, args.compress_level)
         yield out
 

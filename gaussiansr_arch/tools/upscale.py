@@ -14,12 +14,13 @@ import time
 import torch
 
 from gaussiansr_arch.archs.arbitrary_scale import DEFAULT_CHUNK_SIZE
+from gaussiansr_arch.archs.tiling import encode_tiled, receptive_radius
 from gaussiansr_arch.tools.common import (
     ToolError,
     add_weights_args,
+    check_output_dir,
     check_output_free,
     collect_images,
-    encode_tiled,
     fail_if_too_large,
     format_scale,
     image_to_tensor,
@@ -28,9 +29,9 @@ from gaussiansr_arch.tools.common import (
     parse_scale,
     parse_size,
     progress,
-    receptive_radius,
     resolve_device,
     run_tool,
+    save_image,
     tensor_to_image,
     upscale_tensor,
 )
@@ -102,7 +103,7 @@ def output_name(path: str, scale=None, size=None) -> str:
 
 def _run(args: argparse.Namespace) -> list[str]:
     from gaussiansr_arch.archs.arbitrary_scale import ArbitraryScaleArch
-    from gaussiansr_arch.utils.image_io import read_image, write_image_atomic
+    from gaussiansr_arch.utils.image_io import read_image
 
     scale = parse_scale(args.scale) if args.scale is not None else None
     size = parse_size(args.size) if args.size is not None else None
@@ -112,6 +113,7 @@ def _run(args: argparse.Namespace) -> list[str]:
         raise ToolError(f'--tile and --tile-overlap must be >= 0, got {args.tile} and {args.tile_overlap}')
     device = resolve_device(args.device, args.half)
     paths = collect_images(args.inputs)
+    check_output_dir(args.output)
 
     # Check every output name before the (slow) model load, so a clash fails at once.
     names = {p: os.path.join(args.output, output_name(p, scale, size)) for p in paths}
@@ -151,7 +153,7 @@ def _run(args: argparse.Namespace) -> list[str]:
             sr = upscale_tensor(arch, lq, out_hw, args.chunk_size, args.tile or None, overlap or 0)
         except torch.cuda.OutOfMemoryError:
             raise ToolError(f'{path}: out of GPU memory; lower --chunk-size or use --tile') from None
-        write_image_atomic(names[path], tensor_to_image(sr))
+        save_image(names[path], tensor_to_image(sr))
         written.append(names[path])
     if not args.quiet:
         print(f'wrote {len(written)} image(s) to {args.output} in {time.time() - start:.1f}s', file=sys.stderr)

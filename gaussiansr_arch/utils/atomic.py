@@ -23,19 +23,50 @@ def _default_file_mode() -> int:
     return 0o666 & ~umask
 
 
+def make_folders(folder: str) -> list[str]:
+    """``os.makedirs(folder, exist_ok=True)``; returns the folders it created, outermost first.
+
+    If creating one fails, those created so far are removed again before the error propagates.
+    """
+    missing = []
+    current = folder
+    while not os.path.lexists(current):
+        missing.append(current)
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    missing.reverse()
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except BaseException:
+        remove_folders(missing)
+        raise
+    return missing
+
+
+def remove_folders(created: list[str]) -> None:
+    """Remove the (empty) folders of ``created``, innermost first; anything else stays."""
+    for folder in reversed(created):
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
     """Yield a temporary path next to ``path``; when the block succeeds, move it onto ``path``.
 
-    Missing folders are created. On any error (including KeyboardInterrupt) the temporary file
-    is removed and the error propagates.
+    Missing folders are created. On any error (including KeyboardInterrupt, a full disk or a
+    folder that cannot be created) the temporary file is removed, so are the folders created for
+    it, ``path`` keeps its previous content (or stays absent), and the error propagates.
     """
     folder, name = os.path.split(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{name}.', suffix=TMP_SUFFIX, dir=folder)
-    os.close(fd)
-    os.chmod(tmp, _default_file_mode())
+    created = make_folders(folder)
+    tmp, done = None, False
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f'.{name}.', suffix=TMP_SUFFIX, dir=folder)
+        os.close(fd)
+        os.chmod(tmp, _default_file_mode())
         yield tmp
         fd = os.open(tmp, os.O_RDONLY)
         try:
@@ -43,9 +74,13 @@ def atomic_path(path: str) -> Iterator[str]:
         finally:
             os.close(fd)
         os.replace(tmp, path)
+        done = True
     finally:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
+        if not done:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.remove(tmp)
+            remove_folders(created)
 
 
 def write_bytes_atomic(path: str, data: bytes) -> None:

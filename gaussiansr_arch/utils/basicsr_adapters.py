@@ -178,57 +178,39 @@ def _build_network(opt: dict):
         raise _setup_error(f'network {kind!r}', err) from err
 
 
-def _short_keys(keys: list[str], limit: int = 3) -> str:
-    more = ', ...' if len(keys) > limit else ''
-    return f'{len(keys)} ({", ".join(keys[:limit])}{more})'
-
-
 def check_network_file(net: torch.nn.Module, load_path: str, strict: bool = True,
                        param_key: str | None = 'params') -> None:
     """Raise :class:`CheckpointError` unless ``load_path`` loads into ``net`` as BasicSR would.
 
     BasicSR's ``load_network`` fails on a truncated file with a zip error that does not name the
     file, and on another arch's weights with a RuntimeError listing every key (hundreds of lines).
-    This names the file and the counts and first few missing/unexpected/mis-shaped keys.
+    This names the file and the counts and first few missing/unexpected/mis-shaped keys
+    (:mod:`gaussiansr_arch.utils.weights`, the report the tools give too). BasicSR's key rule is
+    kept: ``param_key`` (``params`` when it is absent), or the whole file for ``param_key=None``.
     """
+    from gaussiansr_arch.utils.weights import (
+        WeightsError,
+        WeightsNeedPickleError,
+        as_state_dict,
+        check_fits,
+        pick_state_dict,
+        read_weights,
+    )
+
+    what = 'network file'
     try:
-        ckpt = load_checkpoint_cpu(load_path)
-    except FileNotFoundError:
-        raise CheckpointError(f'network file {load_path} does not exist') from None
-    except Exception as err:
-        if 'Weights only load failed' in str(err):
-            return  # a legitimate pickle with custom objects: let BasicSR's own loader decide
-        raise CheckpointError(f'network file {load_path} cannot be loaded (truncated or not a PyTorch '
-                              f'checkpoint): {one_line(err)[:200]}') from None
-    if param_key is not None:
-        if not isinstance(ckpt, dict):
-            raise CheckpointError(f'network file {load_path} is not a dict of parameters')
-        if param_key not in ckpt and 'params' in ckpt:
-            param_key = 'params'  # BasicSR's fallback (params_ema absent)
-        if param_key not in ckpt:
-            raise CheckpointError(f'network file {load_path} has no {param_key!r} entry '
-                                  f'(entries: {sorted(map(str, ckpt))[:5]})')
-        ckpt = ckpt[param_key]
-    if not isinstance(ckpt, dict) or not all(torch.is_tensor(v) for v in ckpt.values()):
-        raise CheckpointError(f'network file {load_path}: the parameters are not a dict of tensors')
-    loaded = {k.removeprefix('module.'): v for k, v in ckpt.items()}
-    own = net.state_dict()
-    problems = []
-    if strict:
-        missing = sorted(set(own) - set(loaded))
-        unexpected = sorted(set(loaded) - set(own))
-        if missing:
-            problems.append(f'missing keys {_short_keys(missing)}')
-        if unexpected:
-            problems.append(f'unexpected keys {_short_keys(unexpected)}')
-    # load_state_dict rejects a shape mismatch even with strict=False
-    shapes = [f'{k} {tuple(loaded[k].shape)} vs {tuple(own[k].shape)}' for k in own
-              if k in loaded and loaded[k].shape != own[k].shape]
-    if shapes:
-        problems.append(f'shape mismatch {_short_keys(shapes)}')
-    if problems:
-        raise CheckpointError(f'network file {load_path} does not fit {type(net).__name__} of the options '
-                              f'(another arch or config?): {"; ".join(problems)}')
+        ckpt = read_weights(load_path, what)
+        if param_key is None:
+            state = as_state_dict(ckpt, load_path, what)
+        else:
+            if isinstance(ckpt, dict) and param_key not in ckpt and 'params' in ckpt:
+                param_key = 'params'  # BasicSR's fallback (params_ema absent)
+            state = pick_state_dict(ckpt, load_path, param_key, what)
+        check_fits(net, state, f'{what} {load_path}', 'the options', strict)
+    except WeightsNeedPickleError:
+        return  # a legitimate pickle with custom objects: let BasicSR's own loader decide
+    except WeightsError as err:
+        raise CheckpointError(str(err)) from None
 
 
 def _load_network(self, net, load_path, strict=True, param_key='params'):

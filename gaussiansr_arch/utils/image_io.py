@@ -36,8 +36,11 @@ from PIL import Image
 
 from gaussiansr_arch.utils.atomic import write_bytes_atomic
 
-__all__ = ['ImageReadError', 'decode_image', 'read_image', 'write_image_atomic', 'imresize_to',
+__all__ = ['IMAGE_EXTENSIONS', 'ImageReadError', 'decode_image', 'read_image', 'write_image_atomic', 'imresize_to',
            'imresize_pil']
+
+# File name endings (lower case) that the tools and the data preparation take for images.
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
 
 
 class ImageReadError(ValueError):
@@ -162,6 +165,8 @@ def write_image_atomic(path, img: np.ndarray, params: list | None = None) -> Non
 
     The image is encoded, written to a temporary file in the same folder (same file system, so the
     rename is atomic) and moved onto ``path`` with ``os.replace``. Missing folders are created.
+    On any error (a full disk, a folder that cannot be created ...) the temporary file and the
+    folders created for it are removed, ``path`` is left as it was, and the OSError propagates.
 
     Args:
         path (str | PathLike): Destination; the extension chooses the format (.png, .jpg ...).
@@ -170,6 +175,7 @@ def write_image_atomic(path, img: np.ndarray, params: list | None = None) -> Non
 
     Raises:
         ValueError: bad array or unknown extension.
+        OSError: the file cannot be written (nothing is left behind).
     """
     path = os.fspath(path)
     if not isinstance(img, np.ndarray) or img.dtype != np.uint8:
