@@ -20,7 +20,7 @@ from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, MODEL_REGIST
 
 from gaussiansr_arch.models.arbitrary_scale_sr_model import ArbitraryScaleSRModel, NonFiniteLossError
 from gaussiansr_arch.utils import checkpoint
-from gaussiansr_arch.utils.basicsr_adapters import find_latest_resume_state, load_training_state
+from gaussiansr_arch.utils.resume import find_latest_resume_state, load_training_state
 
 import train_helpers as th
 

@@ -20,7 +20,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 
 from gaussiansr_arch.data.arbitrary_scale_dataset import ArbitraryScalePairedDataset, make_lr
 from gaussiansr_arch.tools import prepare_benchmark
-from gaussiansr_arch.utils.basicsr_adapters import _option_file_error
+from gaussiansr_arch.utils.option_checks import options_file_error
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_OPTIONS = REPO / 'options' / 'test'
@@ -107,7 +107,7 @@ def test_test_options_load(data_tree, monkeypatch):
     monkeypatch.chdir(data_tree)
     networks = {}
     for path in COMMITTED:
-        assert _option_file_error(['-opt', str(path)], 'test') is None
+        assert options_file_error(str(path), 'test') is None
         monkeypatch.setattr(sys, 'argv', ['gaussiansr-test', '-opt', str(path)])
         opt, _ = parse_options(str(data_tree), is_train=False)
         assert MODEL_REGISTRY.get(opt['model_type'])

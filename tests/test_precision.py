@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from gaussiansr_arch.archs.gaussiansr_arch import GaussianSR
-from gaussiansr_arch.models.arbitrary_scale_sr_model import ArbitraryScaleSRModel, compile_arch
+from gaussiansr_arch.archs.precision import compile_arch
+from gaussiansr_arch.models.arbitrary_scale_sr_model import ArbitraryScaleSRModel
 
 import train_helpers as th
 

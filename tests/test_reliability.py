@@ -21,8 +21,8 @@ from basicsr.data import build_dataset
 from gaussiansr_arch.archs.gaussiansr_arch import GaussianSR
 from gaussiansr_arch.data.arbitrary_scale_dataset import LmdbKeyError
 from gaussiansr_arch.utils import checkpoint
-from gaussiansr_arch.utils.basicsr_adapters import find_latest_resume_state
 from gaussiansr_arch.utils.image_io import ImageReadError
+from gaussiansr_arch.utils.resume import find_latest_resume_state
 
 import train_helpers as th
 

@@ -89,6 +89,14 @@ def test_upscale_file_scale_equals_arch(env, tmp_path):
     np.testing.assert_array_equal(got, tensor_to_image(ref))
 
 
+def test_upscale_bf16_precision_close_to_fp32(env, tmp_path):
+    fp32 = read_image(_up(env, env['imgs'] / 'astro.png', '--scale', '2.5', '-o', tmp_path / 'a')[0]).astype(int)
+    bf16 = read_image(_up(env, env['imgs'] / 'astro.png', '--scale', '2.5', '-o', tmp_path / 'b',
+                          '--precision', 'bf16')[0]).astype(int)
+    assert bf16.shape == fp32.shape
+    assert 0 < np.abs(bf16 - fp32).max() <= 8  # ran in bf16, within a few 8-bit levels
+
+
 def test_upscale_folder_size_and_glob_pair_scale(env, tmp_path):
     out = _up(env, env['imgs'], '--size', '33x41', '-o', tmp_path / 'a')
     assert sorted(os.path.basename(p) for p in out) == [
@@ -194,7 +202,8 @@ def test_upscale_bad_inputs_and_weights(env, tmp_path, capsys):
         [str(env['imgs'] / 'astro.png'), '--scale', '2', '-o', str(tmp_path), '--weights', env['bad']],
     )
     assert 'records no network_g' in msg
-    assert '--half' in _error(capsys, upscale.run, [str(env['imgs'] / 'astro.png'), *base, '--device', 'cpu', '--half'])
+    fp16_on_cpu = [str(env['imgs'] / 'astro.png'), *base, '--device', 'cpu', '--precision', 'fp16']
+    assert 'fp16 needs a CUDA device' in _error(capsys, upscale.run, fp16_on_cpu)
 
 
 def test_parse_scale():

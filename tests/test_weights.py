@@ -14,7 +14,7 @@ import torch
 
 from gaussiansr_arch.archs.gaussiansr_arch import GaussianSR
 from gaussiansr_arch.utils import weights as W
-from gaussiansr_arch.utils.basicsr_adapters import CheckpointError, check_network_file
+from gaussiansr_arch.utils.entry_errors import CheckpointError, check_network_file
 
 from conftest import TINY_GAUSSIANSR_OPT
 

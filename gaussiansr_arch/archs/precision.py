@@ -6,8 +6,11 @@ coordinates stay float32, and outputs are returned as float32.
 """
 
 import contextlib
+import logging
 
 import torch
+
+logger = logging.getLogger('basicsr')  # BasicSR's logger: training runs write it to their log file
 
 PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
@@ -28,6 +31,24 @@ def precision_context(precision: str, device: torch.device | str):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(torch.device(device).type, dtype=dtype)
+
+
+def compile_arch(net: torch.nn.Module) -> torch.nn.Module:
+    """``torch.compile`` ``net`` in place (its state-dict keys stay the same); returns ``net``.
+
+    Where no compiler works (no C++ toolchain, an unsupported platform or op), dynamo reports
+    the error as a warning and runs that code eagerly instead of failing.
+    """
+    import torch._dynamo
+
+    torch._dynamo.config.suppress_errors = True
+    try:
+        net.compile()
+    except Exception as err:  # noqa: BLE001  (any failure here means: stay eager)
+        logger.warning(f'torch.compile unavailable ({type(err).__name__}: {err}); running eagerly')
+        return net
+    logger.info('torch.compile: the arch is compiled on its first call (eager fallback on compiler errors)')
+    return net
 
 
 def upscale_in_precision(arch, lq: torch.Tensor, precision: str = 'fp32', **kwargs) -> torch.Tensor:

@@ -9,7 +9,8 @@ validation loop and metrics included):
 * optional mixed precision (``train.amp``: bf16 / fp16 autocast, fp16 with a gradient scaler whose
   state is saved in the ``.state`` file) and ``torch.compile`` (``train.compile``);
 * CPU: DDP without ``device_ids``; CUDA requested on a machine without one falls back to CPU;
-* checkpoints are written atomically (temporary file + ``os.replace``).
+* checkpoints are written atomically (temporary file + ``os.replace``);
+* a network file that does not fit (another arch, truncated) fails in one line naming it.
 """
 
 import math
@@ -25,7 +26,9 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from torch.nn.parallel import DistributedDataParallel
 
 from gaussiansr_arch.archs.arbitrary_scale import DEFAULT_CHUNK_SIZE
+from gaussiansr_arch.archs.precision import compile_arch
 from gaussiansr_arch.utils.checkpoint import atomic_torch_save
+from gaussiansr_arch.utils.entry_errors import check_network_file
 
 NAN_POLICIES = ('raise', 'skip')
 AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -227,6 +230,17 @@ class ArbitraryScaleSRModel(SRModel):
             val_opt['metrics'] = yaml_metrics
 
     # ------------------------------------------------------------------ checkpoints
+    def load_network(self, net, load_path, strict=True, param_key='params') -> None:
+        """BasicSR's ``load_network``, after a check that fails in one line naming the file.
+
+        basicsr 1.4.2 ``BaseModel.load_network`` (basicsr/models/base_model.py) reports a truncated
+        file with a zip error that does not name it, and another arch's weights with a RuntimeError
+        listing every key (hundreds of lines); :func:`check_network_file` raises a ``CheckpointError``
+        with the tools' one mismatch report instead.
+        """
+        check_network_file(self.get_bare_model(net), load_path, strict, param_key)
+        super().load_network(net, load_path, strict, param_key)
+
     @master_only
     def save_network(self, net, net_label: str, current_iter, param_key='params') -> None:
         """Save network(s) like BasicSR, atomically (a kill never leaves a partial ``.pth``)."""
@@ -270,21 +284,3 @@ class ArbitraryScaleSRModel(SRModel):
         if scaler is not None and 'grad_scaler' in resume_state:
             scaler.load_state_dict(resume_state['grad_scaler'])
 
-
-def compile_arch(net: torch.nn.Module) -> torch.nn.Module:
-    """``torch.compile`` ``net`` in place (its state-dict keys stay the same).
-
-    Where no compiler works (no C++ toolchain, an unsupported platform or op), dynamo reports
-    the error as a warning and runs that code eagerly instead of failing the run.
-    """
-    import torch._dynamo
-
-    torch._dynamo.config.suppress_errors = True
-    logger = get_root_logger()
-    try:
-        net.compile()
-    except Exception as err:  # noqa: BLE001  (any failure here means: stay eager)
-        logger.warning(f'torch.compile unavailable ({type(err).__name__}: {err}); running eagerly')
-        return net
-    logger.info('torch.compile: the arch is compiled on its first call (eager fallback on compiler errors)')
-    return net

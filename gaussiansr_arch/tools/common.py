@@ -276,15 +276,36 @@ def load_model(
     return arch, dict(network_opt)
 
 
-def resolve_device(name: str, half: bool = False) -> torch.device:
-    """Check ``--device``/``--half`` and return the device; half precision needs CUDA."""
+def resolve_device(name: str, precision: str = 'fp32') -> torch.device:
+    """Check ``--device``/``--precision`` and return the device; fp16 needs CUDA."""
+    from gaussiansr_arch.archs.precision import check_precision
+
     if name not in ('cpu', 'cuda') and not name.startswith('cuda:'):
         raise ToolError(f'--device {name!r}: expected cpu or cuda')
     if name.startswith('cuda') and not torch.cuda.is_available():
         raise ToolError(f'--device {name}: CUDA is not available on this machine')
-    if half and not name.startswith('cuda'):
-        raise ToolError('--half needs --device cuda (half precision is not supported on the CPU)')
+    try:
+        check_precision(precision, name)
+    except ValueError as err:
+        raise ToolError(f'--{err}') from None
     return torch.device(name)
+
+
+def add_execution_args(parser) -> None:
+    """``--device``, ``--precision`` and ``--compile``, the same for every tool that runs a model."""
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu', help='cpu or cuda')
+    parser.add_argument('--precision', default='fp32', choices=['fp32', 'bf16', 'fp16'],
+                        help='fp32, or bf16/fp16 autocast with float32 weights (fp16: CUDA only; bf16: CPU too)')
+    parser.add_argument('--compile', action='store_true',
+                        help='torch.compile the model (eager fallback with a warning where no compiler works)')
+
+
+def prepare_arch(arch: torch.nn.Module, compile_model: bool) -> torch.nn.Module:
+    """Eval mode, compiled when asked (``--compile``)."""
+    from gaussiansr_arch.archs.precision import compile_arch
+
+    arch.eval()
+    return compile_arch(arch) if compile_model else arch
 
 
 def count_parameters(model: torch.nn.Module) -> int:
@@ -316,12 +337,16 @@ def upscale_tensor(
     chunk_size: int,
     tile: int | None = None,
     overlap: int = 0,
+    precision: str = 'fp32',
 ) -> torch.Tensor:
-    """Upscale [1,3,h,w] to ``size`` with ``arch``, tiling the encoder when ``tile`` is set."""
+    """Upscale [1,3,h,w] to ``size`` with ``arch`` in ``precision``, tiling the encoder when ``tile`` is set."""
+    from gaussiansr_arch.archs.precision import precision_context
+
     size = check_size(size)
-    if not tile or (lq.shape[-2] <= tile and lq.shape[-1] <= tile):
-        return arch.upscale(lq, size=size, chunk_size=chunk_size)
-    return arch.render(encode_tiled(arch, lq, tile, overlap), size, chunk_size)
+    with torch.no_grad(), precision_context(precision, lq.device):
+        if not tile or (lq.shape[-2] <= tile and lq.shape[-1] <= tile):
+            return arch.upscale(lq, size=size, chunk_size=chunk_size).float()
+        return arch.render(encode_tiled(arch, lq, tile, overlap), size, chunk_size).float()
 
 
 def output_size(lr_size: Sequence[int], scale=None, size=None) -> tuple[int, int]:

@@ -21,6 +21,7 @@ import torch
 from gaussiansr_arch.archs.arbitrary_scale import DEFAULT_CHUNK_SIZE
 from gaussiansr_arch.tools.common import (
     ToolError,
+    add_execution_args,
     check_output_dir,
     check_output_free,
     collect_images,
@@ -30,11 +31,13 @@ from gaussiansr_arch.tools.common import (
     is_finite_number,
     load_model,
     load_yaml,
+    prepare_arch,
     progress,
     resolve_device,
     run_tool,
     save_figure_atomic,
     tensor_to_image,
+    upscale_tensor,
     write_text_atomic,
 )
 from gaussiansr_arch.tools.plotting import pyplot
@@ -120,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--crop-size', type=int, default=None, help='side of the crop region in HR pixels (default 96)')
     parser.add_argument('--chunk-size', type=int, default=DEFAULT_CHUNK_SIZE,
                         help='queries per chunk for arbitrary-scale models')
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu', help='cpu or cuda')
+    add_execution_args(parser)
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
     return parser
 
@@ -248,13 +251,13 @@ def bicubic_upscale(lr: np.ndarray, size) -> np.ndarray:
 
 
 @torch.no_grad()
-def run_model(model: ModelEntry, lr: np.ndarray, size, device, chunk_size: int) -> np.ndarray:
-    """Super-resolve ``lr`` (uint8 RGB) to ``size`` with ``model``; returns uint8 RGB."""
+def run_model(model: ModelEntry, lr: np.ndarray, size, device, chunk_size: int, precision: str = 'fp32') -> np.ndarray:
+    """Super-resolve ``lr`` (uint8 RGB) to ``size`` with ``model`` in ``precision``; returns uint8 RGB."""
     if model.kind == 'bicubic':
         return bicubic_upscale(lr, size)
     lq = image_to_tensor(lr, device)
     if model.kind == 'arbitrary':
-        return tensor_to_image(model.net.upscale(lq, size=size, chunk_size=chunk_size))
+        return tensor_to_image(upscale_tensor(model.net, lq, size, chunk_size, precision=precision))
     # Fixed-scale archs with windows (SwinIR) need sizes divisible by the window: pad, then crop.
     window = int(getattr(model.net, 'window_size', 1) or 1)
     h, w = lq.shape[-2:]
@@ -387,7 +390,7 @@ def plot_crops(path: str, title: str, panels: list, box: tuple[int, int, int]) -
 def _run(args: argparse.Namespace) -> dict:
     config = load_yaml(args.config) if args.config else {}
     where = f'config {args.config}' if args.config else 'command line'
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, args.precision)
     out_dir = args.output or config.get('output') or 'results/compare'
     check_output_dir(out_dir)
     for name in OUTPUT_FILES:
@@ -414,6 +417,9 @@ def _run(args: argparse.Namespace) -> dict:
     if len(set(names)) != len(names):
         raise ToolError(f'{where}: model names must be unique, got {names}')
     models = [_model_from_mapping(item, f'{where}: models[{i}]', device) for i, item in enumerate(model_items)]
+    for m in models:
+        if m.net is not None:
+            m.net = prepare_arch(m.net, args.compile)
 
     results = {(m.name, ds.name, s): Result() for m in models for ds in datasets for s in ds.scales}
     crops_dir = os.path.join(out_dir, 'crops')
@@ -436,7 +442,7 @@ def _run(args: argparse.Namespace) -> dict:
                     if device.type == 'cuda':
                         torch.cuda.synchronize()
                     t0 = time.perf_counter()
-                    sr = run_model(m, lr, hr.shape[:2], device, args.chunk_size)
+                    sr = run_model(m, lr, hr.shape[:2], device, args.chunk_size, args.precision)
                     if device.type == 'cuda':
                         torch.cuda.synchronize()
                     r.seconds.append(time.perf_counter() - t0)

@@ -17,6 +17,7 @@ from gaussiansr_arch.archs.arbitrary_scale import DEFAULT_CHUNK_SIZE
 from gaussiansr_arch.archs.tiling import encode_tiled, receptive_radius
 from gaussiansr_arch.tools.common import (
     ToolError,
+    add_execution_args,
     add_weights_args,
     check_output_dir,
     check_output_free,
@@ -28,6 +29,7 @@ from gaussiansr_arch.tools.common import (
     output_size,
     parse_scale,
     parse_size,
+    prepare_arch,
     progress,
     resolve_device,
     run_tool,
@@ -81,8 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="LR pixels of context around each tile (default: the encoder's receptive-field "
         'radius, which makes tiling exact)',
     )
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu', help='cpu or cuda')
-    parser.add_argument('--half', action='store_true', help='float16 inference (CUDA only)')
+    add_execution_args(parser)
     parser.add_argument(
         '--max-pixels',
         type=float,
@@ -111,7 +112,7 @@ def _run(args: argparse.Namespace) -> list[str]:
         raise ToolError(f'--chunk-size must be > 0, got {args.chunk_size}')
     if args.tile < 0 or (args.tile_overlap is not None and args.tile_overlap < 0):
         raise ToolError(f'--tile and --tile-overlap must be >= 0, got {args.tile} and {args.tile_overlap}')
-    device = resolve_device(args.device, args.half)
+    device = resolve_device(args.device, args.precision)
     paths = collect_images(args.inputs)
     check_output_dir(args.output)
 
@@ -129,8 +130,7 @@ def _run(args: argparse.Namespace) -> list[str]:
         raise ToolError(
             f'{network_opt["type"]} is not an arbitrary-scale arch (no upscale); use a GaussianSR/LIIF weights file'
         )
-    dtype = torch.float16 if args.half else torch.float32
-    arch.to(dtype=dtype)
+    arch = prepare_arch(arch, args.compile)
     overlap = args.tile_overlap
     if args.tile and overlap is None:
         overlap = receptive_radius(arch.encoder) if hasattr(arch, 'encoder') else None
@@ -148,9 +148,9 @@ def _run(args: argparse.Namespace) -> list[str]:
         img = read_image(path)
         out_hw = output_size(img.shape[:2], scale, size)
         fail_if_too_large(out_hw[0], out_hw[1], args.max_pixels, path)
-        lq = image_to_tensor(img, device, dtype)
+        lq = image_to_tensor(img, device)
         try:
-            sr = upscale_tensor(arch, lq, out_hw, args.chunk_size, args.tile or None, overlap or 0)
+            sr = upscale_tensor(arch, lq, out_hw, args.chunk_size, args.tile or None, overlap or 0, args.precision)
         except torch.cuda.OutOfMemoryError:
             raise ToolError(f'{path}: out of GPU memory; lower --chunk-size or use --tile') from None
         save_image(names[path], tensor_to_image(sr))

@@ -1,7 +1,7 @@
 """One path for weight files: read, pick the parameters, build the arch, load with one mismatch report.
 
 Used by the command-line tools (``tools.common.load_model``, the LIIF converter), and by the
-training/test entries through :func:`gaussiansr_arch.utils.basicsr_adapters.check_network_file`.
+training/test entries through :func:`gaussiansr_arch.utils.entry_errors.check_network_file`.
 Every problem is a :class:`WeightsError` whose message is one line naming the file:
 
 * :func:`read_weights`: ``torch.load(weights_only=True)`` on the CPU (no pickled code runs); a
