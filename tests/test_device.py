@@ -27,7 +27,7 @@ from gaussiansr_arch.archs.gaussian_field import (
 from gaussiansr_arch.archs.gaussiansr_arch import GaussianSR
 from gaussiansr_arch.archs.liif_arch import LIIF, MetaSR
 
-from train_helpers import TINY_NET
+from train_helpers import TINY_NET, unit_model_opt
 
 TINY_GAUSSIANSR = {k: v for k, v in TINY_NET.items() if k != 'type'}
 ARCHS = {
@@ -124,13 +124,7 @@ def test_training_step_through_the_model(arch, device, tmp_path):
 
     network = dict(TINY_NET) if arch == 'gaussiansr-lte' else {'type': 'LIIF', 'hidden': [16, 16],
                                                               'encoder_opt': {'num_feat': 8, 'num_block': 1}}
-    opt = {'name': 'dev', 'model_type': 'ArbitraryScaleSRModel', 'num_gpu': 1 if device.type == 'cuda' else 0,
-           'dist': False, 'rank': 0, 'world_size': 1, 'is_train': True, 'network_g': network,
-           'path': {'models': str(tmp_path), 'training_states': str(tmp_path)},
-           'train': {'ema_decay': 0, 'optim_g': {'type': 'Adam', 'lr': 1e-3},
-                     'scheduler': {'type': 'MultiStepLR', 'milestones': [10], 'gamma': 0.5}},
-           'val': {'chunk_size': 100}}
-    model = ArbitraryScaleSRModel(opt)
+    model = ArbitraryScaleSRModel(unit_model_opt(tmp_path, network, device.type, ema_decay=0))
     assert model.device.type == device.type
     g = torch.Generator().manual_seed(0)
     batch = {'lq': torch.rand(2, 3, 12, 12, generator=g), 'gt': torch.rand(2, 64, 3, generator=g),

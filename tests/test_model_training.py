@@ -203,15 +203,7 @@ def test_sigkill_then_auto_resume_continues_exactly(data, tmp_path):
 
 # ----------------------------------------------------------------------------- in-process units
 def _model(tmp_path: Path, **train) -> ArbitraryScaleSRModel:
-    opt = {
-        'name': 'unit', 'model_type': 'ArbitraryScaleSRModel', 'num_gpu': 0, 'dist': False, 'rank': 0,
-        'world_size': 1, 'is_train': True, 'network_g': dict(th.TINY_NET),
-        'path': {'models': str(tmp_path), 'training_states': str(tmp_path)},
-        'train': {'ema_decay': 0.5, 'optim_g': {'type': 'Adam', 'lr': 1e-3},
-                  'scheduler': {'type': 'MultiStepLR', 'milestones': [10], 'gamma': 0.5}, **train},
-        'val': {'chunk_size': 100},
-    }
-    return ArbitraryScaleSRModel(opt)
+    return ArbitraryScaleSRModel(th.unit_model_opt(tmp_path, **train))
 
 
 def _batch(nan: bool = False) -> dict:

@@ -19,14 +19,8 @@ import train_helpers as th
 
 def _model(tmp_path, **train) -> ArbitraryScaleSRModel:
     torch.manual_seed(0)
-    opt = {
-        'name': 'amp', 'model_type': 'ArbitraryScaleSRModel', 'num_gpu': 0, 'dist': False, 'rank': 0,
-        'world_size': 1, 'is_train': True, 'network_g': dict(th.TINY_NET),
-        'path': {'models': str(tmp_path), 'training_states': str(tmp_path)},
-        'train': {'ema_decay': 0, 'optim_g': {'type': 'Adam', 'lr': 1e-3},
-                  'scheduler': {'type': 'MultiStepLR', 'milestones': [3], 'gamma': 0.5}, **train},
-        'val': {'chunk_size': 100},
-    }
+    opt = th.unit_model_opt(tmp_path, ema_decay=0, **train)
+    opt['train']['scheduler']['milestones'] = [3]
     return ArbitraryScaleSRModel(opt)
 
 

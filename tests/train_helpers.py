@@ -138,6 +138,21 @@ def train_opt(data: dict, name: str, total_iter: int = 6, ckpt_freq: int = 3, va
     }
 
 
+def unit_model_opt(folder, network: dict | None = None, device_type: str = 'cpu', **train) -> dict:
+    """Options of an in-process ArbitraryScaleSRModel (no dataset), checkpoints into ``folder``.
+
+    ``train`` overrides the defaults (EMA 0.5, Adam 1e-3, MultiStepLR at 10).
+    """
+    return {
+        'name': 'unit', 'model_type': 'ArbitraryScaleSRModel', 'num_gpu': 1 if device_type == 'cuda' else 0,
+        'dist': False, 'rank': 0, 'world_size': 1, 'is_train': True, 'network_g': dict(network or TINY_NET),
+        'path': {'models': str(folder), 'training_states': str(folder)},
+        'train': {'ema_decay': 0.5, 'optim_g': {'type': 'Adam', 'lr': 1e-3},
+                  'scheduler': {'type': 'MultiStepLR', 'milestones': [10], 'gamma': 0.5}, **train},
+        'val': {'chunk_size': 100},
+    }
+
+
 def test_opt(data: dict, name: str, model_path: str) -> dict:
     """Test-entry config for the same validation set and a saved ``net_g_*.pth``."""
     opt = train_opt(data, name)
