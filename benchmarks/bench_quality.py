@@ -219,15 +219,15 @@ def print_summary(result: dict, file=sys.stdout) -> None:
     n = max(len(next(iter(row.values()))['per_seed']) for row in table.values())
     print(f'\nPSNR-Y (dB) at iteration {result["args"]["iters"]}, mean +- std over {n} seed(s); '
           f'held out: {", ".join(QUALITY_HELD_OUT_PHOTOS)}', file=file)
-    print(f'{"":<30}' + ''.join(f'{"x" + s:>17}' for s in scales), file=file)
-    print(f'{"bicubic":<30}' + ''.join(f'{result["bicubic"][s]:17.2f}' for s in scales), file=file)
+    print(f'{"":<34}' + ''.join(f'{"x" + s:>17}' for s in scales), file=file)
+    print(f'{"bicubic":<34}' + ''.join(f'{result["bicubic"][s]:17.2f}' for s in scales), file=file)
     for name, row in table.items():
         sign = '+' if ' - ' in name else ''
         cells = ''.join(f'{row[s]["mean"]:{sign}9.2f} +- {row[s]["std"]:.2f}' for s in scales)
-        print(f'{name:<30}{cells}', file=file)
+        print(f'{name:<34}{cells}', file=file)
     print('per seed:', file=file)
     for name, row in table.items():
-        print(f'  {name:<28}' + '  '.join(f'x{s}: ' + ' '.join(f'{v:.2f}' for v in row[s]['per_seed'])
+        print(f'  {name:<32}' + '  '.join(f'x{s}: ' + ' '.join(f'{v:.2f}' for v in row[s]['per_seed'])
                                          for s in scales), file=file)
 
 
