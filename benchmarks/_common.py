@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from gaussiansr_arch.archs.gaussiansr_arch import GaussianSR
 from gaussiansr_arch.archs.liif_arch import LIIF, LIIFState, feature_coord_map, sample_nearest, unfold3x3
+from gaussiansr_arch.data.protocol import to_float
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / 'results'
@@ -145,12 +146,12 @@ def photo(name: str) -> np.ndarray:
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=2)
     img = img[..., :3]
-    return (img.astype(np.float32) / 255.0) if img.dtype == np.uint8 else img.astype(np.float32)
+    return to_float(img) if img.dtype == np.uint8 else img.astype(np.float32)
 
 
 def lr_photo(size: int, device: torch.device, name: str = 'astronaut') -> torch.Tensor:
     """A ``size`` x ``size`` LR tensor [1,3,size,size] (MATLAB-bicubic downscaled photo)."""
-    from gaussiansr_arch.data.arbitrary_scale_dataset import make_lr
+    from gaussiansr_arch.data.protocol import make_lr
 
     img = photo(name)
     side = min(img.shape[:2])

@@ -32,6 +32,8 @@ import numpy as np
 import yaml
 from _common import TRAIN_PHOTOS, machine_info, median, photo, progress
 
+from gaussiansr_arch.data.protocol import to_uint8
+
 NETWORKS = {
     'gaussiansr': {'type': 'GaussianSR'},
     'gaussiansr-mlp': {'type': 'GaussianSR', 'decoder': 'mlp'},
@@ -83,7 +85,7 @@ def make_lmdb(root: Path, min_side: int) -> str:
         img = photo(name)
         if min(img.shape[:2]) < min_side:
             continue
-        cv2.imwrite(str(hr_dir / f'{name}.png'), cv2.cvtColor((img * 255).round().astype(np.uint8), cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(hr_dir / f'{name}.png'), cv2.cvtColor(to_uint8(img), cv2.COLOR_RGB2BGR))
         names.append(f'{name}.png')
     lmdb_path = root / 'train.lmdb'
     if not lmdb_path.exists():

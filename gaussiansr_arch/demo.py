@@ -13,7 +13,6 @@ scikit-image, on the CPU, in a few minutes, with nothing downloaded.
 """
 
 import argparse
-import math
 import os
 import os.path as osp
 import sys
@@ -21,6 +20,7 @@ import sys
 import numpy as np
 import yaml
 
+from gaussiansr_arch.data.protocol import metric_options
 from gaussiansr_arch.utils.atomic import write_text_atomic
 from gaussiansr_arch.utils.image_io import write_image_atomic
 
@@ -70,17 +70,13 @@ def write_photos(data_root: str) -> tuple[str, str]:
 
 def val_dataset(val_dir: str, scale: float) -> dict:
     """A held-out val set at one scale; LR made by MATLAB bicubic, benchmark protocol (Y, crop ceil(s))."""
-    crop = math.ceil(scale)
     return {
         'name': f'heldout-x{scale:g}',
         'type': 'ArbitraryScalePairedDataset',
         'dataroot_gt': val_dir,
         'scale': scale,
         'io_backend': {'type': 'disk'},
-        'metrics': {
-            'psnr': {'type': 'calculate_psnr', 'crop_border': crop, 'test_y_channel': True},
-            'ssim': {'type': 'calculate_ssim', 'crop_border': crop, 'test_y_channel': True},
-        },
+        'metrics': metric_options(scale, 'benchmark'),
     }
 
 

@@ -11,7 +11,6 @@ ceil(scale). Prints a Markdown table (also the official output's PSNR and our ma
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 import time
@@ -21,6 +20,7 @@ import cv2
 import numpy as np
 import torch
 
+from gaussiansr_arch.data.protocol import crop_border, to_float, to_uint8
 from gaussiansr_arch.tools.convert_liif import build_from_weights, convert_file
 from gaussiansr_arch.utils.image_io import imresize_to
 
@@ -37,14 +37,14 @@ def load_photo(expr: str) -> np.ndarray:
 
 def to_uint8_bgr(rgb: np.ndarray) -> np.ndarray:
     """Float RGB HxWx3 -> uint8 BGR, as basicsr's ``tensor2img`` (clamp to [0,1], x255, round)."""
-    return (np.clip(rgb, 0, 1) * 255.0).round().astype(np.uint8)[..., ::-1]
+    return to_uint8(rgb)[..., ::-1]
 
 
 def psnr_y(sr: np.ndarray, hr_uint8_rgb: np.ndarray, scale: float) -> float:
     """BasicSR PSNR on the Y channel, crop_border = ceil(scale)."""
     from basicsr.metrics import calculate_psnr  # after gaussiansr_arch's torchvision shim
 
-    return calculate_psnr(to_uint8_bgr(sr), hr_uint8_rgb[..., ::-1], crop_border=math.ceil(scale),
+    return calculate_psnr(to_uint8_bgr(sr), hr_uint8_rgb[..., ::-1], crop_border=crop_border(scale),
                           test_y_channel=True)
 
 
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         name, scale, out_size = case['case'], float(case['scale']), tuple(case['out_size'])
         hr = load_photo(case['image'])[:out_size[0], :out_size[1]]
         lr = cv2.imread(str(ref / 'outputs' / f'{name}_lr.png'), cv2.IMREAD_COLOR)[..., ::-1]
-        lr = np.ascontiguousarray(lr).astype(np.float32) / 255.0
+        lr = to_float(np.ascontiguousarray(lr))
         official = np.load(ref / 'outputs' / f'{name}_liif.npz')['sr']
         start = time.perf_counter()
         lq = torch.from_numpy(lr.transpose(2, 0, 1)).unsqueeze(0)

@@ -2,7 +2,7 @@
 
 Each benchmark has its own evaluation protocol (design doc, section 7), so every test
 dataset carries its own ``metrics`` (ArbitraryScaleSRModel uses a dataset's ``metrics`` in
-place of ``val.metrics``):
+place of ``val.metrics``), written by ``gaussiansr_arch.data.protocol.metric_options``:
 
 - Set5, Set14, B100, Urban100, Manga109, General100: Y channel, crop border = ceil(scale).
 - DIV2K-val (as in the LIIF/GaussianSR tables): RGB, crop border = ceil(scale) + 6.
@@ -25,11 +25,12 @@ Usage:
 """
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
 import yaml
+
+from gaussiansr_arch.data.protocol import metric_options
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = ROOT / 'options' / 'test'
@@ -69,17 +70,16 @@ def lr_degradation(scale: float) -> str:
 
 
 def dataset_entry(name: str, scale: float) -> dict:
-    crop = math.ceil(scale)
     if name == 'DIV2K-val':
         gt, lq = 'datasets/DIV2K/DIV2K_valid_HR', f'datasets/DIV2K/DIV2K_valid_LR_bicubic/X{int(scale)}'
-        metrics = {'psnr': {'type': 'calculate_psnr', 'crop_border': crop + 6, 'test_y_channel': False}}
+        protocol = 'div2k'
     else:
         root = BENCHMARKS[name]
         gt, lq = f'{root}/HR', f'{root}/LR_bicubic/X{int(scale)}'
-        metrics = {'psnr': {'type': 'calculate_psnr', 'crop_border': crop, 'test_y_channel': True},
-                   'ssim': {'type': 'calculate_ssim', 'crop_border': crop, 'test_y_channel': True}}
+        protocol = 'benchmark'
     entry = {'name': f'{name}-{scale_tag(scale)}', 'type': 'ArbitraryScalePairedDataset',
-             'dataroot_gt': gt, 'scale': scale, 'io_backend': {'type': 'disk'}, 'metrics': metrics}
+             'dataroot_gt': gt, 'scale': scale, 'io_backend': {'type': 'disk'},
+             'metrics': metric_options(scale, protocol)}
     if scale in SHIPPED_LR_SCALES:
         entry['dataroot_lq'] = lq
         entry['filename_tmpl'] = f'{{}}x{int(scale)}'

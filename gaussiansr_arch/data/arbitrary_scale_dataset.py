@@ -18,9 +18,12 @@ kind of input in training, in validation from HR, and in testing from files.
 MATLAB's antialiased bicubic ``imresize``, like the DIV2K / benchmark LR files) or ``pil`` (LIIF's
 ``resize_fn``: Pillow's bicubic of the 8-bit-truncated image, which LIIF's and the GaussianSR
 authors' training, and LIIF's x6-x30 DIV2K evaluation, use).
+
+The sizes, the LR generation and the 8-bit rounding are :mod:`gaussiansr_arch.data.protocol`'s
+(shared with the tools); :func:`make_lr`, :func:`hr_crop_and_lr_size` and ``LR_DEGRADATIONS`` are
+re-exported here.
 """
 
-import math
 import numbers
 import os
 import os.path as osp
@@ -34,12 +37,17 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data as data
 
 from gaussiansr_arch.archs.coordinates import check_scale, make_cell, make_coord
-from gaussiansr_arch.utils.image_io import ImageReadError, decode_image, imresize_pil, imresize_to
+from gaussiansr_arch.data.protocol import (  # make_lr, hr_crop_and_lr_size, LR_DEGRADATIONS: re-exported
+    LR_DEGRADATIONS,
+    hr_crop_and_lr_size,
+    hr_crop_for_lr,
+    lr_size_matches,
+    make_lr,
+)
+from gaussiansr_arch.utils.image_io import IMAGE_EXTENSIONS, ImageReadError, decode_image
 
 __all__ = ['ArbitraryScaleImageDataset', 'ArbitraryScalePairedDataset', 'LmdbKeyError', 'hr_crop_and_lr_size',
            'make_lr', 'LR_DEGRADATIONS']
-
-IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
 
 # Keys BasicSR itself (options parsing, build_dataloader, train/test pipelines) puts or reads in a
 # dataset's options, plus ``metrics`` (a val set's own protocol, read by ArbitraryScaleSRModel);
@@ -98,59 +106,6 @@ def option_value(opt: dict, key: str, default, dataset_type: str, kind: str, nul
     if kind == 'int':
         return int(value)
     return float(value) if kind == 'number' else value
-
-
-def hr_crop_and_lr_size(hr_size, scale: float):
-    """Sizes of the evaluation protocol for a (possibly non-integer) scale.
-
-    LR size is ``floor(H / s)``; the HR is cropped (top-left) to ``round(h_lr * s)`` so that the
-    pair has exactly the requested ratio, as in LIIF's and GaussianSR's evaluation.
-
-    Args:
-        hr_size (tuple[int, int]): HR (H, W).
-        scale (float): Scale factor > 0.
-
-    Returns:
-        tuple: ((hr_h, hr_w), (lr_h, lr_w)).
-    """
-    scale = check_scale(scale)
-    # the epsilon keeps e.g. 480 / 2.4 = 199.99999999999997 from flooring to 199
-    lr = tuple(math.floor(n / scale + 1e-9) for n in hr_size)
-    if min(lr) < 1:
-        raise ValueError(f'image of size {tuple(hr_size)} is too small for scale {scale}')
-    hr = tuple(min(round(n * scale), full) for n, full in zip(lr, hr_size))
-    return hr, lr
-
-
-# How an LR is made from its HR (option ``lr_degradation``); the first is the default.
-LR_DEGRADATIONS = ('matlab', 'pil')
-
-
-def make_lr(hr: np.ndarray, lr_size, degradation: str = 'matlab') -> np.ndarray:
-    """Bicubic LR of a float HR image, 8-bit like a saved LR PNG.
-
-    ``degradation``:
-
-    * ``'matlab'`` (default): MATLAB's antialiased bicubic ``imresize`` to exactly ``lr_size``
-      (:func:`~gaussiansr_arch.utils.image_io.imresize_to`), rounded to 8 bits, like the DIV2K and
-      benchmark LR files;
-    * ``'pil'``: LIIF's ``resize_fn`` (:func:`~gaussiansr_arch.utils.image_io.imresize_pil`):
-      the HR truncated to 8 bits, Pillow bicubic, already 8-bit.
-
-    Args:
-        hr (ndarray): HxWx3 float32 in [0, 1].
-        lr_size (tuple[int, int]): Output (h, w).
-        degradation (str): ``'matlab'`` or ``'pil'``.
-
-    Returns:
-        ndarray: hxwx3 float32 in [0, 1], multiples of 1/255.
-    """
-    if degradation == 'matlab':
-        lr = imresize_to(hr, lr_size)
-        return (np.clip(np.round(lr * 255.0), 0, 255) / 255.0).astype(np.float32)
-    if degradation == 'pil':
-        return imresize_pil(hr, lr_size)
-    raise ValueError(f'make_lr: degradation must be one of {", ".join(LR_DEGRADATIONS)}, got {degradation!r}')
 
 
 def _read_meta_info(meta_file: str) -> list:
@@ -276,13 +231,13 @@ class _ImageIndex:
                                             f'from {self.root}, e.g. {absent[:3]}')
             else:
                 names = sorted(n for n in os.listdir(self.root)
-                               if n.lower().endswith(IMG_EXTENSIONS) and osp.isfile(osp.join(self.root, n)))
+                               if n.lower().endswith(IMAGE_EXTENSIONS) and osp.isfile(osp.join(self.root, n)))
             self.stems = [osp.splitext(osp.basename(n))[0] for n in names]
             self.locations = [osp.join(self.root, n) for n in names]
         else:
             raise ValueError(f"io_backend type must be 'disk' or 'lmdb', got {backend!r}")
         if not self.locations:
-            raise ValueError(f'dataroot_{role} {self.root} contains no images ({", ".join(IMG_EXTENSIONS)})')
+            raise ValueError(f'dataroot_{role} {self.root} contains no images ({", ".join(IMAGE_EXTENSIONS)})')
         self.by_stem = dict(zip(self.stems, range(len(self.stems))))
 
     def name(self, i: int) -> str:
@@ -562,12 +517,11 @@ class ArbitraryScalePairedDataset(data.Dataset):
             j = self.lq_of[index]
             lq_name = self.lq_index.name(j)
             lr = self.lq_index.read(self.file_client, j)
-            want = tuple(round(n * self.scale) for n in lr.shape[:2])
+            want = hr_crop_for_lr(lr.shape[:2], self.scale)
             have = hr.shape[:2]
             # accept exactly the HR sizes whose protocol LR size floor(H / s) is this LR's size (for an
             # integer s: HR larger than round(h_lr * s) by less than s); the HR is then cropped
-            if any(hv < wv or math.floor(hv / self.scale + 1e-9) != lv
-                   for hv, wv, lv in zip(have, want, lr.shape[:2])):
+            if not lr_size_matches(have, lr.shape[:2], self.scale):
                 raise ValueError(f'size mismatch at scale {self.scale:g}: HR {gt_name} is '
                                  f'{have[0]}x{have[1]}, LR {lq_name} is {lr.shape[0]}x{lr.shape[1]} '
                                  f'(expects HR {want[0]}x{want[1]})')

@@ -26,6 +26,7 @@ import yaml
 from gaussiansr_arch.archs.arbitrary_scale import ArbitraryScaleArch
 from gaussiansr_arch.archs.coordinates import check_scale, check_size
 from gaussiansr_arch.archs.tiling import encode_tiled
+from gaussiansr_arch.data.protocol import to_float, to_uint8
 from gaussiansr_arch.tools.plotting import pyplot
 from gaussiansr_arch.utils import atomic
 from gaussiansr_arch.utils.image_io import IMAGE_EXTENSIONS, ImageReadError, write_image_atomic
@@ -316,7 +317,7 @@ def count_parameters(model: torch.nn.Module) -> int:
 # ---------------------------------------------------------------------------- tensors
 def image_to_tensor(img: np.ndarray, device=None, dtype=torch.float32) -> torch.Tensor:
     """HxWx3 RGB uint8 (or float in [0,1]) -> [1,3,H,W] float tensor in [0,1]."""
-    arr = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img.astype(np.float32)
+    arr = to_float(img) if img.dtype == np.uint8 else img.astype(np.float32)
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None].to(device=device, dtype=dtype)
 
 
@@ -325,7 +326,7 @@ def tensor_to_image(t: torch.Tensor) -> np.ndarray:
     t = t.detach().float().cpu()
     if t.dim() == 4:
         t = t[0]
-    return (t.clamp(0, 1).permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+    return to_uint8(t.permute(1, 2, 0).numpy())
 
 
 # ---------------------------------------------------------------------------- upscaling

@@ -9,7 +9,6 @@ options/compare/compare_example.yml.
 import argparse
 import csv
 import io
-import math
 import os
 import sys
 import time
@@ -19,6 +18,15 @@ import numpy as np
 import torch
 
 from gaussiansr_arch.archs.arbitrary_scale import DEFAULT_CHUNK_SIZE
+from gaussiansr_arch.data.protocol import (
+    crop_border,
+    hr_crop_and_lr_size,
+    hr_crop_for_lr,
+    lr_size_matches,
+    make_lr_uint8,
+    to_float,
+    to_uint8,
+)
 from gaussiansr_arch.tools.common import (
     ToolError,
     add_execution_args,
@@ -197,9 +205,9 @@ def crop_border_for(ds: DatasetEntry, scale: float, where: str = 'dataset') -> i
         return value
     text = str(value).replace(' ', '')
     if text == 'scale':
-        return math.ceil(scale - 1e-9)
+        return crop_border(scale)
     if text.startswith('scale+') and text[6:].isdigit():
-        return math.ceil(scale - 1e-9) + int(text[6:])
+        return crop_border(scale, int(text[6:]))
     raise ToolError(f"{where}: dataset {ds.name!r}: crop_border {value!r} must be an int >= 0, 'scale' or 'scale+N'")
 
 
@@ -215,39 +223,41 @@ def _lr_path(ds: DatasetEntry, hr_path: str, scale: float) -> str:
 
 
 def make_pair(ds: DatasetEntry, hr_path: str, scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """(LR, HR) uint8 RGB for one image at ``scale``.
+    """(LR, HR) uint8 RGB for one image at ``scale``, by the evaluation protocol
+    (:mod:`gaussiansr_arch.data.protocol`, the same as the datasets').
 
     Without an LR folder: HR is cropped (top-left) so that h_lr = floor(H / s), w_lr = floor(W / s)
     and the HR crop is round(h_lr * s) x round(w_lr * s); LR is MATLAB bicubic of the crop, rounded
-    to uint8 like a saved LR file. With an LR folder the HR is cropped to round(lr * s).
+    to uint8 like a saved LR file. With an LR folder the LR must be floor(HR / s) (as the datasets
+    require) and the HR is cropped to round(lr * s).
     """
-    from gaussiansr_arch.utils.image_io import imresize_to, read_image
+    from gaussiansr_arch.utils.image_io import read_image
 
     hr = read_image(hr_path)
     if ds.lr:
         lr_path = _lr_path(ds, hr_path, scale)
         lr = read_image(lr_path)
-        hh, ww = round(lr.shape[0] * scale), round(lr.shape[1] * scale)
-        if hh > hr.shape[0] or ww > hr.shape[1]:
+        hh, ww = hr_crop_for_lr(lr.shape[:2], scale)
+        if not lr_size_matches(hr.shape[:2], lr.shape[:2], scale):
+            relation = 'larger than' if hh > hr.shape[0] or ww > hr.shape[1] else 'too small for'
             raise ToolError(
-                f'{lr_path}: LR {lr.shape[0]}x{lr.shape[1]} x{scale:g} is larger than HR {hr_path} '
-                f'{hr.shape[0]}x{hr.shape[1]}'
+                f'{lr_path}: LR {lr.shape[0]}x{lr.shape[1]} x{scale:g} is {relation} HR {hr_path} '
+                f'{hr.shape[0]}x{hr.shape[1]} (expects HR {hh}x{ww}; the LR must be floor(HR / {scale:g}))'
             )
         return lr, hr[:hh, :ww]
-    h_lr, w_lr = (math.floor(n / scale + 1e-9) for n in hr.shape[:2])
-    if min(h_lr, w_lr) < 1:
-        raise ToolError(f'{hr_path}: image {hr.shape[0]}x{hr.shape[1]} is too small for scale {scale:g}')
-    hr = hr[: round(h_lr * scale), : round(w_lr * scale)]
-    lr = imresize_to(hr.astype(np.float32) / 255.0, (h_lr, w_lr))
-    return (np.clip(lr, 0, 1) * 255.0).round().astype(np.uint8), hr
+    try:
+        (hh, ww), lr_size = hr_crop_and_lr_size(hr.shape[:2], scale)
+    except ValueError:
+        raise ToolError(f'{hr_path}: image {hr.shape[0]}x{hr.shape[1]} is too small for scale {scale:g}') from None
+    hr = hr[:hh, :ww]
+    return make_lr_uint8(hr, lr_size), hr
 
 
 def bicubic_upscale(lr: np.ndarray, size) -> np.ndarray:
     """MATLAB-style bicubic upscaling of a uint8 RGB image to ``size`` (uint8)."""
     from gaussiansr_arch.utils.image_io import imresize_to
 
-    out = imresize_to(lr.astype(np.float32) / 255.0, size)
-    return (np.clip(out, 0, 1) * 255.0).round().astype(np.uint8)
+    return to_uint8(imresize_to(to_float(lr), size))
 
 
 @torch.no_grad()

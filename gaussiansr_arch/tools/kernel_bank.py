@@ -22,6 +22,7 @@ import sys
 import numpy as np
 import torch
 
+from gaussiansr_arch.data.protocol import lr_size_for, make_lr_uint8
 from gaussiansr_arch.tools.common import (
     ToolError,
     add_weights_args,
@@ -73,15 +74,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def kernel_images(bank: np.ndarray, size: int = 33, extent: float = 2.0) -> np.ndarray:
-    """[N,size,size] images of the bank's kernels: opacity * exp(-0.5 d^T Sigma^-1 d), d in LR pixels."""
+    """[N,size,size] images of the bank's kernels: opacity * exp(-0.5 d^T Sigma^-1 d), d in LR pixels.
+
+    The Gaussian is the arch's own :func:`~gaussiansr_arch.archs.gaussian_field.gaussian_weight`
+    (evaluated in float64).
+    """
+    from gaussiansr_arch.archs.gaussian_field import gaussian_weight
+
     axis = np.linspace(-extent, extent, size)
-    yy, xx = np.meshgrid(axis, axis, indexing='ij')
-    out = []
-    for sy, sx, rho, opacity in bank:
-        # Inverse of [[sy^2, rho sy sx], [rho sy sx, sx^2]] in closed form.
-        q = ((yy / sy) ** 2 - 2 * rho * (yy / sy) * (xx / sx) + (xx / sx) ** 2) / (1 - rho**2)
-        out.append(opacity * np.exp(-0.5 * q))
-    return np.stack(out)
+    offset = torch.from_numpy(np.stack(np.meshgrid(axis, axis, indexing='ij'), axis=-1))  # [size,size,2] (dy, dx)
+    params = torch.as_tensor(np.asarray(bank), dtype=torch.float64).reshape(-1, 4)  # (sigma_y, sigma_x, rho, opacity)
+    sigma, rho, opacity = params[:, None, None, 0:2], params[:, None, None, 2], params[:, None, None, 3]
+    return (opacity * gaussian_weight(offset[None], sigma, rho)).numpy()
 
 
 def plot_histograms(bank: np.ndarray, path: str) -> None:
@@ -127,14 +131,12 @@ def kernel_choice(arch, img: np.ndarray, device) -> np.ndarray:
 
 
 def downscale(img: np.ndarray, factor: float) -> np.ndarray:
-    """MATLAB-bicubic downscale of a uint8 RGB image by ``factor`` (1 = unchanged)."""
-    from gaussiansr_arch.utils.image_io import imresize_to
-
+    """MATLAB-bicubic downscale of a uint8 RGB image by ``factor`` (1 = unchanged) to the protocol's
+    LR size ``floor(n / factor)`` (at least 1), 8-bit like a saved LR (the whole image, not cropped)."""
     if factor == 1:
         return img
-    size = (max(1, math.floor(img.shape[0] / factor)), max(1, math.floor(img.shape[1] / factor)))
-    out = imresize_to(img.astype(np.float32) / 255.0, size)
-    return (np.clip(out, 0, 1) * 255).round().astype(np.uint8)
+    size = tuple(max(1, n) for n in lr_size_for(img.shape[:2], factor))
+    return make_lr_uint8(img, size)
 
 
 def plot_choice_map(img: np.ndarray, choice: np.ndarray, n_kernels: int, title: str, path: str) -> None:

@@ -30,7 +30,8 @@ import numpy as np
 from tqdm import tqdm
 
 from gaussiansr_arch.archs.coordinates import check_scale
-from gaussiansr_arch.data.arbitrary_scale_dataset import hr_crop_and_lr_size, make_lr, shared_lmdb_env
+from gaussiansr_arch.data.arbitrary_scale_dataset import shared_lmdb_env
+from gaussiansr_arch.data.protocol import hr_crop_and_lr_size, make_lr_uint8
 from gaussiansr_arch.tools.common import (
     EXIT_INTERRUPTED,
     ToolError,
@@ -120,9 +121,7 @@ def _run_task(args) -> tuple:
                     parts.append((f'{task.key}_s{len(parts) + 1:03d}', img[y:y + c, x:x + c]))
         elif task.mode == 'lr':
             (hr_h, hr_w), lr_size = hr_crop_and_lr_size(img.shape[:2], p['scale'])
-            hr = img[:hr_h, :hr_w].astype(np.float32) / 255.0
-            lr = np.round(make_lr(hr, lr_size) * 255.0).astype(np.uint8)
-            parts = [(task.key, lr)]
+            parts = [(task.key, make_lr_uint8(img[:hr_h, :hr_w], lr_size))]
         else:
             raise ValueError(f'unknown task mode {task.mode!r}')
         return 'ok', [(key, _encode_png(part, level), tuple(part.shape)) for key, part in parts]

@@ -20,13 +20,13 @@ Use with ``ArbitraryScalePairedDataset`` and ``filename_tmpl: '{}x<s>'``.
 """
 
 import argparse
-import math
 import os
 import os.path as osp
 import sys
 from collections.abc import Iterable
 from multiprocessing import Pool
 
+from gaussiansr_arch.data.protocol import lr_size_matches
 from gaussiansr_arch.tools.lmdb_tools import (
     Task,
     ToolError,
@@ -99,8 +99,7 @@ def check_pairs(hr_dir: str, lr_dir: str, scale: float, workers: int, skip_bad: 
     for (hr_path, hr_size, _), (lr_path, lr_size, _) in zip(sizes[:half], sizes[half:]):
         if hr_size is None or lr_size is None:
             continue
-        ok = all(lv == math.floor(hv / scale + 1e-9) for hv, lv in zip(hr_size, lr_size))
-        if not ok:
+        if not lr_size_matches(hr_size, lr_size, scale):
             raise ToolError(f'size mismatch at x{scale:g}: HR {hr_path} is {hr_size[0]}x{hr_size[1]}, '
                             f'LR {lr_path} is {lr_size[0]}x{lr_size[1]} (expected floor(HR / {scale:g}))')
     return lr_names
