@@ -8,10 +8,10 @@ HERE = Path(__file__).parent
 
 
 def read_version() -> str:
-    for line in (HERE / 'gaussiansr_arch' / '__init__.py').read_text().splitlines():
+    for line in (HERE / 'gaussiansr_arch' / '_version.py').read_text().splitlines():
         if line.startswith('__version__'):
             return line.split('=')[1].strip().strip('\'"')
-    raise RuntimeError('__version__ not found in gaussiansr_arch/__init__.py')
+    raise RuntimeError('__version__ not found in gaussiansr_arch/_version.py')
 
 
 CONSOLE_SCRIPTS = [
@@ -25,6 +25,7 @@ CONSOLE_SCRIPTS = [
     'gaussiansr-prepare-div2k = gaussiansr_arch.tools.prepare_div2k:main',
     'gaussiansr-prepare-benchmark = gaussiansr_arch.tools.prepare_benchmark:main',
     'gaussiansr-convert-liif = gaussiansr_arch.tools.convert_liif:main',
+    'gaussiansr-convert-weights = gaussiansr_arch.tools.convert_weights:main',
 ]
 
 setup(
@@ -47,6 +48,9 @@ setup(
         'tqdm',
         'matplotlib',
         'Pillow',  # PIL bicubic LR (lr_degradation: pil), as LIIF's resize_fn; already needed by torchvision
+        # .safetensors weights (read, written by training and gaussiansr-convert-weights): the safe,
+        # mmap-able format SR tools (chaiNNer, spandrel, diffusers) load, with no pickle at all
+        'safetensors',
     ],
     extras_require={'test': ['pytest', 'ruff']},
     entry_points={'console_scripts': CONSOLE_SCRIPTS},

@@ -9,5 +9,7 @@ from gaussiansr_arch._compat import install_torchvision_shim
 install_torchvision_shim()
 
 from gaussiansr_arch import archs, data, models  # noqa: E402,F401  (registration side effects)
+from gaussiansr_arch._version import __version__  # noqa: E402,F401
+from gaussiansr_arch.utils.weights import load_model  # noqa: E402,F401
 
-__version__ = '0.1.0'
+__all__ = ['__version__', 'load_model']

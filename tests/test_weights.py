@@ -119,11 +119,22 @@ def test_one_mismatch_report(files):
     assert torch.equal(net.encoder.conv_first.weight, files['sd']['encoder.conv_first.weight'])
 
 
-def test_check_network_file_uses_the_same_reading_and_report(files):
+def test_check_network_file_uses_the_same_reading_and_report(files, monkeypatch):
     d = files['dir']
     check_network_file(files['net'], str(d / 'good.pth'), param_key='params_ema')  # fits: no error
     check_network_file(files['net'], str(d / 'bare.pth'), param_key=None)  # the whole file, as BasicSR
-    check_network_file(files['net'], str(d / 'pickled.pth'))  # pickled objects: BasicSR's own loader decides
+    # pickled objects: refused in one line where BasicSR's torch.load refuses them too (torch >= 2.6) ...
+    monkeypatch.delenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', raising=False)
+    monkeypatch.setattr(torch, '__version__', '2.6.0')
+    with pytest.raises(CheckpointError, match=rf'^network file {d / "pickled.pth"} needs pickle to load: '
+                                              r'argparse.Namespace is not allowed with weights_only=True; save '):
+        check_network_file(files['net'], str(d / 'pickled.pth'))
+    # ... else BasicSR's own loader decides
+    monkeypatch.setenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+    check_network_file(files['net'], str(d / 'pickled.pth'))
+    monkeypatch.delenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD')
+    monkeypatch.setattr(torch, '__version__', '2.5.1')
+    check_network_file(files['net'], str(d / 'pickled.pth'))
     for name, expected in (('missing.pth', 'does not exist'), ('notes.pth', 'cannot be loaded (truncated or not a '
                                                                             'PyTorch checkpoint)')):
         with pytest.raises(CheckpointError, match=rf'^network file {d / name} {re.escape(expected)}'):

@@ -10,7 +10,9 @@ validation loop and metrics included):
   state is saved in the ``.state`` file) and ``torch.compile`` (``train.compile``);
 * CPU: DDP without ``device_ids``; CUDA requested on a machine without one falls back to CPU;
 * checkpoints are written atomically (temporary file + ``os.replace``);
-* a network file that does not fit (another arch, truncated) fails in one line naming it.
+* a network file that does not fit (another arch, truncated) fails in one line naming it;
+* ``pretrain_network_g`` may be a ``.safetensors`` file; ``logger.save_safetensors`` also writes
+  every ``net_g_<iter>.pth`` as a self-describing ``net_g_<iter>.safetensors``.
 """
 
 import math
@@ -29,6 +31,14 @@ from gaussiansr_arch.archs.arbitrary_scale import DEFAULT_CHUNK_SIZE
 from gaussiansr_arch.archs.precision import compile_arch
 from gaussiansr_arch.utils.checkpoint import atomic_torch_save
 from gaussiansr_arch.utils.entry_errors import check_network_file
+from gaussiansr_arch.utils.weights import (
+    as_state_dict,
+    is_safetensors,
+    network_param_key,
+    pick_state_dict,
+    read_weights,
+    save_weights,
+)
 
 NAN_POLICIES = ('raise', 'skip')
 AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -56,6 +66,12 @@ class ArbitraryScaleSRModel(SRModel):
             falls back to eager with a warning where no compiler works.
         val.chunk_size (int): queries rendered at once in validation/test (memory bound).
         datasets.<val set>.metrics: that set's own metrics, replacing ``val.metrics`` for it.
+        logger.save_safetensors (bool): with every ``net_g_<iter>.pth`` also write
+            ``net_g_<iter>.safetensors``: the EMA weights when EMA is on (else ``params``), the
+            YAML's ``network_g`` and the package version in its metadata, ready for
+            ``gaussiansr_arch.load_model`` and the tools. Default: false.
+        path.pretrain_network_g: a ``.pth`` or ``.safetensors`` file (a ``.safetensors`` holds one
+            set of parameters, loaded whatever ``param_key_g`` says).
     """
 
     def __init__(self, opt: dict) -> None:
@@ -239,11 +255,31 @@ class ArbitraryScaleSRModel(SRModel):
         with the tools' one mismatch report instead.
         """
         check_network_file(self.get_bare_model(net), load_path, strict, param_key)
-        super().load_network(net, load_path, strict, param_key)
+        if not is_safetensors(load_path):
+            super().load_network(net, load_path, strict, param_key)
+            return
+        # BasicSR's load_network (torch.load) for a .safetensors file: same logging and key report.
+        net = self.get_bare_model(net)
+        what = 'network file'
+        ckpt = read_weights(load_path, what)
+        param_key = network_param_key(ckpt, load_path, param_key)
+        if param_key is None:
+            state = as_state_dict(ckpt, load_path, what)
+        else:
+            state = pick_state_dict(ckpt, load_path, param_key, what)
+        get_root_logger().info(f'Loading {net.__class__.__name__} model from {load_path}, '
+                               f'with param key: [{param_key}].')
+        self._print_different_keys_loading(net, state, strict)
+        net.load_state_dict(state, strict=strict)
 
     @master_only
     def save_network(self, net, net_label: str, current_iter, param_key='params') -> None:
-        """Save network(s) like BasicSR, atomically (a kill never leaves a partial ``.pth``)."""
+        """Save network(s) like BasicSR, atomically (a kill never leaves a partial ``.pth``).
+
+        With ``logger.save_safetensors``, also ``<net_label>_<iter>.safetensors``: ``params_ema``
+        when saved (EMA on), else the first key, recorded as its ``param_key``, with the YAML's
+        ``network_g`` (for ``net_g``).
+        """
         label = 'latest' if current_iter == -1 else current_iter
         nets = net if isinstance(net, list) else [net]
         keys = param_key if isinstance(param_key, list) else [param_key]
@@ -256,6 +292,11 @@ class ArbitraryScaleSRModel(SRModel):
                                           for k, v in state_dict.items())
         path = osp.join(self.opt['path']['models'], f'{net_label}_{label}.pth')
         atomic_torch_save(save_dict, path)
+        if (self.opt.get('logger') or {}).get('save_safetensors'):
+            key = 'params_ema' if 'params_ema' in save_dict else keys[0]
+            network_g = self.opt.get('network_g') if net_label == 'net_g' else None
+            save_weights(osp.join(self.opt['path']['models'], f'{net_label}_{label}.safetensors'),
+                         save_dict[key], network_g=network_g, param_key=key)
 
     @master_only
     def save_training_state(self, epoch: int, current_iter: int) -> None:

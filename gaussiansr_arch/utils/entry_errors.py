@@ -16,6 +16,7 @@ Nothing here changes BasicSR: the entries run its pipelines as they are, and
 (used by ``ArbitraryScaleSRModel.load_network``).
 """
 
+import os
 import re
 from types import TracebackType
 
@@ -133,6 +134,17 @@ def entry_error_message(err: BaseException, user_errors: tuple[type[BaseExceptio
 
 
 # --------------------------------------------------------------------------- network files
+def torch_load_refuses_pickle() -> bool:
+    """True when a plain ``torch.load`` (BasicSR's ``load_network``) runs with ``weights_only=True``.
+
+    torch >= 2.6 defaults to it unless ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` is set (its own rule).
+    """
+    if os.environ.get('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '0').lower() in ('1', 'y', 'yes', 'true'):
+        return False
+    version = re.match(r'(\d+)\.(\d+)', torch.__version__)
+    return version is not None and (int(version.group(1)), int(version.group(2))) >= (2, 6)
+
+
 def check_network_file(net: torch.nn.Module, load_path: str, strict: bool = True,
                        param_key: str | None = 'params') -> None:
     """Raise :class:`CheckpointError` unless ``load_path`` loads into ``net`` as BasicSR would.
@@ -141,13 +153,16 @@ def check_network_file(net: torch.nn.Module, load_path: str, strict: bool = True
     file, and on another arch's weights with a RuntimeError listing every key (hundreds of lines).
     This names the file and the counts and first few missing/unexpected/mis-shaped keys
     (:mod:`gaussiansr_arch.utils.weights`, the report the tools give too). BasicSR's key rule is
-    kept: ``param_key`` (``params`` when it is absent), or the whole file for ``param_key=None``.
+    kept: ``param_key`` (``params`` when it is absent), or the whole file for ``param_key=None``;
+    a ``.safetensors`` file holds one set of parameters, which is used whatever key is asked for
+    (``weights.network_param_key``).
     """
     from gaussiansr_arch.utils.weights import (
         WeightsError,
         WeightsNeedPickleError,
         as_state_dict,
         check_fits,
+        network_param_key,
         pick_state_dict,
         read_weights,
     )
@@ -155,14 +170,15 @@ def check_network_file(net: torch.nn.Module, load_path: str, strict: bool = True
     what = 'network file'
     try:
         ckpt = read_weights(load_path, what)
+        param_key = network_param_key(ckpt, load_path, param_key)
         if param_key is None:
             state = as_state_dict(ckpt, load_path, what)
         else:
-            if isinstance(ckpt, dict) and param_key not in ckpt and 'params' in ckpt:
-                param_key = 'params'  # BasicSR's fallback (params_ema absent)
             state = pick_state_dict(ckpt, load_path, param_key, what)
         check_fits(net, state, f'{what} {load_path}', 'the options', strict)
-    except WeightsNeedPickleError:
-        return  # a legitimate pickle with custom objects: let BasicSR's own loader decide
+    except WeightsNeedPickleError as err:
+        if torch_load_refuses_pickle():  # BasicSR's torch.load would fail too, in a multi-line error
+            raise CheckpointError(f'{err}; save the parameters alone (gaussiansr-convert-weights does)') from None
+        return  # older torch: a legitimate pickle with custom objects, let BasicSR's own loader decide
     except WeightsError as err:
         raise CheckpointError(str(err)) from None

@@ -1,37 +1,54 @@
 """One path for weight files: read, pick the parameters, build the arch, load with one mismatch report.
 
-Used by the command-line tools (``tools.common.load_model``, the LIIF converter), and by the
-training/test entries through :func:`gaussiansr_arch.utils.entry_errors.check_network_file`.
+Used by the command-line tools (``tools.common.load_model``, the converters), by
+:func:`load_model` (``gaussiansr_arch.load_model``), and by the training/test entries through
+:func:`gaussiansr_arch.utils.entry_errors.check_network_file` and ``ArbitraryScaleSRModel.load_network``.
 Every problem is a :class:`WeightsError` whose message is one line naming the file:
 
-* :func:`read_weights`: ``torch.load(weights_only=True)`` on the CPU (no pickled code runs); a
-  missing, truncated or foreign file, or one that needs pickle, is named with the reason;
+* :func:`read_weights`: ``.pth`` through ``torch.load(weights_only=True)`` on the CPU (no pickled
+  code runs), ``.safetensors`` through ``safetensors`` (no pickle at all; its string metadata gives
+  the same layout as a ``.pth``, see :func:`save_weights`); a missing, truncated or foreign file,
+  or one that needs pickle, is named with the reason;
 * :func:`pick_state_dict`: the parameters of any layout this package and BasicSR produce
   (``params_ema`` / ``params`` / a bare state dict, or the ``param_key`` asked for), with the
   ``module.`` prefix of DataParallel stripped as BasicSR does;
 * :func:`recorded_network_opt`: the ``network_g`` a self-describing file records (converted LIIF);
 * :func:`build_arch`: the arch of a ``network_g`` mapping through BasicSR's ``build_network``;
 * :func:`check_fits` / :func:`load_into`: the one mismatch report
-  (``missing keys N (a, b, c, ...); unexpected keys N (...); shape mismatch N (k (3, 3) vs (4, 3))``).
+  (``missing keys N (a, b, c, ...); unexpected keys N (...); shape mismatch N (k (3, 3) vs (4, 3))``);
+* :func:`save_weights`: the one writer of deployable weights (``.pth`` or ``.safetensors``, atomic);
+* :func:`load_model`: a ready arch from any such file, from its ``network_g`` or, failing that,
+  from its parameter shapes (:mod:`gaussiansr_arch.utils.arch_detect`).
 """
 
 import contextlib
+import json
 import logging
 import os
 import re
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
 
-from gaussiansr_arch.utils.checkpoint import load_checkpoint_cpu
+from gaussiansr_arch._version import __version__
+from gaussiansr_arch.utils.atomic import atomic_path
+from gaussiansr_arch.utils.checkpoint import atomic_torch_save, load_checkpoint_cpu
 
-__all__ = ['WeightsError', 'WeightsNeedPickleError', 'read_weights', 'is_state_dict', 'as_state_dict',
-           'pick_state_dict', 'recorded_network_opt', 'build_arch', 'short_keys', 'mismatch', 'check_fits',
-           'load_into']
+__all__ = ['WeightsError', 'WeightsNeedPickleError', 'read_weights', 'is_safetensors', 'is_state_dict',
+           'as_state_dict', 'pick_state_dict', 'network_param_key', 'recorded_network_opt', 'build_arch',
+           'short_keys', 'mismatch', 'check_fits', 'load_into', 'plain_tensors', 'save_weights', 'load_model']
 
 # Keys tried, in order, when no param_key is asked for (BasicSR saves both, params_ema is the better one).
 DEFAULT_PARAM_KEYS = ('params_ema', 'params')
+SAFETENSORS_SUFFIX = '.safetensors'
+TORCH_SUFFIXES = ('.pth', '.pt')
+# What a weights file records besides its parameters: under these keys in a .pth, as string
+# metadata in a .safetensors (network_g as JSON), with the parameters' key as META_PARAM_KEY.
+NETWORK_KEY = 'network_g'
+VERSION_KEY = 'gaussiansr_arch_version'
+META_PARAM_KEY = 'param_key'
 # Keys listed per kind of mismatch before '...'.
 SHOWN_KEYS = 5
 
@@ -66,15 +83,67 @@ def _load_failure(err: BaseException) -> tuple[bool, str]:
     return False, text[:200] if text else type(err).__name__
 
 
+def is_safetensors(path: str) -> bool:
+    """True for a ``.safetensors`` file name (the format is told by the name, as every SR tool does)."""
+    return os.fspath(path).lower().endswith(SAFETENSORS_SUFFIX)
+
+
+def _from_safetensors(tensors: 'OrderedDict[str, torch.Tensor]', metadata: Mapping[str, str], path: str,
+                      what: str) -> Any:
+    """What ``torch.load`` gives for the same weights saved as ``.pth`` by :func:`save_weights`.
+
+    ``{param_key: tensors, 'network_g': {...}, 'gaussiansr_arch_version': '...'}`` when the metadata
+    records any of those; else the bare state dict (a ``.safetensors`` written by other software).
+    """
+    if not any(k in metadata for k in (META_PARAM_KEY, NETWORK_KEY, VERSION_KEY)):
+        return tensors
+    param_key = metadata.get(META_PARAM_KEY) or 'params'
+    if param_key in (NETWORK_KEY, VERSION_KEY):
+        raise WeightsError(f'{what} {path}: its metadata names {param_key!r} as the parameters\' key')
+    ckpt: dict[str, Any] = {param_key: tensors}
+    if NETWORK_KEY in metadata:
+        try:
+            network_opt = json.loads(metadata[NETWORK_KEY])
+        except ValueError as err:
+            raise WeightsError(f'{what} {path}: its network_g metadata is not JSON ({_first_line(err)})') from None
+        if not isinstance(network_opt, dict):
+            raise WeightsError(f'{what} {path}: its network_g metadata is not a JSON object')
+        ckpt[NETWORK_KEY] = network_opt
+    if VERSION_KEY in metadata:
+        ckpt[VERSION_KEY] = metadata[VERSION_KEY]
+    return ckpt
+
+
+def _read_safetensors(path: str, what: str) -> Any:
+    """Tensors (CPU) and metadata of a ``.safetensors`` file, in the ``.pth`` layout (:func:`_from_safetensors`)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, framework='pt', device='cpu') as f:
+            metadata = f.metadata() or {}
+            names = f.keys()  # a safe_open is not iterable
+            tensors = OrderedDict((key, f.get_tensor(key)) for key in names)
+    except Exception as err:  # SafetensorError: truncated, empty, not safetensors ...
+        reason = 'file is empty (0 bytes)' if os.path.getsize(path) == 0 else _first_line(err)
+        raise WeightsError(f'{what} {path} cannot be loaded (truncated or not a safetensors file): '
+                           f'{reason}') from None
+    return _from_safetensors(tensors, metadata, path, what)
+
+
 def read_weights(path: str, what: str = 'weights file') -> Any:
-    """Load a weights file on the CPU without running pickled code (``weights_only=True``).
+    """Load a weights file on the CPU without running pickled code.
+
+    ``.safetensors``: the tensors through ``safetensors`` and, when the file records them (as
+    :func:`save_weights` does), ``{param_key: tensors, 'network_g': ..., 'gaussiansr_arch_version': ...}``
+    rebuilt from its metadata, so that :func:`pick_state_dict` and :func:`recorded_network_opt`
+    read it as they read the ``.pth`` of the same weights. Anything else: ``torch.load(weights_only=True)``.
 
     Args:
         path (str): The file.
         what (str): What to call it in messages (``'weights file'``, ``'network file'`` ...).
 
     Raises:
-        WeightsError: missing, not a file, empty, truncated or not a PyTorch checkpoint.
+        WeightsError: missing, not a file, empty, truncated or not a PyTorch / safetensors file.
         WeightsNeedPickleError: a checkpoint holding objects that only pickle can rebuild.
     """
     path = os.fspath(path)
@@ -82,6 +151,8 @@ def read_weights(path: str, what: str = 'weights file') -> Any:
         raise WeightsError(f'{what} {path} does not exist')
     if not os.path.isfile(path):
         raise WeightsError(f'{what} {path} is not a file')
+    if is_safetensors(path):
+        return _read_safetensors(path, what)
     try:
         return load_checkpoint_cpu(path)
     except Exception as err:  # truncated zip, foreign pickle, not a torch file ...
@@ -135,6 +206,23 @@ def pick_state_dict(ckpt: Any, path: str, param_key: str | None = None,
     if is_state_dict(ckpt):
         return as_state_dict(ckpt, path, what)
     raise WeightsError(f'{what} {path}: no params_ema/params entry and not a state dict')
+
+
+def network_param_key(ckpt: Any, path: str, param_key: str | None) -> str | None:
+    """The key BasicSR's ``load_network`` reads for ``param_key`` (None: the whole file).
+
+    A ``.pth``: ``param_key``, or ``params`` when it is absent and ``params`` is there (BasicSR's
+    fallback for a file without ``params_ema``). A ``.safetensors`` holds one set of parameters:
+    that set, whatever key was asked for (None for a bare state dict).
+    """
+    if is_safetensors(path):
+        if not isinstance(ckpt, Mapping) or is_state_dict(ckpt):
+            return None
+        held = [k for k in ckpt if k not in (NETWORK_KEY, VERSION_KEY)]
+        return held[0] if held else param_key
+    if param_key is not None and isinstance(ckpt, Mapping) and param_key not in ckpt and 'params' in ckpt:
+        return 'params'
+    return param_key
 
 
 def recorded_network_opt(ckpt: Any) -> dict | None:
@@ -244,3 +332,141 @@ def load_into(net: torch.nn.Module, state: Mapping[str, torch.Tensor], what: str
     check_fits(net, state, what, source, strict)
     net.load_state_dict(state, strict=strict)
     return net
+
+
+# ---------------------------------------------------------------------------- writing
+def plain_tensors(state_dict: Mapping[str, torch.Tensor], path: str = '') -> 'OrderedDict[str, torch.Tensor]':
+    """Detached, contiguous CPU tensors, each owning its whole storage.
+
+    ``safetensors`` refuses non-contiguous and storage-sharing tensors, and ``torch.save`` of a
+    view writes its whole base storage: a tensor that shares its storage with an earlier one (tied
+    weights), or is a view into a larger one, is cloned. Parameters of a module are neither (no copy).
+
+    Raises:
+        WeightsError: a value that is not a tensor.
+    """
+    out: OrderedDict[str, torch.Tensor] = OrderedDict()
+    seen: set[int] = set()
+    for key, value in state_dict.items():
+        if not torch.is_tensor(value):
+            raise WeightsError(f'weights file {path}: {key} is a {type(value).__name__}, not a tensor')
+        tensor = value.detach().cpu().contiguous()
+        if tensor.numel():
+            storage = tensor.untyped_storage()
+            partial = tensor.storage_offset() or tensor.numel() * tensor.element_size() != storage.nbytes()
+            if storage.data_ptr() in seen or partial:
+                tensor = tensor.clone()
+            seen.add(tensor.untyped_storage().data_ptr())
+        out[str(key)] = tensor
+    return out
+
+
+def _json_network_opt(network_opt: Any, path: str) -> dict:
+    """``network_opt`` as plain JSON types (what both formats record; tuples become lists)."""
+    if not isinstance(network_opt, Mapping) or 'type' not in network_opt:
+        raise WeightsError(f'weights file {path}: network_g must be a mapping with a "type" key')
+    try:
+        return json.loads(json.dumps(network_opt))
+    except (TypeError, ValueError) as err:
+        raise WeightsError(f'weights file {path}: network_g cannot be recorded as JSON ({_first_line(err)})') from None
+
+
+def save_weights(path: str, state_dict: Mapping[str, torch.Tensor], network_g: Mapping | None = None,
+                 param_key: str = 'params') -> None:
+    """Write deployable weights atomically, as ``.pth`` or ``.safetensors`` (told by the name).
+
+    * ``.pth`` / ``.pt``: ``{param_key: state_dict, 'network_g': {...}, 'gaussiansr_arch_version': '...'}``
+      (``torch.save``; loads with ``torch.load(weights_only=True)`` and BasicSR's ``load_network``);
+    * ``.safetensors``: the tensors, and string metadata ``param_key``, ``network_g`` (JSON) and
+      ``gaussiansr_arch_version`` (plus ``format: pt``), which :func:`read_weights` turns back into
+      the ``.pth`` layout.
+
+    ``network_g`` (the arch options, e.g. the YAML's) is left out when None; the file can then be
+    loaded with options from elsewhere, or by :func:`load_model` from its shapes. The tensors are
+    written as :func:`plain_tensors` makes them. The file appears complete or not at all
+    (temporary file + ``os.replace``; an existing file keeps its content when writing fails).
+
+    Raises:
+        WeightsError: an unknown extension, a bad ``param_key``, a ``network_g`` that is not a
+            JSON-able mapping with a ``type``, or values that are not tensors.
+        OSError: the write failed (the temporary file is removed).
+    """
+    path = os.fspath(path)
+    safetensors_file = is_safetensors(path)
+    if not safetensors_file and not path.lower().endswith(TORCH_SUFFIXES):
+        raise WeightsError(f'weights file {path}: unknown format; name it .safetensors or .pth')
+    if not isinstance(param_key, str) or not param_key or param_key in (NETWORK_KEY, VERSION_KEY):
+        raise WeightsError(f'weights file {path}: param_key must be a name like params or params_ema, '
+                           f'got {param_key!r}')
+    tensors = plain_tensors(state_dict, path)
+    network_opt = _json_network_opt(network_g, path) if network_g is not None else None
+    if safetensors_file:
+        from safetensors.torch import save_file
+
+        metadata = {'format': 'pt', META_PARAM_KEY: param_key, VERSION_KEY: __version__}
+        if network_opt is not None:
+            metadata[NETWORK_KEY] = json.dumps(network_opt)
+        with atomic_path(path) as tmp:
+            save_file(tensors, tmp, metadata=metadata)
+    else:
+        obj: dict[str, Any] = {param_key: tensors}
+        if network_opt is not None:
+            obj[NETWORK_KEY] = network_opt
+        obj[VERSION_KEY] = __version__
+        atomic_torch_save(obj, path)
+
+
+# ---------------------------------------------------------------------------- one-call loading
+def load_model(path: str, device: str | torch.device = 'cpu', *, param_key: str | None = None,
+               network_g: Mapping | None = None) -> torch.nn.Module:
+    """A ready arch (eval mode, on ``device``, gradients off) from a weights file, in one call.
+
+    Any file this package writes or converts: GaussianSR, LIIF or MetaSR; ``.pth`` or ``.safetensors``;
+    a training checkpoint ``net_g_<iter>.pth``, a ``gaussiansr-convert-weights`` or
+    ``gaussiansr-convert-liif`` output, or a bare state dict. The arch options are, in order:
+    ``network_g`` when given (e.g. the ``network_g`` of the run's YAML); the ``network_g`` the file
+    records; else detected from the parameter names and shapes
+    (:func:`gaussiansr_arch.utils.arch_detect.detect_network_opt`, which spells out what shapes
+    cannot show and is then assumed: GaussianSR's ``image_skip`` 'none', ``splat_channels`` 8 when
+    it has a splatting module, LIIF's ``local_ensemble`` on ...). The parameters: ``param_key``
+    when given, else ``params_ema``, else ``params``, else the bare state dict. Loading is strict.
+
+    Example::
+
+        import gaussiansr_arch
+        model = gaussiansr_arch.load_model('gaussiansr_edsr.safetensors', device='cuda')
+        sr = model.upscale(lr, size=(1080, 1920))  # lr: [1,3,h,w] RGB in [0,1] on that device
+
+    Args:
+        path (str): The weights file.
+        device (str | torch.device): Where the arch goes. Default: 'cpu'.
+        param_key (str | None): Key of the parameters in the file (default: see above).
+        network_g (Mapping | None): Arch options overriding what the file records or shows.
+
+    Returns:
+        nn.Module: The arch (an ``ArbitraryScaleArch``: ``upscale(lr, size=... | scale=...)``).
+            Call ``.requires_grad_(True).train()`` on it to fine-tune.
+
+    Raises:
+        WeightsError: one line naming the file: unreadable, needs pickle, no such key, an unknown
+            layout, or parameters that do not fit the arch (the one mismatch report).
+    """
+    path = os.fspath(path)
+    what = f'weights file {path}'
+    ckpt = read_weights(path)
+    state = pick_state_dict(ckpt, path, param_key)
+    if network_g is not None:
+        network_opt, source = dict(network_g), 'the network_g given'
+        arch = build_arch(network_opt, f'{what}: {source}')
+    elif (network_opt := recorded_network_opt(ckpt)) is not None:
+        source = 'the network_g it records'
+        arch = build_arch(network_opt, what)
+    else:
+        from gaussiansr_arch.utils.arch_detect import detect_network_opt
+
+        network_opt, source = detect_network_opt(state, path), 'the network_g detected from its shapes'
+        arch = build_arch(network_opt, f'{what} ({source})')
+    load_into(arch, state, what, source)
+    arch.eval().to(device)
+    arch.requires_grad_(False)
+    return arch
