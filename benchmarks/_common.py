@@ -24,15 +24,15 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / 'results'
 # The official EDSR-baseline-LIIF checkpoint: $GAUSSIANSR_LIIF_CKPT, else ../shared/reference/liif/
 # next to the repository.
-LIIF_CHECKPOINT = Path(os.environ.get('GAUSSIANSR_LIIF_CKPT',
-                                      HERE.parents[1] / 'shared' / 'reference' / 'liif' / 'edsr-baseline-liif.pth'))
+LIIF_CHECKPOINT = Path(
+    os.environ.get('GAUSSIANSR_LIIF_CKPT', HERE.parents[1] / 'shared' / 'reference' / 'liif' / 'edsr-baseline-liif.pth')
+)
 TRAIN_PHOTOS = ('astronaut', 'rocket', 'hubble_deep_field', 'immunohistochemistry', 'retina')
 HELD_OUT_PHOTOS = ('chelsea', 'coffee')
 # bench_quality: every natural colour photo that ships with scikit-image (none is downloaded),
 # and three held-out photos (grace_hopper is matplotlib's sample; skimage's 'cat' is chelsea).
 # ('motorcycle_left' is the left view of skimage's stereo_motorcycle; the right view is nearly the same picture.)
-QUALITY_TRAIN_PHOTOS = ('astronaut', 'rocket', 'hubble_deep_field', 'immunohistochemistry', 'retina',
-                        'motorcycle_left')
+QUALITY_TRAIN_PHOTOS = ('astronaut', 'rocket', 'hubble_deep_field', 'immunohistochemistry', 'retina', 'motorcycle_left')
 QUALITY_HELD_OUT_PHOTOS = ('chelsea', 'coffee', 'grace_hopper')
 
 
@@ -46,8 +46,10 @@ def machine_info(device: str) -> str:
                 model = line.split(':', 1)[1].strip()
     except (OSError, subprocess.SubprocessError):
         pass
-    info = (f'machine: {model}; {os.cpu_count()} logical cores; torch {torch.__version__}; '
-            f'threads {torch.get_num_threads()}; python {sys.version.split()[0]}; device {device}')
+    info = (
+        f'machine: {model}; {os.cpu_count()} logical cores; torch {torch.__version__}; '
+        f'threads {torch.get_num_threads()}; python {sys.version.split()[0]}; device {device}'
+    )
     if device.startswith('cuda') and torch.cuda.is_available():
         info += f' ({torch.cuda.get_device_name(0)})'
     if hasattr(os, 'getloadavg'):
@@ -116,7 +118,7 @@ class OfficialFormLIIF(LIIF):
 
     def sample_projected_code(self, state: LIIFState, coord: torch.Tensor):
         sampled = sample_nearest(state.feat, coord)
-        return F.linear(sampled[..., :-2], self.imnet[0].weight[:, :self.code_dim]), sampled[..., -2:]
+        return F.linear(sampled[..., :-2], self.imnet[0].weight[:, : self.code_dim]), sampled[..., -2:]
 
 
 def register_benchmark_archs() -> None:

@@ -29,13 +29,18 @@ def parse_args(argv=None):
     p.add_argument('--device', default='cpu', help='cpu or cuda (default: cpu; cuda times with synchronisation)')
     p.add_argument('--threads', type=int, default=0, help='torch threads (0: leave torch default)')
     p.add_argument('--cases', nargs='+', default=list(DEFAULT_CASES), help='LR:HR square sizes (default: paper sizes)')
-    p.add_argument('--models', nargs='+', default=['gaussiansr', 'gaussiansr-mlp', 'liif'], choices=MODELS,
-                   help='liif-official-form: LIIF with the first layer per query, as the official code')
+    p.add_argument(
+        '--models',
+        nargs='+',
+        default=['gaussiansr', 'gaussiansr-mlp', 'liif'],
+        choices=MODELS,
+        help='liif-official-form: LIIF with the first layer per query, as the official code',
+    )
     p.add_argument('--runs', type=int, default=5, help='timed repetitions per model and case (default 5)')
-    p.add_argument('--large-runs', type=int, default=3,
-                   help='repetitions for outputs larger than 512x512 (default 3)')
-    p.add_argument('--chunk-size', type=int, default=DEFAULT_CHUNK_SIZE,
-                   help='queries per chunk (default: the package default)')
+    p.add_argument('--large-runs', type=int, default=3, help='repetitions for outputs larger than 512x512 (default 3)')
+    p.add_argument(
+        '--chunk-size', type=int, default=DEFAULT_CHUNK_SIZE, help='queries per chunk (default: the package default)'
+    )
     p.add_argument('--multi-lr', type=int, default=64, help='LR side of the multi-scale test (0: skip it)')
     p.add_argument('--multi-n', type=int, default=40, help='output sizes x1.1 ... x4 of the multi-scale test')
     p.add_argument('--gemm-rows', type=int, default=65536, help='rows of the reference GEMM')
@@ -46,8 +51,11 @@ def parse_args(argv=None):
 # ----------------------------------------------------------------------------- arithmetic
 def conv_macs(module: nn.Module) -> int:
     """MACs per output pixel of every Conv2d inside ``module``."""
-    return sum(m.out_channels * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
-               for m in module.modules() if isinstance(m, nn.Conv2d))
+    return sum(
+        m.out_channels * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+        for m in module.modules()
+        if isinstance(m, nn.Conv2d)
+    )
 
 
 def linear_macs(module: nn.Module) -> int:
@@ -113,8 +121,10 @@ def main(argv=None) -> int:
         print(n)
     cases = [tuple(int(v) for v in c.split(':')) for c in args.cases]
 
-    gemm = {'256x256': gemm_gmacs(device, args.gemm_rows, 256, 256),
-            '576x512': gemm_gmacs(device, args.gemm_rows, 576, 512)}
+    gemm = {
+        '256x256': gemm_gmacs(device, args.gemm_rows, 256, 256),
+        '576x512': gemm_gmacs(device, args.gemm_rows, 576, 512),
+    }
     print(f'reference GEMM [{args.gemm_rows},k]x[k,n]: ' + ', '.join(f'{k}: {v:.1f} GMAC/s' for k, v in gemm.items()))
 
     rows = []
@@ -128,30 +138,50 @@ def main(argv=None) -> int:
                 model.upscale(lq, size=size, chunk_size=args.chunk_size)
             for _ in progress(range(runs), desc=f'{lr_side}->{hr_side}', leave=False):
                 for m, model in models.items():
-                    times[m].append(timed(lambda model=model, lq=lq, size=size: model.upscale(lq, size=size,
-                                                                                             chunk_size=args.chunk_size),
-                                          device))
+                    times[m].append(
+                        timed(
+                            lambda model=model, lq=lq, size=size: model.upscale(
+                                lq, size=size, chunk_size=args.chunk_size
+                            ),
+                            device,
+                        )
+                    )
             scale2 = (hr_side / lr_side) ** 2
             for m, model in models.items():
                 macs = macs_breakdown(model, scale2)
                 total = macs['encoder'] + macs['field'] + macs['decoder']
                 t = median(times[m])
-                rows.append({'case': f'{lr_side}->{hr_side}', 'model': m, 'ms': t * 1e3, 'macs': macs, 'total': total,
-                             'gmacs': total * hr_side * hr_side / t / 1e9, 'runs': runs})
-            case_rows = rows[-len(models):]
+                rows.append(
+                    {
+                        'case': f'{lr_side}->{hr_side}',
+                        'model': m,
+                        'ms': t * 1e3,
+                        'macs': macs,
+                        'total': total,
+                        'gmacs': total * hr_side * hr_side / t / 1e9,
+                        'runs': runs,
+                    }
+                )
+            case_rows = rows[-len(models) :]
             print(f'\n{lr_side}x{lr_side} -> {hr_side}x{hr_side} (median of {runs} interleaved runs, 1 warm-up)')
-            print(f'  {"model":<15}{"ms":>10}{"LIIF/x":>8}{"MAC/px":>11}{"enc/LRpx":>10}{"enc":>9}{"field":>8}'
-                  f'{"decoder":>10}{"GMAC/s":>8}{"%GEMM":>7}')
+            print(
+                f'  {"model":<15}{"ms":>10}{"LIIF/x":>8}{"MAC/px":>11}{"enc/LRpx":>10}{"enc":>9}{"field":>8}'
+                f'{"decoder":>10}{"GMAC/s":>8}{"%GEMM":>7}'
+            )
             ref = next((r['ms'] for r in case_rows if r['model'] == 'liif'), None)
             for r in case_rows:
                 ratio = f'{ref / r["ms"]:.2f}' if ref else '-'
                 mc = r['macs']
                 g = gemm['576x512'] if r['model'] == 'gaussiansr' else gemm['256x256']
-                print(f'  {r["model"]:<15}{r["ms"]:10.1f}{ratio:>8}{r["total"]:11.0f}{mc["encoder/LR px"]:10.0f}'
-                      f'{mc["encoder"]:9.0f}{mc["field"]:8.0f}{mc["decoder"]:10.0f}{r["gmacs"]:8.1f}'
-                      f'{100 * r["gmacs"] / g:6.0f}%')
-    print('\n%GEMM: achieved GMAC/s (counted MACs / time) vs the reference GEMM of the main decoder layer '
-          '(576x512 for the LTE conv, 256x256 for MLPs).')
+                print(
+                    f'  {r["model"]:<15}{r["ms"]:10.1f}{ratio:>8}{r["total"]:11.0f}{mc["encoder/LR px"]:10.0f}'
+                    f'{mc["encoder"]:9.0f}{mc["field"]:8.0f}{mc["decoder"]:10.0f}{r["gmacs"]:8.1f}'
+                    f'{100 * r["gmacs"] / g:6.0f}%'
+                )
+    print(
+        '\n%GEMM: achieved GMAC/s (counted MACs / time) vs the reference GEMM of the main decoder layer '
+        '(576x512 for the LTE conv, 256x256 for MLPs).'
+    )
 
     if args.multi_lr:
         multi_scale(args, models, device)
@@ -163,21 +193,30 @@ def multi_scale(args, models, device) -> None:
     n = args.multi_n
     scales = [1.1 + (4.0 - 1.1) * i / (n - 1) for i in range(n)] if n > 1 else [4.0]
     sizes = [output_size_for_scale(lq.shape[-2:], s) for s in scales]
-    print(f'\nmulti-scale: {n} output sizes from one {args.multi_lr}x{args.multi_lr} LR '
-          f'({sizes[0][0]}..{sizes[-1][0]} px): upscale_many (one encoding) vs {n} upscale calls '
-          f'(median of 3 interleaved runs)')
+    print(
+        f'\nmulti-scale: {n} output sizes from one {args.multi_lr}x{args.multi_lr} LR '
+        f'({sizes[0][0]}..{sizes[-1][0]} px): upscale_many (one encoding) vs {n} upscale calls '
+        f'(median of 3 interleaved runs)'
+    )
     with torch.no_grad():
         for m, model in models.items():
             model.upscale_many(lq, sizes[:2], chunk_size=args.chunk_size)  # warm-up
             many, single = [], []
             for _ in progress(range(3), desc=f'multi-scale {m}', leave=False):
-                many.append(timed(lambda model=model: model.upscale_many(lq, sizes, chunk_size=args.chunk_size),
-                                  device))
-                single.append(timed(lambda model=model: [model.upscale(lq, size=s, chunk_size=args.chunk_size)
-                                                         for s in sizes], device))
+                many.append(
+                    timed(lambda model=model: model.upscale_many(lq, sizes, chunk_size=args.chunk_size), device)
+                )
+                single.append(
+                    timed(
+                        lambda model=model: [model.upscale(lq, size=s, chunk_size=args.chunk_size) for s in sizes],
+                        device,
+                    )
+                )
             t_many, t_single = median(many), median(single)
-            print(f'  {m:<15} upscale_many {t_many * 1e3:9.1f} ms   {n} x upscale {t_single * 1e3:9.1f} ms   '
-                  f'ratio {t_single / t_many:.2f}x')
+            print(
+                f'  {m:<15} upscale_many {t_many * 1e3:9.1f} ms   {n} x upscale {t_single * 1e3:9.1f} ms   '
+                f'ratio {t_single / t_many:.2f}x'
+            )
 
 
 if __name__ == '__main__':

@@ -63,8 +63,21 @@ def child(args) -> None:
 
 
 def measure(args, name: str, size: int) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), '--device', args.device, '--threads', str(args.threads),
-           '--lr', str(args.lr), '--chunk-size', str(args.chunk_size), '--child', name, str(size)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        '--device',
+        args.device,
+        '--threads',
+        str(args.threads),
+        '--lr',
+        str(args.lr),
+        '--chunk-size',
+        str(args.chunk_size),
+        '--child',
+        name,
+        str(size),
+    ]
     use_time = shutil.which('time') or (os.path.exists('/usr/bin/time') and '/usr/bin/time')
     if use_time:
         cmd = [use_time, '-v', *cmd]
@@ -76,8 +89,11 @@ def measure(args, name: str, size: int) -> dict:
         rss_kb = int(re.search(r'Maximum resident set size \(kbytes\): (\d+)', text).group(1))
     else:
         rss_kb = int(re.search(r'RU_MAXRSS_KB (\d+)', text).group(1))
-    res = {'rss_mb': rss_kb / 1024, 'seconds': float(re.search(r'SECONDS ([\d.]+)', text).group(1)),
-           'source': '/usr/bin/time -v' if use_time else 'ru_maxrss'}
+    res = {
+        'rss_mb': rss_kb / 1024,
+        'seconds': float(re.search(r'SECONDS ([\d.]+)', text).group(1)),
+        'source': '/usr/bin/time -v' if use_time else 'ru_maxrss',
+    }
     m = re.search(r'CUDA_MAX_ALLOC_MB ([\d.]+)', text)
     if m:
         res['cuda_mb'] = float(m.group(1))
@@ -99,8 +115,10 @@ def main(argv=None) -> int:
     for name, size in progress(cases, desc='memory cases'):
         results[name, size] = measure(args, name, size)
     src = next(iter(results.values()))['source']
-    print(f'\npeak resident memory of the whole process ({src}), LR {args.lr}x{args.lr}, one fresh process per case; '
-          f'size 0 = baseline (imports, model, input; no upscale)')
+    print(
+        f'\npeak resident memory of the whole process ({src}), LR {args.lr}x{args.lr}, one fresh process per case; '
+        f'size 0 = baseline (imports, model, input; no upscale)'
+    )
     print(f'{"output":>10}' + ''.join(f'{m + " MB":>18}{"s":>8}' for m in args.models))
     for size in [0, *args.sizes]:
         row = f'{(f"{size}^2" if size else "baseline"):>10}'
@@ -112,9 +130,11 @@ def main(argv=None) -> int:
         peak = max(results['gaussiansr', s]['rss_mb'] for s in args.sizes)
         spread = peak - min(results['gaussiansr', s]['rss_mb'] for s in args.sizes)
         verdict = 'MET' if peak <= BUDGET_MB else 'MISSED'
-        print(f'GaussianSR peak {peak:.0f} MB (budget {BUDGET_MB} MB: {verdict}); spread over output sizes '
-              f'{spread:.0f} MB (the output image itself is 3 x H x W float32 = '
-              f'{3 * 4 * max(args.sizes) ** 2 / 2**20:.0f} MB at {max(args.sizes)}^2)')
+        print(
+            f'GaussianSR peak {peak:.0f} MB (budget {BUDGET_MB} MB: {verdict}); spread over output sizes '
+            f'{spread:.0f} MB (the output image itself is 3 x H x W float32 = '
+            f'{3 * 4 * max(args.sizes) ** 2 / 2**20:.0f} MB at {max(args.sizes)}^2)'
+        )
     return 0
 
 

@@ -77,11 +77,20 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--device', default='cpu', help='cpu or cuda (default: cpu)')
     p.add_argument('--threads', type=int, default=0, help='torch threads (0: leave torch default)')
-    p.add_argument('--models', nargs='+', type=arm_choice, default=['gaussian8', 'bicubic64', 'liif'],
-                   help='arms trained in lockstep (default: gaussian8 bicubic64 liif)')
+    p.add_argument(
+        '--models',
+        nargs='+',
+        type=arm_choice,
+        default=['gaussian8', 'bicubic64', 'liif'],
+        help='arms trained in lockstep (default: gaussian8 bicubic64 liif)',
+    )
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2], help='seeds (default: 0 1 2)')
-    p.add_argument('--encoder-init', choices=['scratch', 'liif'], default='scratch',
-                   help="'liif': every encoder from the official LIIF checkpoint (default: scratch)")
+    p.add_argument(
+        '--encoder-init',
+        choices=['scratch', 'liif'],
+        default='scratch',
+        help="'liif': every encoder from the official LIIF checkpoint (default: scratch)",
+    )
     p.add_argument('--iters', type=int, default=1000, help='training iterations per model and seed (default 1000)')
     p.add_argument('--batch', type=int, default=8, help='batch size (default 8)')
     p.add_argument('--lr-size', type=int, default=32, help='LR patch size (default 32)')
@@ -90,8 +99,12 @@ def parse_args(argv=None):
     p.add_argument('--lr', type=float, default=1e-4, help='Adam learning rate (default 1e-4, as LIIF)')
     p.add_argument('--eval-every', type=int, default=250, help='validate every N iterations (and at 0 and the end)')
     p.add_argument('--eval-scales', type=float, nargs='+', default=[2.0, 3.0, 4.0, 2.4, 6.0])
-    p.add_argument('--eval-crop', type=int, default=240,
-                   help='centre-crop held-out HR photos to at most this side (0: whole photo; default 240)')
+    p.add_argument(
+        '--eval-crop',
+        type=int,
+        default=240,
+        help='centre-crop held-out HR photos to at most this side (0: whole photo; default 240)',
+    )
     p.add_argument('--out', default=str(RESULTS / 'quality'), help='output folder')
     p.add_argument('--no-plot', action='store_true')
     return p.parse_args(argv)
@@ -124,7 +137,7 @@ def random_sample(img: np.ndarray, lr_size: int, scale_max: float, sample_q: int
     h, w = img.shape[:2]
     top = int(torch.randint(0, h - crop + 1, (), generator=gen))
     left = int(torch.randint(0, w - crop + 1, (), generator=gen))
-    hr = np.ascontiguousarray(img[top:top + crop, left:left + crop])
+    hr = np.ascontiguousarray(img[top : top + crop, left : left + crop])
     lr = make_lr(hr, (lr_size, lr_size))
     flips = torch.rand(3, generator=gen)
     if flips[0] < 0.5:
@@ -136,8 +149,12 @@ def random_sample(img: np.ndarray, lr_size: int, scale_max: float, sample_q: int
     gt = torch.from_numpy(np.ascontiguousarray(hr)).reshape(-1, 3)
     coord = make_coord((crop, crop))
     idx = torch.randperm(crop * crop, generator=gen)[:sample_q]
-    return {'lq': torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1))), 'gt': gt[idx],
-            'coord': coord[idx], 'cell': make_cell((crop, crop), len(idx))}
+    return {
+        'lq': torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1))),
+        'gt': gt[idx],
+        'coord': coord[idx],
+        'cell': make_cell((crop, crop), len(idx)),
+    }
 
 
 def make_batch(photos, seed: int, it: int, args) -> dict:
@@ -158,13 +175,20 @@ def make_eval_set(scales, crop: int) -> list[dict]:
         if crop:
             h, w = img.shape[:2]
             ch, cw = min(h, crop), min(w, crop)
-            img = img[(h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw]
+            img = img[(h - ch) // 2 : (h - ch) // 2 + ch, (w - cw) // 2 : (w - cw) // 2 + cw]
         for s in scales:
             (hh, hw), lr_size = hr_crop_and_lr_size(img.shape[:2], s)
             hr = img[:hh, :hw]
             lr = make_lr(hr, lr_size)
-            cases.append({'photo': name, 'scale': s, 'hr': to_uint8(hr), 'lr': lr,
-                          'bicubic': to_uint8(np.clip(imresize_to(lr, (hh, hw)), 0, 1))})
+            cases.append(
+                {
+                    'photo': name,
+                    'scale': s,
+                    'hr': to_uint8(hr),
+                    'lr': lr,
+                    'bicubic': to_uint8(np.clip(imresize_to(lr, (hh, hw)), 0, 1)),
+                }
+            )
     return cases
 
 
@@ -190,8 +214,11 @@ def evaluate(model, cases, device) -> dict:
 
 def final_psnr(result: dict, arm: str) -> dict:
     """{seed: {scale: PSNR}} at the last evaluation of every finished seed."""
-    return {seed: curves[arm][-1]['psnr'] for seed, curves in result['curves'].items()
-            if curves[arm] and curves[arm][-1]['iter'] == result['args']['iters']}
+    return {
+        seed: curves[arm][-1]['psnr']
+        for seed, curves in result['curves'].items()
+        if curves[arm] and curves[arm][-1]['iter'] == result['args']['iters']
+    }
 
 
 def summary(result: dict) -> dict:
@@ -207,8 +234,13 @@ def summary(result: dict) -> dict:
             seeds = [seed for seed in named[a] if seed in named[b]]
             if seeds:
                 rows[f'{a} - {b}'] = {s: [named[a][seed][s] - named[b][seed][s] for seed in seeds] for s in scales}
-    return {name: {s: {'mean': float(np.mean(v)), 'std': float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
-                       'per_seed': v} for s, v in row.items()} for name, row in rows.items()}
+    return {
+        name: {
+            s: {'mean': float(np.mean(v)), 'std': float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, 'per_seed': v}
+            for s, v in row.items()
+        }
+        for name, row in rows.items()
+    }
 
 
 def print_summary(result: dict, file=sys.stdout) -> None:
@@ -217,8 +249,11 @@ def print_summary(result: dict, file=sys.stdout) -> None:
     if not table:
         return
     n = max(len(next(iter(row.values()))['per_seed']) for row in table.values())
-    print(f'\nPSNR-Y (dB) at iteration {result["args"]["iters"]}, mean +- std over {n} seed(s); '
-          f'held out: {", ".join(QUALITY_HELD_OUT_PHOTOS)}', file=file)
+    print(
+        f'\nPSNR-Y (dB) at iteration {result["args"]["iters"]}, mean +- std over {n} seed(s); '
+        f'held out: {", ".join(QUALITY_HELD_OUT_PHOTOS)}',
+        file=file,
+    )
     print(f'{"":<34}' + ''.join(f'{"x" + s:>17}' for s in scales), file=file)
     print(f'{"bicubic":<34}' + ''.join(f'{result["bicubic"][s]:17.2f}' for s in scales), file=file)
     for name, row in table.items():
@@ -227,8 +262,10 @@ def print_summary(result: dict, file=sys.stdout) -> None:
         print(f'{name:<34}{cells}', file=file)
     print('per seed:', file=file)
     for name, row in table.items():
-        print(f'  {name:<32}' + '  '.join(f'x{s}: ' + ' '.join(f'{v:.2f}' for v in row[s]['per_seed'])
-                                         for s in scales), file=file)
+        print(
+            f'  {name:<32}' + '  '.join(f'x{s}: ' + ' '.join(f'{v:.2f}' for v in row[s]['per_seed']) for s in scales),
+            file=file,
+        )
 
 
 def plot(result: dict, path: Path) -> None:
@@ -249,8 +286,9 @@ def plot(result: dict, path: Path) -> None:
             mean = values.mean(axis=0)
             ax.plot(its, mean, marker='o', markersize=3, color=colours[k % len(colours)], label=arm)
             if len(curves) > 1:
-                ax.fill_between(its, values.min(axis=0), values.max(axis=0), color=colours[k % len(colours)],
-                                alpha=0.15)
+                ax.fill_between(
+                    its, values.min(axis=0), values.max(axis=0), color=colours[k % len(colours)], alpha=0.15
+                )
         ax.axhline(result['bicubic'][s], color='grey', linestyle='--', label='bicubic')
         ax.set_title(f'x{s}')
         ax.set_xlabel('iteration')
@@ -273,8 +311,13 @@ def train_seed(seed: int, photos, cases, result: dict, args, device, save) -> No
 
     def checkpoint(it: int) -> None:
         for m, model in models.items():
-            curves[m].append({'iter': it, 'psnr': evaluate(model, cases, device),
-                              'l1': float(np.mean(losses[m][-50:])) if losses[m] else None})
+            curves[m].append(
+                {
+                    'iter': it,
+                    'psnr': evaluate(model, cases, device),
+                    'l1': float(np.mean(losses[m][-50:])) if losses[m] else None,
+                }
+            )
         save()
 
     checkpoint(0)
@@ -307,17 +350,25 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     print(machine_info(args.device))
     print('command:', ' '.join(sys.argv))
-    print(f'budget: {args.iters} iterations per model and seed, batch {args.batch}, LR {args.lr_size}x{args.lr_size}, '
-          f'{args.sample_q} queries, scale U(1,{args.scale_max}), Adam lr {args.lr}, L1; seeds {args.seeds}; '
-          f'encoder init {args.encoder_init}; identical batches for every model')
+    print(
+        f'budget: {args.iters} iterations per model and seed, batch {args.batch}, LR {args.lr_size}x{args.lr_size}, '
+        f'{args.sample_q} queries, scale U(1,{args.scale_max}), Adam lr {args.lr}, L1; seeds {args.seeds}; '
+        f'encoder init {args.encoder_init}; identical batches for every model'
+    )
     print(f'train photos: {", ".join(QUALITY_TRAIN_PHOTOS)}; held out: {", ".join(QUALITY_HELD_OUT_PHOTOS)}')
     photos = [photo(n) for n in QUALITY_TRAIN_PHOTOS]
     cases = make_eval_set(args.eval_scales, args.eval_crop)
     bicubic: dict = {}
     for case in cases:
         bicubic.setdefault(f'{case["scale"]:g}', []).append(psnr(case['bicubic'], case['hr'], case['scale']))
-    result = {'args': vars(args), 'machine': machine_info(args.device), 'command': ' '.join(sys.argv),
-              'bicubic': {s: float(np.mean(v)) for s, v in bicubic.items()}, 'curves': {}, 'sec_per_iter': {}}
+    result = {
+        'args': vars(args),
+        'machine': machine_info(args.device),
+        'command': ' '.join(sys.argv),
+        'bicubic': {s: float(np.mean(v)) for s, v in bicubic.items()},
+        'curves': {},
+        'sec_per_iter': {},
+    }
     started = time.time()
 
     def save() -> None:
@@ -331,8 +382,9 @@ def main(argv=None) -> int:
     for seed in args.seeds:
         train_seed(seed, photos, cases, result, args, device, save)
         print_summary(result)
-    medians = {m: float(np.median([t for seed in result['sec_per_iter'].values() for t in seed[m]]))
-               for m in args.models}
+    medians = {
+        m: float(np.median([t for seed in result['sec_per_iter'].values() for t in seed[m]])) for m in args.models
+    }
     print('median s/iteration: ' + ', '.join(f'{m} {t:.3f}' for m, t in medians.items()))
     print(f'wall time {result["wall_s"] / 60:.1f} min; plot: {out / "psnr_vs_iter.png"}; data: {out / "quality.json"}')
     return 0

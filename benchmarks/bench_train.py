@@ -42,16 +42,21 @@ NETWORKS = {
 }
 # The trainer with the benchmark-only OfficialFormLIIF registered (same entry point otherwise).
 # On CUDA the trainer prints its peak allocated GPU memory at exit.
-TRAIN_ENTRY = ('import sys, atexit, torch; sys.path.insert(0, {here!r}); import _common; '
-               '_common.register_benchmark_archs(); '
-               'atexit.register(lambda: torch.cuda.is_available() and print("CUDA_MAX_ALLOC_MB", '
-               'torch.cuda.max_memory_allocated() / 2**20, file=sys.stderr)); '
-               'from gaussiansr_arch.train import main; main(sys.argv[1:])')
+TRAIN_ENTRY = (
+    'import sys, atexit, torch; sys.path.insert(0, {here!r}); import _common; '
+    '_common.register_benchmark_archs(); '
+    'atexit.register(lambda: torch.cuda.is_available() and print("CUDA_MAX_ALLOC_MB", '
+    'torch.cuda.max_memory_allocated() / 2**20, file=sys.stderr)); '
+    'from gaussiansr_arch.train import main; main(sys.argv[1:])'
+)
 AMPS = ('fp32', 'bf16', 'fp16')
 # glibc keeps freed memory for reuse instead of unmapping every block over 32 MB, which the
 # next step would page-fault again (--malloc-tuned; applies to every model alike).
-TUNED_MALLOC = {'MALLOC_MMAP_THRESHOLD_': '4294967296', 'MALLOC_TRIM_THRESHOLD_': '68719476736',
-                'MALLOC_TOP_PAD_': '1073741824'}
+TUNED_MALLOC = {
+    'MALLOC_MMAP_THRESHOLD_': '4294967296',
+    'MALLOC_TRIM_THRESHOLD_': '68719476736',
+    'MALLOC_TOP_PAD_': '1073741824',
+}
 LOG_RE = re.compile(r'iter:\s*([\d,]+).*?time \(data\):\s*([\d.]+)\s*\(([\d.]+)\)')
 
 
@@ -68,10 +73,18 @@ def parse_args(argv=None):
     p.add_argument('--sample-q', type=int, default=2304)
     p.add_argument('--scale-max', type=float, default=4.0)
     p.add_argument('--workdir', default=None, help='where the LMDB and experiments go (default: a temp folder)')
-    p.add_argument('--amp', nargs='+', default=['fp32'], choices=AMPS,
-                   help='precisions (train.amp) each model runs in (default: fp32)')
-    p.add_argument('--malloc-tuned', action='store_true',
-                   help='run the trainers with glibc malloc keeping freed memory (MALLOC_* variables)')
+    p.add_argument(
+        '--amp',
+        nargs='+',
+        default=['fp32'],
+        choices=AMPS,
+        help='precisions (train.amp) each model runs in (default: fp32)',
+    )
+    p.add_argument(
+        '--malloc-tuned',
+        action='store_true',
+        help='run the trainers with glibc malloc keeping freed memory (MALLOC_* variables)',
+    )
     return p.parse_args(argv)
 
 
@@ -95,20 +108,39 @@ def make_lmdb(root: Path, min_side: int) -> str:
 
 def train_yaml(args, lmdb: str, model: str, name: str, amp: str = 'fp32') -> dict:
     return {
-        'name': name, 'model_type': 'ArbitraryScaleSRModel', 'num_gpu': 1 if args.device.startswith('cuda') else 0,
+        'name': name,
+        'model_type': 'ArbitraryScaleSRModel',
+        'num_gpu': 1 if args.device.startswith('cuda') else 0,
         'manual_seed': 0,
         'network_g': dict(NETWORKS[model]),
-        'datasets': {'train': {
-            'name': 'skimage', 'type': 'ArbitraryScaleImageDataset', 'dataroot_gt': lmdb,
-            'meta_info_file': os.path.join(lmdb, 'meta_info.txt'), 'io_backend': {'type': 'lmdb'},
-            'lr_size': args.lr_size, 'scale_min': 1.0, 'scale_max': args.scale_max, 'sample_q': args.sample_q,
-            'use_hflip': True, 'use_rot': True, 'num_worker_per_gpu': 0, 'batch_size_per_gpu': args.batch,
-            'dataset_enlarge_ratio': 100, 'prefetch_mode': None}},
+        'datasets': {
+            'train': {
+                'name': 'skimage',
+                'type': 'ArbitraryScaleImageDataset',
+                'dataroot_gt': lmdb,
+                'meta_info_file': os.path.join(lmdb, 'meta_info.txt'),
+                'io_backend': {'type': 'lmdb'},
+                'lr_size': args.lr_size,
+                'scale_min': 1.0,
+                'scale_max': args.scale_max,
+                'sample_q': args.sample_q,
+                'use_hflip': True,
+                'use_rot': True,
+                'num_worker_per_gpu': 0,
+                'batch_size_per_gpu': args.batch,
+                'dataset_enlarge_ratio': 100,
+                'prefetch_mode': None,
+            }
+        },
         'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
-        'train': {'optim_g': {'type': 'Adam', 'lr': 1e-4, 'weight_decay': 0, 'betas': [0.9, 0.999]},
-                  'scheduler': {'type': 'MultiStepLR', 'milestones': [10**6], 'gamma': 0.5},
-                  'total_iter': args.iters, 'warmup_iter': -1, 'amp': None if amp == 'fp32' else amp,
-                  'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'}},
+        'train': {
+            'optim_g': {'type': 'Adam', 'lr': 1e-4, 'weight_decay': 0, 'betas': [0.9, 0.999]},
+            'scheduler': {'type': 'MultiStepLR', 'milestones': [10**6], 'gamma': 0.5},
+            'total_iter': args.iters,
+            'warmup_iter': -1,
+            'amp': None if amp == 'fp32' else amp,
+            'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'},
+        },
         'logger': {'print_freq': 1, 'save_checkpoint_freq': 10**9, 'use_tb_logger': False},
     }
 
@@ -165,7 +197,7 @@ def run_all(args, root: Path, lmdb: str) -> dict:
     for r, m, a in progress(runs, desc='training runs'):
         res = run_once(args, root, lmdb, m, r, a)
         entry = results[label(m, a)]
-        entry['times'] += res['times'][args.warmup:]
+        entry['times'] += res['times'][args.warmup :]
         entry['rss_mb'].append(res['rss_mb'])
         if res['gpu_mb'] is not None:
             entry['gpu_mb'].append(res['gpu_mb'])
@@ -186,10 +218,14 @@ def main(argv=None) -> int:
         raise SystemExit('--warmup must be smaller than --iters')
     print(machine_info(args.device))
     print('command: python', ' '.join(sys.argv))
-    print(f'recipe: batch {args.batch}, LR {args.lr_size}x{args.lr_size}, {args.sample_q} queries, '
-          f'scale U(1,{args.scale_max}), Adam 1e-4, L1; {args.iters} iterations per run, first {args.warmup} dropped')
-    print('allocator: ' + (' '.join(f'{k}={v}' for k, v in TUNED_MALLOC.items()) if args.malloc_tuned
-                           else 'glibc defaults'))
+    print(
+        f'recipe: batch {args.batch}, LR {args.lr_size}x{args.lr_size}, {args.sample_q} queries, '
+        f'scale U(1,{args.scale_max}), Adam 1e-4, L1; {args.iters} iterations per run, first {args.warmup} dropped'
+    )
+    print(
+        'allocator: '
+        + (' '.join(f'{k}={v}' for k, v in TUNED_MALLOC.items()) if args.malloc_tuned else 'glibc defaults')
+    )
     tmp = None
     if args.workdir:
         root = Path(args.workdir)

@@ -36,8 +36,12 @@ def parse_args(argv=None):
     p.add_argument('--device', default='cuda', help='cuda (default) or cpu')
     p.add_argument('--quick', action='store_true', help='CPU-sized run (see above)')
     p.add_argument('--runs', type=int, default=None, help='timed runs per case (default 100; --quick 2)')
-    p.add_argument('--cases', nargs='+', default=None,
-                   help='LR:HR sizes (default 64:128 64:256 64:384 128:512 510:2040; --quick 255:1020 last)')
+    p.add_argument(
+        '--cases',
+        nargs='+',
+        default=None,
+        help='LR:HR sizes (default 64:128 64:256 64:384 128:512 510:2040; --quick 255:1020 last)',
+    )
     p.add_argument('--precisions', nargs='+', default=['fp32', 'bf16'], choices=['fp32', 'bf16', 'fp16'])
     p.add_argument('--train-iters', type=int, default=None, help='training iterations per run (default 20; --quick 3)')
     p.add_argument('--train-batch', type=int, default=16)
@@ -78,6 +82,7 @@ def build(name: str, device) -> torch.nn.Module:
 
 def time_upscale(model, lq, size, precision, device, runs: int) -> tuple[float, float | None]:
     """Mean milliseconds over ``runs`` after one warm-up, and peak CUDA MB (None on the CPU)."""
+
     def once():
         with torch.no_grad(), precision_context(precision, device):
             model.upscale(lq, size=size)
@@ -110,8 +115,10 @@ def inference_table(args, device) -> list[str]:
                 cells.append(f'{ms:.1f} ms' + (f', {peak:.0f} MB' if peak is not None else ''))
         lines.append(f'| {lr_side} -> {hr_side} ({runs} runs) | ' + ' | '.join(cells) + ' |')
     lines.append('')
-    lines.append('Paper (V100, Table 4), LIIF / GaussianSR: ' +
-                 ', '.join(f'64 -> {k}: {v[0]} / {v[1]} ms' for k, v in PAPER_V100_MS.items()))
+    lines.append(
+        'Paper (V100, Table 4), LIIF / GaussianSR: '
+        + ', '.join(f'64 -> {k}: {v[0]} / {v[1]} ms' for k, v in PAPER_V100_MS.items())
+    )
     return lines
 
 
@@ -119,17 +126,38 @@ def training_table(args) -> list[str]:
     import bench_train
 
     amps = [p for p in args.precisions if p != 'fp16' or args.device.startswith('cuda')]
-    bargs = bench_train.parse_args(['--device', args.device, '--models', 'gaussiansr', 'liif', '--amp', *amps,
-                                    '--iters', str(args.train_iters), '--warmup', str(min(2, args.train_iters - 1)),
-                                    '--batch', str(args.train_batch), '--lr-size', str(args.train_lr_size),
-                                    '--sample-q', str(args.train_sample_q)])
+    bargs = bench_train.parse_args(
+        [
+            '--device',
+            args.device,
+            '--models',
+            'gaussiansr',
+            'liif',
+            '--amp',
+            *amps,
+            '--iters',
+            str(args.train_iters),
+            '--warmup',
+            str(min(2, args.train_iters - 1)),
+            '--batch',
+            str(args.train_batch),
+            '--lr-size',
+            str(args.train_lr_size),
+            '--sample-q',
+            str(args.train_sample_q),
+        ]
+    )
     with tempfile.TemporaryDirectory(prefix='gsr_gpu_check_') as tmp:
         root = Path(tmp)
         lmdb = bench_train.make_lmdb(root, int(args.train_lr_size * bargs.scale_max) + 1)
         results = bench_train.run_all(bargs, root, lmdb)
-    lines = [f'Training through the trainer (batch {args.train_batch}, {args.train_lr_size}x{args.train_lr_size}, '
-             f'{args.train_sample_q} queries; median of {args.train_iters - bargs.warmup} iterations):', '',
-             '| model | s/iteration | peak GPU MB | peak RSS MB |', '|---|---|---|---|']
+    lines = [
+        f'Training through the trainer (batch {args.train_batch}, {args.train_lr_size}x{args.train_lr_size}, '
+        f'{args.train_sample_q} queries; median of {args.train_iters - bargs.warmup} iterations):',
+        '',
+        '| model | s/iteration | peak GPU MB | peak RSS MB |',
+        '|---|---|---|---|',
+    ]
     for name, r in results.items():
         gpu = f'{max(r["gpu_mb"]):.0f}' if r['gpu_mb'] else '-'
         lines.append(f'| {name} | {bench_train.median(r["times"]):.3f} | {gpu} | {max(r["rss_mb"]):.0f} |')
@@ -143,13 +171,23 @@ def training_table(args) -> list[str]:
 def main(argv=None) -> int:
     args = parse_args(argv)
     device = check_device(args.device)
-    out = [f'# Device check ({time.strftime("%Y-%m-%d")})', '', machine_info(args.device), '',
-           'command: python ' + ' '.join(sys.argv), '']
+    out = [
+        f'# Device check ({time.strftime("%Y-%m-%d")})',
+        '',
+        machine_info(args.device),
+        '',
+        'command: python ' + ' '.join(sys.argv),
+        '',
+    ]
     if not args.skip_tests:
         print('running tests/test_device.py ...', file=sys.stderr)
         out += [f'Device-wide tests: {run_device_tests(args.device)}', '']
-    out += ['Inference through `upscale` (mean of the runs after a warm-up' +
-            (', peak `torch.cuda.max_memory_allocated`' if device.type == 'cuda' else '') + '):', '']
+    out += [
+        'Inference through `upscale` (mean of the runs after a warm-up'
+        + (', peak `torch.cuda.max_memory_allocated`' if device.type == 'cuda' else '')
+        + '):',
+        '',
+    ]
     out += inference_table(args, device)
     if not args.skip_train:
         out += [''] + training_table(args)

@@ -81,8 +81,11 @@ def make_data(root: Path) -> dict:
     train, val = root / 'train', root / 'val'
     train.mkdir(parents=True, exist_ok=True)
     val.mkdir(exist_ok=True)
-    photos = [skimage.data.astronaut()[100:196, 180:276], skimage.data.chelsea()[60:156, 120:216],
-              skimage.data.coffee()[100:196, 200:296]]
+    photos = [
+        skimage.data.astronaut()[100:196, 180:276],
+        skimage.data.chelsea()[60:156, 120:216],
+        skimage.data.coffee()[100:196, 200:296],
+    ]
     for i, img in enumerate(photos):
         cv2.imwrite(str(train / f'{i:04d}.png'), cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2BGR))
     cv2.imwrite(str(val / '0000.png'), cv2.cvtColor(np.ascontiguousarray(photos[0][:48, :48]), cv2.COLOR_RGB2BGR))
@@ -92,23 +95,58 @@ def make_data(root: Path) -> dict:
 def soak_opt(data: dict, iters: int, ckpt_every: int, val_every: int) -> dict:
     """A tiny GaussianSR config: ~25k parameters, 16x16 LR patches, batch 2, 128 queries."""
     return {
-        'name': 'soak', 'model_type': 'SoakArbitraryScaleSRModel', 'num_gpu': 0, 'manual_seed': 0,
-        'network_g': {'type': 'GaussianSR', 'encoder': 'edsr-baseline', 'encoder_opt': {'num_feat': 16, 'num_block': 1},
-                      'splat_channels': 4, 'bank_size': 16, 'decoder_hidden': [32, 32]},
+        'name': 'soak',
+        'model_type': 'SoakArbitraryScaleSRModel',
+        'num_gpu': 0,
+        'manual_seed': 0,
+        'network_g': {
+            'type': 'GaussianSR',
+            'encoder': 'edsr-baseline',
+            'encoder_opt': {'num_feat': 16, 'num_block': 1},
+            'splat_channels': 4,
+            'bank_size': 16,
+            'decoder_hidden': [32, 32],
+        },
         'datasets': {
-            'train': {'name': 'soak', 'type': 'ArbitraryScaleImageDataset', 'dataroot_gt': data['train'],
-                      'io_backend': {'type': 'disk'}, 'lr_size': 16, 'scale_min': 1.0, 'scale_max': 4.0,
-                      'sample_q': 128, 'use_hflip': True, 'use_rot': True, 'num_worker_per_gpu': 0,
-                      'batch_size_per_gpu': 2, 'dataset_enlarge_ratio': 100, 'prefetch_mode': None},
-            'val_x2': {'name': 'val_x2', 'type': 'ArbitraryScalePairedDataset', 'dataroot_gt': data['val'],
-                       'scale': 2, 'io_backend': {'type': 'disk'}},
+            'train': {
+                'name': 'soak',
+                'type': 'ArbitraryScaleImageDataset',
+                'dataroot_gt': data['train'],
+                'io_backend': {'type': 'disk'},
+                'lr_size': 16,
+                'scale_min': 1.0,
+                'scale_max': 4.0,
+                'sample_q': 128,
+                'use_hflip': True,
+                'use_rot': True,
+                'num_worker_per_gpu': 0,
+                'batch_size_per_gpu': 2,
+                'dataset_enlarge_ratio': 100,
+                'prefetch_mode': None,
+            },
+            'val_x2': {
+                'name': 'val_x2',
+                'type': 'ArbitraryScalePairedDataset',
+                'dataroot_gt': data['val'],
+                'scale': 2,
+                'io_backend': {'type': 'disk'},
+            },
         },
         'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
-        'train': {'ema_decay': 0.999, 'optim_g': {'type': 'Adam', 'lr': 1e-4, 'betas': [0.9, 0.99]},
-                  'scheduler': {'type': 'MultiStepLR', 'milestones': [iters // 2], 'gamma': 0.5},
-                  'total_iter': iters, 'warmup_iter': -1, 'grad_clip': 1.0},
-        'val': {'val_freq': val_every, 'save_img': False, 'chunk_size': 1024,
-                'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 2, 'test_y_channel': False}}},
+        'train': {
+            'ema_decay': 0.999,
+            'optim_g': {'type': 'Adam', 'lr': 1e-4, 'betas': [0.9, 0.99]},
+            'scheduler': {'type': 'MultiStepLR', 'milestones': [iters // 2], 'gamma': 0.5},
+            'total_iter': iters,
+            'warmup_iter': -1,
+            'grad_clip': 1.0,
+        },
+        'val': {
+            'val_freq': val_every,
+            'save_img': False,
+            'chunk_size': 1024,
+            'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 2, 'test_y_channel': False}},
+        },
         'logger': {'print_freq': 100, 'save_checkpoint_freq': ckpt_every, 'use_tb_logger': False},
     }
 
@@ -145,15 +183,24 @@ def main(argv: list[str] | None = None) -> int:
     base, last = RSS_SAMPLES[args.from_iter], RSS_SAMPLES[args.iters]
     growth = (last - base) / base
     result = {
-        'iters': args.iters, 'seconds': round(seconds, 1), 'sec_per_iter': round(seconds / args.iters, 4),
-        f'rss_kb_at_{args.from_iter}': base, f'rss_kb_at_{args.iters}': last, 'growth': round(growth, 4),
-        'peak_rss_kb': sampler.peak, 'samples_kb': RSS_SAMPLES, 'max_growth': args.max_growth,
+        'iters': args.iters,
+        'seconds': round(seconds, 1),
+        'sec_per_iter': round(seconds / args.iters, 4),
+        f'rss_kb_at_{args.from_iter}': base,
+        f'rss_kb_at_{args.iters}': last,
+        'growth': round(growth, 4),
+        'peak_rss_kb': sampler.peak,
+        'samples_kb': RSS_SAMPLES,
+        'max_growth': args.max_growth,
         'passed': growth < args.max_growth,
     }
     print(json.dumps(result, indent=1))
-    print(f'soak: VmRSS {base} kB at iter {args.from_iter} -> {last} kB at iter {args.iters}: '
-          f'{100 * growth:+.2f}% ({"PASS" if result["passed"] else "FAIL"}, limit {100 * args.max_growth:.0f}%), '
-          f'{seconds:.0f}s', file=sys.stderr)
+    print(
+        f'soak: VmRSS {base} kB at iter {args.from_iter} -> {last} kB at iter {args.iters}: '
+        f'{100 * growth:+.2f}% ({"PASS" if result["passed"] else "FAIL"}, limit {100 * args.max_growth:.0f}%), '
+        f'{seconds:.0f}s',
+        file=sys.stderr,
+    )
     return 0 if result['passed'] else 1
 
 

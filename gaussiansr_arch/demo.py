@@ -115,8 +115,12 @@ def train_options(lmdb_path: str, val_dir: str, args: argparse.Namespace) -> dic
         'train': {
             'ema_decay': 0,  # an EMA over a few hundred iterations would mostly average the random start
             'optim_g': {'type': 'Adam', 'lr': 2e-4, 'weight_decay': 0, 'betas': [0.9, 0.99]},
-            'scheduler': {'type': 'CosineAnnealingRestartLR', 'periods': [args.iters], 'restart_weights': [1],
-                          'eta_min': 1e-5},
+            'scheduler': {
+                'type': 'CosineAnnealingRestartLR',
+                'periods': [args.iters],
+                'restart_weights': [1],
+                'eta_min': 1e-5,
+            },
             'total_iter': args.iters,
             'warmup_iter': -1,
             'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'},
@@ -150,7 +154,7 @@ def run_demo(args: argparse.Namespace) -> int:
     lmdb_path = osp.join(data_root, 'DIV2K_train_HR.lmdb')
     prepare_div2k.main(['--root', data_root, '--parts', 'train', '--no-subimages', '--workers', '2'])
 
-    print(f'[3/5] training with BasicSR\'s trainer for {args.iters} iterations (log below)', flush=True)
+    print(f"[3/5] training with BasicSR's trainer for {args.iters} iterations (log below)", flush=True)
     option_path = osp.join(workdir, f'train_{EXPERIMENT}.yml')
     write_text_atomic(option_path, yaml.safe_dump(train_options(lmdb_path, val_dir, args), sort_keys=False))
     train.main(['-opt', option_path, '--root', workdir, '--auto_resume'])
@@ -160,13 +164,40 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f'[4/5] held-out photos: {MODEL_LABEL} vs bicubic (BasicSR calculate_psnr/ssim, Y, crop ceil(s))', flush=True)
     compare_dir = osp.join(workdir, 'results', 'compare')
     scales = [f'{s:g}' for s in VAL_SCALES]
-    results = compare.run(['--model', f'{MODEL_LABEL}={weights},{option_path}', '--model', 'bicubic', '--hr', val_dir,
-                           '--scales', *scales, '-o', compare_dir, '--force', '--quiet'])
+    results = compare.run(
+        [
+            '--model',
+            f'{MODEL_LABEL}={weights},{option_path}',
+            '--model',
+            'bicubic',
+            '--hr',
+            val_dir,
+            '--scales',
+            *scales,
+            '-o',
+            compare_dir,
+            '--force',
+            '--quiet',
+        ]
+    )
 
     print('[5/5] upscaling chelsea x3.7', flush=True)
     upscale_dir = osp.join(workdir, 'results', 'upscaled')
-    upscale.main([osp.join(val_dir, 'chelsea.png'), '--weights', weights, '--opt', option_path, '--scale', '3.7',
-                  '-o', upscale_dir, '--force', '--quiet'])
+    upscale.main(
+        [
+            osp.join(val_dir, 'chelsea.png'),
+            '--weights',
+            weights,
+            '--opt',
+            option_path,
+            '--scale',
+            '3.7',
+            '-o',
+            upscale_dir,
+            '--force',
+            '--quiet',
+        ]
+    )
 
     dataset = osp.basename(val_dir)
     rows, wins = [], True

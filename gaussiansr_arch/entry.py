@@ -49,9 +49,11 @@ def basicsr_entry(pipeline: str, argv: list[str] | None, prog: str) -> Iterator[
     parser.add_argument('--root', default=None)
     args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else list(argv))
     if any(a in ('-h', '--help') for a in rest):
-        print(f'usage: {prog} -opt YAML [--launcher none|pytorch|slurm] [--auto_resume] [--debug] '
-              '[--force_yml K:K=V ...] [--local_rank N] [--root DIR]\n'
-              '  --root DIR  folder receiving experiments/, tb_logger/ and results/ (default: cwd)')
+        print(
+            f'usage: {prog} -opt YAML [--launcher none|pytorch|slurm] [--auto_resume] [--debug] '
+            '[--force_yml K:K=V ...] [--local_rank N] [--root DIR]\n'
+            '  --root DIR  folder receiving experiments/, tb_logger/ and results/ (default: cwd)'
+        )
         yield None
         return
     rest = [a.replace('--local-rank', '--local_rank', 1) if a.startswith('--local-rank') else a for a in rest]

@@ -1,6 +1,6 @@
 """Convert an official LIIF checkpoint to a BasicSR weights file (same as ``gaussiansr-convert-liif``).
 
-    python scripts/convert_liif.py edsr-baseline-liif.pth LIIF_EDSR-baseline.pth [--force] [--encoder-only]
+python scripts/convert_liif.py edsr-baseline-liif.pth LIIF_EDSR-baseline.pth [--force] [--encoder-only]
 """
 
 import sys

@@ -1,6 +1,6 @@
 """Convert weights between .pth and .safetensors (same as ``gaussiansr-convert-weights``).
 
-    python scripts/convert_weights.py net_g_latest.pth model.safetensors [--opt run.yml] [--param-key params_ema]
+python scripts/convert_weights.py net_g_latest.pth model.safetensors [--opt run.yml] [--param-key params_ema]
 """
 
 import sys

@@ -44,15 +44,20 @@ def psnr_y(sr: np.ndarray, hr_uint8_rgb: np.ndarray, scale: float) -> float:
     """BasicSR PSNR on the Y channel, crop_border = ceil(scale)."""
     from basicsr.metrics import calculate_psnr  # after gaussiansr_arch's torchvision shim
 
-    return calculate_psnr(to_uint8_bgr(sr), hr_uint8_rgb[..., ::-1], crop_border=crop_border(scale),
-                          test_y_channel=True)
+    return calculate_psnr(
+        to_uint8_bgr(sr), hr_uint8_rgb[..., ::-1], crop_border=crop_border(scale), test_y_channel=True
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--shared', type=Path, default=DEFAULT_SHARED)
-    parser.add_argument('--weights', type=Path, default=None,
-                        help='converted LIIF weights (default: convert the shared official checkpoint)')
+    parser.add_argument(
+        '--weights',
+        type=Path,
+        default=None,
+        help='converted LIIF weights (default: convert the shared official checkpoint)',
+    )
     parser.add_argument('--chunk-size', type=int, default=300000)
     args = parser.parse_args(argv)
     ref = args.shared / 'reference' / 'liif'
@@ -68,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for case in cases:
         name, scale, out_size = case['case'], float(case['scale']), tuple(case['out_size'])
-        hr = load_photo(case['image'])[:out_size[0], :out_size[1]]
+        hr = load_photo(case['image'])[: out_size[0], : out_size[1]]
         lr = cv2.imread(str(ref / 'outputs' / f'{name}_lr.png'), cv2.IMREAD_COLOR)[..., ::-1]
         lr = to_float(np.ascontiguousarray(lr))
         official = np.load(ref / 'outputs' / f'{name}_liif.npz')['sr']
@@ -78,9 +83,11 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.perf_counter() - start
         bicubic = imresize_to(lr, out_size)
         diff = float(np.abs(np.clip(ours, 0, 1) - official).max())
-        rows.append(f'| {name} | {scale:g} | {lr.shape[0]}x{lr.shape[1]} -> {out_size[0]}x{out_size[1]} '
-                    f'| {psnr_y(bicubic, hr, scale):.2f} | {psnr_y(official, hr, scale):.2f} '
-                    f'| {psnr_y(ours, hr, scale):.2f} | {diff:.1e} | {seconds:.1f} |')
+        rows.append(
+            f'| {name} | {scale:g} | {lr.shape[0]}x{lr.shape[1]} -> {out_size[0]}x{out_size[1]} '
+            f'| {psnr_y(bicubic, hr, scale):.2f} | {psnr_y(official, hr, scale):.2f} '
+            f'| {psnr_y(ours, hr, scale):.2f} | {diff:.1e} | {seconds:.1f} |'
+        )
     print('| case | scale | LR -> SR | bicubic | LIIF official | LIIF ours | max abs diff | ours, s (CPU) |')
     print('|---|---|---|---|---|---|---|---|')
     print('\n'.join(rows))

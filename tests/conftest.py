@@ -15,8 +15,9 @@ SHARED_DIR = REPO_ROOT.parent / 'shared'
 
 
 def pytest_addoption(parser):
-    parser.addoption('--device', default=None,
-                     help='device of tests/test_device.py (default: $GAUSSIANSR_TEST_DEVICE or cpu)')
+    parser.addoption(
+        '--device', default=None, help='device of tests/test_device.py (default: $GAUSSIANSR_TEST_DEVICE or cpu)'
+    )
 
 
 @pytest.fixture(scope='session')

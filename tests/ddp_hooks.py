@@ -33,17 +33,25 @@ if 'DDPHookedArbitraryScaleSRModel' not in MODEL_REGISTRY:
 
         def optimize_parameters(self, current_iter: int) -> None:
             super().optimize_parameters(current_iter)
-            torch.save({
-                'net_g': {k: v.clone() for k, v in self.get_bare_model(self.net_g).state_dict().items()},
-                'scale': self.scale.clone(),
-                'lq_sum': float(self.lq.double().sum()),
-            }, self._path(f'step_rank{self.opt["rank"]}_iter{current_iter}.pt'))
+            torch.save(
+                {
+                    'net_g': {k: v.clone() for k, v in self.get_bare_model(self.net_g).state_dict().items()},
+                    'scale': self.scale.clone(),
+                    'lq_sum': float(self.lq.double().sum()),
+                },
+                self._path(f'step_rank{self.opt["rank"]}_iter{current_iter}.pt'),
+            )
 
         def resume_training(self, resume_state: dict) -> None:
             super().resume_training(resume_state)
-            torch.save({'iter': resume_state['iter'], 'net_g': self.get_bare_model(self.net_g).state_dict(),
-                        'optimizers': [o.state_dict() for o in self.optimizers]},
-                       self._path(f'resumed_rank{self.opt["rank"]}.pt'))
+            torch.save(
+                {
+                    'iter': resume_state['iter'],
+                    'net_g': self.get_bare_model(self.net_g).state_dict(),
+                    'optimizers': [o.state_dict() for o in self.optimizers],
+                },
+                self._path(f'resumed_rank{self.opt["rank"]}.pt'),
+            )
 
         def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
             open(self._path(f'val_rank{self.opt["rank"]}_iter{current_iter}'), 'w').close()

@@ -1,7 +1,7 @@
 """Run ``gaussiansr_arch.train.main``/``gaussiansr_arch.test.main`` with the test hooks registered.
 
-    python tests/run_entry.py train -opt X.yml --root DIR [...]
-    torchrun --nproc_per_node=2 tests/run_entry.py train -opt X.yml --launcher pytorch --root DIR
+python tests/run_entry.py train -opt X.yml --root DIR [...]
+torchrun --nproc_per_node=2 tests/run_entry.py train -opt X.yml --launcher pytorch --root DIR
 """
 
 import sys

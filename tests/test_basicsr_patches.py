@@ -62,8 +62,13 @@ def torchrun_env(monkeypatch):
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         port = s.getsockname()[1]
-    for key, value in {'RANK': '0', 'LOCAL_RANK': '0', 'WORLD_SIZE': '1', 'MASTER_ADDR': '127.0.0.1',
-                       'MASTER_PORT': str(port)}.items():
+    for key, value in {
+        'RANK': '0',
+        'LOCAL_RANK': '0',
+        'WORLD_SIZE': '1',
+        'MASTER_ADDR': '127.0.0.1',
+        'MASTER_PORT': str(port),
+    }.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setattr(mp, 'set_start_method', lambda *args, **kwargs: None)
     yield
@@ -99,18 +104,28 @@ def _experiment(root: Path) -> dict:
     exp = root / 'experiments' / 'x'
     states, models = exp / 'training_states', exp / 'models'
     for it in (2, 4):
-        atomic_torch_save({'epoch': 0, 'iter': it, 'name': 'x', 'optimizers': [], 'schedulers': []},
-                          str(states / f'{it}.state'))
+        atomic_torch_save(
+            {'epoch': 0, 'iter': it, 'name': 'x', 'optimizers': [], 'schedulers': []}, str(states / f'{it}.state')
+        )
         atomic_torch_save({'params': {'w': torch.ones(2)}}, str(models / f'net_g_{it}.pth'))
     blob = (states / '4.state').read_bytes()
-    (states / '4.state').write_bytes(blob[:len(blob) // 2])
-    return {'name': 'x', 'auto_resume': True, 'network_g': dict(th.TINY_NET),
-            'path': {'resume_state': None, 'experiments_root': str(exp), 'training_states': str(states),
-                     'models': str(models)}}
+    (states / '4.state').write_bytes(blob[: len(blob) // 2])
+    return {
+        'name': 'x',
+        'auto_resume': True,
+        'network_g': dict(th.TINY_NET),
+        'path': {
+            'resume_state': None,
+            'experiments_root': str(exp),
+            'training_states': str(states),
+            'models': str(models),
+        },
+    }
 
 
-def test_basicsr_auto_resume_looks_in_the_working_directory_and_takes_a_truncated_state(installed, tmp_path,
-                                                                                       monkeypatch):
+def test_basicsr_auto_resume_looks_in_the_working_directory_and_takes_a_truncated_state(
+    installed, tmp_path, monkeypatch
+):
     original = installed['basicsr.train.load_resume_state']
     opt = _experiment(tmp_path / 'root')
     (tmp_path / 'elsewhere').mkdir()
@@ -151,9 +166,19 @@ def _other_config_file(path: Path) -> str:
 
 
 def test_load_network_override_names_the_file_in_one_line(tmp_path):
-    model = ArbitraryScaleSRModel({'name': 'x', 'model_type': 'ArbitraryScaleSRModel', 'num_gpu': 0, 'dist': False,
-                                   'rank': 0, 'world_size': 1, 'is_train': False, 'network_g': dict(th.TINY_NET),
-                                   'path': {}})
+    model = ArbitraryScaleSRModel(
+        {
+            'name': 'x',
+            'model_type': 'ArbitraryScaleSRModel',
+            'num_gpu': 0,
+            'dist': False,
+            'rank': 0,
+            'world_size': 1,
+            'is_train': False,
+            'network_g': dict(th.TINY_NET),
+            'path': {},
+        }
+    )
     other = _other_config_file(tmp_path / 'mlp.pth')
     with pytest.raises(RuntimeError) as err:  # basicsr 1.4.2 BaseModel.load_network
         SRModel.load_network(model, model.net_g, other)
@@ -174,14 +199,23 @@ def test_builder_errors_are_named_from_the_traceback():
     """BasicSR's unpatched builders raise; the entry names what the innermost one was building."""
     with pytest.raises(ValueError) as err:
         basicsr.data.build_dataset({'name': 'tiny', 'type': 'ArbitraryScaleImageDataset', 'phase': 'train'})
-    assert entry_error_message(err.value) == ("dataset 'tiny' (ArbitraryScaleImageDataset): "
-                                              f'{str(err.value).removeprefix("ArbitraryScaleImageDataset: ")}')
+    assert entry_error_message(err.value) == (
+        f"dataset 'tiny' (ArbitraryScaleImageDataset): {str(err.value).removeprefix('ArbitraryScaleImageDataset: ')}"
+    )
     assert 'option dataroot_gt is required' in entry_error_message(err.value)
     with pytest.raises(TypeError) as err:
         basicsr.archs.build_network(dict(th.TINY_NET, num_feat=64))
     assert entry_error_message(err.value).startswith("network 'GaussianSR': ")
-    opt = {'name': 'x', 'model_type': 'ArbitraryScaleSRModel', 'num_gpu': 0, 'dist': False, 'rank': 0,
-           'world_size': 1, 'is_train': False, 'path': {}}
+    opt = {
+        'name': 'x',
+        'model_type': 'ArbitraryScaleSRModel',
+        'num_gpu': 0,
+        'dist': False,
+        'rank': 0,
+        'world_size': 1,
+        'is_train': False,
+        'path': {},
+    }
     with pytest.raises(KeyError) as err:
         basicsr.models.build_model(opt)
     assert entry_error_message(err.value) == "model_type 'ArbitraryScaleSRModel': missing option 'network_g'"

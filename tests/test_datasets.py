@@ -33,7 +33,7 @@ def _photo(name: str, size=(48, 64)) -> np.ndarray:
     if img.ndim == 2:
         img = np.stack([img] * 3, axis=2)
     h, w = size
-    return np.ascontiguousarray(img[60:60 + 4 * h:4, 80:80 + 4 * w:4, :3])
+    return np.ascontiguousarray(img[60 : 60 + 4 * h : 4, 80 : 80 + 4 * w : 4, :3])
 
 
 def _write_png(path, rgb):
@@ -65,8 +65,16 @@ def roots(tmp_path_factory, hr_images):
 
 
 def _train_opt(root, backend='disk', **kw):
-    opt = {'dataroot_gt': root, 'io_backend': {'type': backend}, 'lr_size': 8, 'scale_min': 1, 'scale_max': 4,
-           'sample_q': 64, 'use_hflip': True, 'use_rot': True}
+    opt = {
+        'dataroot_gt': root,
+        'io_backend': {'type': backend},
+        'lr_size': 8,
+        'scale_min': 1,
+        'scale_max': 4,
+        'sample_q': 64,
+        'use_hflip': True,
+        'use_rot': True,
+    }
     opt.update(kw)
     return opt
 
@@ -165,23 +173,26 @@ def test_meta_info_file_selects_and_orders(roots, tmp_path):
 def test_meta_info_listing_absent_keys_fails_at_init(roots, tmp_path):
     meta = tmp_path / 'meta.txt'
     meta.write_text('0001.png (48,64,3) 1\n0999.png (48,64,3) 1\n')
-    with pytest.raises(KeyError, match=r"0999.*absent from LMDB .*HR\.lmdb"):
+    with pytest.raises(KeyError, match=r'0999.*absent from LMDB .*HR\.lmdb'):
         ArbitraryScaleImageDataset(_train_opt(roots['lmdb'], 'lmdb', meta_info_file=str(meta)))
     with pytest.raises(FileNotFoundError, match='0999.png'):
         ArbitraryScaleImageDataset(_train_opt(roots['disk'], meta_info_file=str(meta)))
 
 
-@pytest.mark.parametrize('change, exc, pattern', [
-    ({'bogus_key': 1}, ValueError, r"unknown option key\(s\) \['bogus_key'\]; allowed keys are .*'lr_size'"),
-    ({'scale_min': 3, 'scale_max': 2}, ValueError, r'scale_min \(3.0\) > scale_max \(2.0\)'),
-    ({'scale_min': 0}, ValueError, 'scale must be a finite number > 0'),
-    ({'sample_q': None}, ValueError, 'sample_q: null .* needs a fixed scale'),
-    ({'sample_q': 65}, ValueError, r'sample_q must be in \[1, 64\]'),
-    ({'io_backend': {'type': 'lmdb'}}, ValueError, r'is not an LMDB .*io_backend: \{type: disk\}'),
-    ({'io_backend': {'type': 'ftp'}}, ValueError, "io_backend type must be 'disk' or 'lmdb'"),
-    ({'dataroot_gt': '/nonexistent/x'}, FileNotFoundError, 'dataroot_gt /nonexistent/x does not exist'),
-    ({'batch_scale': True}, ValueError, 'batch_scale needs batch_size_per_gpu'),
-])
+@pytest.mark.parametrize(
+    'change, exc, pattern',
+    [
+        ({'bogus_key': 1}, ValueError, r"unknown option key\(s\) \['bogus_key'\]; allowed keys are .*'lr_size'"),
+        ({'scale_min': 3, 'scale_max': 2}, ValueError, r'scale_min \(3.0\) > scale_max \(2.0\)'),
+        ({'scale_min': 0}, ValueError, 'scale must be a finite number > 0'),
+        ({'sample_q': None}, ValueError, 'sample_q: null .* needs a fixed scale'),
+        ({'sample_q': 65}, ValueError, r'sample_q must be in \[1, 64\]'),
+        ({'io_backend': {'type': 'lmdb'}}, ValueError, r'is not an LMDB .*io_backend: \{type: disk\}'),
+        ({'io_backend': {'type': 'ftp'}}, ValueError, "io_backend type must be 'disk' or 'lmdb'"),
+        ({'dataroot_gt': '/nonexistent/x'}, FileNotFoundError, 'dataroot_gt /nonexistent/x does not exist'),
+        ({'batch_scale': True}, ValueError, 'batch_scale needs batch_size_per_gpu'),
+    ],
+)
 def test_train_option_errors(roots, change, exc, pattern):
     with pytest.raises(exc, match=pattern):
         ArbitraryScaleImageDataset(_train_opt(roots['disk'], **change))
@@ -224,9 +235,18 @@ def test_batch_scale_is_identical_across_ranks_and_constant_in_batch(roots):
 
 def test_basicsr_build_dataset_and_dataloader_with_enlarge_ratio(roots):
     opt = _train_opt(roots['disk'])
-    opt.update(name='div2k', type='ArbitraryScaleImageDataset', phase='train', batch_size_per_gpu=4,
-               num_worker_per_gpu=0, dataset_enlarge_ratio=5, use_shuffle=True, prefetch_mode=None,
-               pin_memory=False, scale=4)
+    opt.update(
+        name='div2k',
+        type='ArbitraryScaleImageDataset',
+        phase='train',
+        batch_size_per_gpu=4,
+        num_worker_per_gpu=0,
+        dataset_enlarge_ratio=5,
+        use_shuffle=True,
+        prefetch_mode=None,
+        pin_memory=False,
+        scale=4,
+    )
     ds = build_dataset(opt)
     sampler = EnlargedSampler(ds, 1, 0, opt['dataset_enlarge_ratio'])
     loader = build_dataloader(ds, opt, num_gpu=0, dist=False, sampler=sampler, seed=0)
@@ -238,17 +258,17 @@ def test_basicsr_build_dataset_and_dataloader_with_enlarge_ratio(roots):
 
 # ------------------------------------------------------------------ paired (val / test)
 
+
 @pytest.mark.parametrize('scale', [2, 2.4, 3.6, 12])
 def test_paired_from_hr_sizes_and_lr(roots, hr_images, scale):
-    ds = ArbitraryScalePairedDataset({'dataroot_gt': roots['disk'], 'scale': scale, 'name': 'v',
-                                      'phase': 'val'})
+    ds = ArbitraryScalePairedDataset({'dataroot_gt': roots['disk'], 'scale': scale, 'name': 'v', 'phase': 'val'})
     s = ds[0]
     hr = hr_images['0001']
     h_lr, w_lr = math.floor(48 / scale + 1e-9), math.floor(64 / scale + 1e-9)
     assert s['lq'].shape == (3, h_lr, w_lr)
     assert s['gt'].shape == (3, round(h_lr * scale), round(w_lr * scale))
     gt = s['gt'].numpy().transpose(1, 2, 0)
-    np.testing.assert_array_equal(gt, hr[:gt.shape[0], :gt.shape[1]].astype(np.float32) / 255.0)
+    np.testing.assert_array_equal(gt, hr[: gt.shape[0], : gt.shape[1]].astype(np.float32) / 255.0)
     np.testing.assert_array_equal(s['lq'].numpy().transpose(1, 2, 0), make_lr(gt, (h_lr, w_lr)))
     assert s['scale'] == float(scale) and s['gt_path'].endswith('0001.png')
 
@@ -265,7 +285,7 @@ def _lr_folder(base, hr_images, scale, tmpl, pad=0):
     folder.mkdir()
     for key, rgb in hr_images.items():
         (_, _), lr_size = hr_crop_and_lr_size(rgb.shape[:2], scale)
-        lr = make_lr(rgb[:lr_size[0] * scale, :lr_size[1] * scale].astype(np.float32) / 255.0, lr_size)
+        lr = make_lr(rgb[: lr_size[0] * scale, : lr_size[1] * scale].astype(np.float32) / 255.0, lr_size)
         _write_png(folder / f'{tmpl.format(key)}.png', np.round(lr * 255).astype(np.uint8))
     return folder
 
@@ -278,8 +298,13 @@ def test_paired_with_lr_files_disk_and_lmdb_and_crop(roots, hr_images, tmp_path)
     hr_dir.mkdir()
     for key, rgb in small.items():
         _write_png(hr_dir / f'{key}.png', rgb)
-    opt = {'dataroot_gt': str(hr_dir), 'dataroot_lq': str(lr_dir), 'filename_tmpl': '{}x3', 'scale': 3,
-           'io_backend': {'type': 'disk'}}
+    opt = {
+        'dataroot_gt': str(hr_dir),
+        'dataroot_lq': str(lr_dir),
+        'filename_tmpl': '{}x3',
+        'scale': 3,
+        'io_backend': {'type': 'disk'},
+    }
     s = ArbitraryScalePairedDataset(opt)[1]
     assert s['lq'].shape == (3, 15, 21) and s['gt'].shape == (3, 45, 63)
     assert s['lq_path'].endswith('0002x3.png') and s['gt_path'].endswith('0002.png')
@@ -287,8 +312,9 @@ def test_paired_with_lr_files_disk_and_lmdb_and_crop(roots, hr_images, tmp_path)
 
     _make_lmdb(tmp_path / 'HR.lmdb', small)
     _make_lmdb(tmp_path / 'LR.lmdb', {f'{k}x3': read_image(lr_dir / f'{k}x3.png') for k in hr_images})
-    lm_opt = dict(opt, dataroot_gt=str(tmp_path / 'HR.lmdb'), dataroot_lq=str(tmp_path / 'LR.lmdb'),
-                  io_backend={'type': 'lmdb'})
+    lm_opt = dict(
+        opt, dataroot_gt=str(tmp_path / 'HR.lmdb'), dataroot_lq=str(tmp_path / 'LR.lmdb'), io_backend={'type': 'lmdb'}
+    )
     lm = ArbitraryScalePairedDataset(lm_opt)[1]
     torch.testing.assert_close(lm['lq'], s['lq'])
     torch.testing.assert_close(lm['gt'], s['gt'])
@@ -301,8 +327,11 @@ def test_paired_errors(roots, hr_images, tmp_path):
     lmdb = {'type': 'lmdb'}
     with pytest.raises(FileNotFoundError, match=r"no LR image '0001x3' in .*LR_x2 for HR .*0001\.png"):
         ArbitraryScalePairedDataset(dict(base, filename_tmpl='{}x3'))
-    with pytest.raises(ValueError, match=r'size mismatch at scale 3: HR .*0001\.png is 48x64, '
-                                         r'LR .*0001x2\.png is 24x32 \(expects HR 72x96\)'):
+    with pytest.raises(
+        ValueError,
+        match=r'size mismatch at scale 3: HR .*0001\.png is 48x64, '
+        r'LR .*0001x2\.png is 24x32 \(expects HR 72x96\)',
+    ):
         ArbitraryScalePairedDataset(dict(base, filename_tmpl='{}x2', scale=3))[0]
     with pytest.raises(ValueError, match=r"unknown option key\(s\) \['dataroot_lr'\].*'dataroot_lq'"):
         ArbitraryScalePairedDataset({'dataroot_gt': roots['disk'], 'scale': 2, 'dataroot_lr': 'x'})
@@ -334,11 +363,10 @@ def test_lmdb_shared_by_several_datasets_and_forked_workers(roots):
 
 # ------------------------------------------------------------------ lr_degradation: pil (LIIF's resize_fn)
 
+
 def _liif_resize_fn(img, size):
     """LIIF's ``resize_fn`` (datasets/wrappers.py) verbatim: a float CHW tensor in, a float CHW tensor out."""
-    return transforms.ToTensor()(
-        transforms.Resize(size, Image.BICUBIC)(
-            transforms.ToPILImage()(img)))
+    return transforms.ToTensor()(transforms.Resize(size, Image.BICUBIC)(transforms.ToPILImage()(img)))
 
 
 def _liif_lr(hr_hwc: np.ndarray, size) -> np.ndarray:
@@ -370,8 +398,17 @@ def test_imresize_pil_equals_liif_resize_fn_bit_exactly(size):
 def test_train_pil_degradation_lr_equals_liif_resize_fn(roots, hr_images, scale, augment):
     """lq = LIIF's resize_fn(HR crop, lr_size) (made before augmentation, as LIIF does), bit for bit."""
     crop = round(8 * scale)  # 20, 26 (x3.25)
-    ds = ArbitraryScaleImageDataset(_train_opt(roots['disk'], sample_q=None, scale_min=scale, scale_max=scale,
-                                               use_hflip=augment, use_rot=augment, lr_degradation='pil'))
+    ds = ArbitraryScaleImageDataset(
+        _train_opt(
+            roots['disk'],
+            sample_q=None,
+            scale_min=scale,
+            scale_max=scale,
+            use_hflip=augment,
+            use_rot=augment,
+            lr_degradation='pil',
+        )
+    )
     assert ds.lr_degradation == 'pil'
     for seed in range(6 if augment else 2):
         torch.manual_seed(seed)
@@ -380,7 +417,7 @@ def test_train_pil_degradation_lr_equals_liif_resize_fn(roots, hr_images, scale,
         lr = s['lq'].numpy().transpose(1, 2, 0)
         source = hr_images[f'{seed % 3 + 1:04d}'].astype(np.float32) / 255.0
         top, left, (hflip, vflip, transpose) = _find_window(source, hr)
-        ref = _liif_lr(source[top:top + crop, left:left + crop], 8)  # LIIF: resize_fn(crop_hr, w_lr)
+        ref = _liif_lr(source[top : top + crop, left : left + crop], 8)  # LIIF: resize_fn(crop_hr, w_lr)
         ref = ref[:, ::-1] if hflip else ref
         ref = ref[::-1] if vflip else ref
         ref = ref.transpose(1, 0, 2) if transpose else ref
@@ -399,8 +436,9 @@ def test_paired_pil_degradation_from_hr_and_ignored_with_lr_files(roots, hr_imag
     opt = {'dataroot_gt': roots['disk'], 'dataroot_lq': str(lr_dir), 'filename_tmpl': '{}x2', 'scale': 2}
     with_pil = ArbitraryScalePairedDataset(dict(opt, lr_degradation='pil'))[0]
     torch.testing.assert_close(with_pil['lq'], ArbitraryScalePairedDataset(opt)[0]['lq'], rtol=0, atol=0)
-    np.testing.assert_array_equal(with_pil['lq'].numpy().transpose(1, 2, 0),
-                                  read_image(with_pil['lq_path'], float32=True))
+    np.testing.assert_array_equal(
+        with_pil['lq'].numpy().transpose(1, 2, 0), read_image(with_pil['lq_path'], float32=True)
+    )
 
 
 @pytest.mark.parametrize('value', ['PIL', 'bicubic', '', 1, None, True])
@@ -423,8 +461,18 @@ def test_make_lr_bad_degradation():
 
 
 def test_pil_and_matlab_lr_differ_and_default_is_matlab(roots):
-    opts = {k: _train_opt(roots['disk'], sample_q=None, scale_min=3, scale_max=3, use_hflip=False, use_rot=False,
-                          **({} if k is None else {'lr_degradation': k})) for k in (None, 'matlab', 'pil')}
+    opts = {
+        k: _train_opt(
+            roots['disk'],
+            sample_q=None,
+            scale_min=3,
+            scale_max=3,
+            use_hflip=False,
+            use_rot=False,
+            **({} if k is None else {'lr_degradation': k}),
+        )
+        for k in (None, 'matlab', 'pil')
+    }
     samples = {}
     for key, opt in opts.items():
         torch.manual_seed(0)
@@ -439,7 +487,9 @@ def test_pil_and_matlab_lr_differ_and_default_is_matlab(roots):
     # close, though: both are bicubic downscales of the same crop
     assert float(diff.mean()) < 0.05
     # the paired (from-HR) dataset too
-    paired = {k: ArbitraryScalePairedDataset({'dataroot_gt': roots['disk'], 'scale': 3.6, 'lr_degradation': k})[1]
-              for k in ('matlab', 'pil')}
+    paired = {
+        k: ArbitraryScalePairedDataset({'dataroot_gt': roots['disk'], 'scale': 3.6, 'lr_degradation': k})[1]
+        for k in ('matlab', 'pil')
+    }
     torch.testing.assert_close(paired['pil']['gt'], paired['matlab']['gt'], rtol=0, atol=0)
     assert not torch.equal(paired['pil']['lq'], paired['matlab']['lq'])

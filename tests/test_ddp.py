@@ -26,8 +26,22 @@ def _torchrun(yml: str, root: Path, *extra: str) -> None:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={port}', str(HOOKS),
-           'train', '-opt', yml, '--launcher', 'pytorch', '--root', str(root), *extra]
+    cmd = [
+        sys.executable,
+        '-m',
+        'torch.distributed.run',
+        '--nproc_per_node=2',
+        f'--master_port={port}',
+        str(HOOKS),
+        'train',
+        '-opt',
+        yml,
+        '--launcher',
+        'pytorch',
+        '--root',
+        str(root),
+        *extra,
+    ]
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -50,8 +64,15 @@ def data(tmp_path_factory) -> dict:
 
 def test_ddp_every_step_and_resume(data, tmp_path):
     root, dump = tmp_path / 'root', tmp_path / 'dump'
-    opt = th.train_opt(data, 'ddp_steps', total_iter=4, ckpt_freq=2, val_freq=2,
-                       model_type='DDPHookedArbitraryScaleSRModel', dump_dir=str(dump))
+    opt = th.train_opt(
+        data,
+        'ddp_steps',
+        total_iter=4,
+        ckpt_freq=2,
+        val_freq=2,
+        model_type='DDPHookedArbitraryScaleSRModel',
+        dump_dir=str(dump),
+    )
     opt['datasets']['train'].update(batch_scale=True, scale_max=4.0)
     yml = th.write_yaml(opt, tmp_path / 'ddp.yml')
     _torchrun(yml, root)

@@ -71,8 +71,9 @@ def test_field_chunk_invariance(device):
     coord = query_points(2, 40, generator=g).to(device)
     whole = evaluate_gaussian_table(table, coord, 3, chunk_size=10**6)
     for chunk in (1, 7, 41):
-        torch.testing.assert_close(evaluate_gaussian_table(table, coord, 3, chunk_size=chunk), whole,
-                                   rtol=0, atol=1e-12)
+        torch.testing.assert_close(
+            evaluate_gaussian_table(table, coord, 3, chunk_size=chunk), whole, rtol=0, atol=1e-12
+        )
 
 
 # ---------------------------------------------------------------- every arch
@@ -122,13 +123,20 @@ def test_training_step_through_the_model(arch, device, tmp_path):
     """One optimiser step of ArbitraryScaleSRModel on the device lowers the loss on that batch."""
     from gaussiansr_arch.models.arbitrary_scale_sr_model import ArbitraryScaleSRModel
 
-    network = dict(TINY_NET) if arch == 'gaussiansr-lte' else {'type': 'LIIF', 'hidden': [16, 16],
-                                                              'encoder_opt': {'num_feat': 8, 'num_block': 1}}
+    network = (
+        dict(TINY_NET)
+        if arch == 'gaussiansr-lte'
+        else {'type': 'LIIF', 'hidden': [16, 16], 'encoder_opt': {'num_feat': 8, 'num_block': 1}}
+    )
     model = ArbitraryScaleSRModel(unit_model_opt(tmp_path, network, device.type, ema_decay=0))
     assert model.device.type == device.type
     g = torch.Generator().manual_seed(0)
-    batch = {'lq': torch.rand(2, 3, 12, 12, generator=g), 'gt': torch.rand(2, 64, 3, generator=g),
-             'coord': torch.rand(2, 64, 2, generator=g) * 2 - 1, 'cell': torch.full((2, 64, 2), 2 / 24)}
+    batch = {
+        'lq': torch.rand(2, 3, 12, 12, generator=g),
+        'gt': torch.rand(2, 64, 3, generator=g),
+        'coord': torch.rand(2, 64, 2, generator=g) * 2 - 1,
+        'cell': torch.full((2, 64, 2), 2 / 24),
+    }
     losses = []
     for it in range(1, 4):
         model.feed_data(batch)
@@ -160,8 +168,9 @@ def test_image_skip_on_device(device):
     coord, cell = queries(1, (11, 13), device)
     plain = GaussianSR(**TINY_GAUSSIANSR).to(device).eval()
     plain.load_state_dict(net.state_dict())
-    image = F.grid_sample((lq - 0.5) / 0.5, coord.flip(-1).unsqueeze(1), mode='bilinear', padding_mode='border',
-                          align_corners=False)[:, :, 0].transpose(1, 2)
+    image = F.grid_sample(
+        (lq - 0.5) / 0.5, coord.flip(-1).unsqueeze(1), mode='bilinear', padding_mode='border', align_corners=False
+    )[:, :, 0].transpose(1, 2)
     with torch.no_grad():
         diff = net(lq, coord, cell) - plain(lq, coord, cell)
     assert (diff - 0.5 * image).abs().max().item() <= 1e-5

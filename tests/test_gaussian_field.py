@@ -24,8 +24,16 @@ SIGMA_MIN, SIGMA_MAX, RHO_MAX = 0.1, 0.7, 0.95  # the GaussianSR defaults (selec
 EPS64 = 1e-12  # float64 summation noise of <= 49 terms of magnitude <= max|o v|
 
 
-def random_field(batch: int, channels: int, h: int, w: int, *, extreme: bool = False,
-                 dtype=torch.float64, generator: torch.Generator | None = None):
+def random_field(
+    batch: int,
+    channels: int,
+    h: int,
+    w: int,
+    *,
+    extreme: bool = False,
+    dtype=torch.float64,
+    generator: torch.Generator | None = None,
+):
     """Random per-pixel Gaussians covering the allowed range.
 
     Returns:
@@ -55,9 +63,23 @@ def query_points(batch: int, num_random: int, dtype=torch.float64, generator=Non
     The pixel-centre hull is [-1 + 1/h, 1 - 1/h]; the image border is +-1; we go to +-1.05.
     """
     inner = torch.rand(batch, num_random, 2, dtype=dtype, generator=generator) * 2.1 - 1.05
-    special = torch.tensor([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0],  # image corners
-                            [-1.05, 0.3], [0.2, 1.05], [1.05, 1.05], [-1.04, -1.02],  # slightly outside
-                            [0.0, -1.0], [1.0, 0.1234], [-0.999, 0.5], [0.77, 0.999]], dtype=dtype)
+    special = torch.tensor(
+        [
+            [-1.0, -1.0],
+            [-1.0, 1.0],
+            [1.0, -1.0],
+            [1.0, 1.0],  # image corners
+            [-1.05, 0.3],
+            [0.2, 1.05],
+            [1.05, 1.05],
+            [-1.04, -1.02],  # slightly outside
+            [0.0, -1.0],
+            [1.0, 0.1234],
+            [-0.999, 0.5],
+            [0.77, 0.999],
+        ],
+        dtype=dtype,
+    )
     return torch.cat([inner, special.expand(batch, -1, -1)], dim=1)
 
 
@@ -79,8 +101,7 @@ def test_truncated_field_equals_exhaustive_sum(extreme, size):
     truncated = render_gaussian_field(amplitude, sigma, rho, opacity, coord, radius=radius)
     exhaustive = render_gaussian_field_exhaustive(amplitude, sigma, rho, opacity, coord)
     error = (truncated - exhaustive).abs().max().item()
-    print(f'field {size} extreme={extreme}: max |truncated - exhaustive| = {error:.3e}, '
-          f'bound = {tolerance:.3e}')
+    print(f'field {size} extreme={extreme}: max |truncated - exhaustive| = {error:.3e}, bound = {tolerance:.3e}')
     assert truncated.shape == (2, coord.shape[1], 5)
     assert torch.isfinite(truncated).all()
     assert error <= tolerance
@@ -96,8 +117,9 @@ def test_smaller_radius_exceeds_the_tolerance():
     coord = query_points(1, 200, generator=g)
     tolerance = truncation_bound(SIGMA_MAX, 3) * max_premultiplied_amplitude(amplitude, opacity) + EPS64
     exhaustive = render_gaussian_field_exhaustive(amplitude, sigma, rho, opacity, coord)
-    error_r1, error_r0 = ((render_gaussian_field(amplitude, sigma, rho, opacity, coord, r) - exhaustive)
-                          .abs().max() for r in (1, 0))
+    error_r1, error_r0 = (
+        (render_gaussian_field(amplitude, sigma, rho, opacity, coord, r) - exhaustive).abs().max() for r in (1, 0)
+    )
     assert error_r1.item() > 100 * tolerance
     assert error_r0.item() > error_r1.item()
     # ... and each smaller radius still respects its own (looser) bound.
@@ -120,11 +142,15 @@ def test_gaussian_weight_matches_inverse_covariance():
     offset = torch.randn(50, 2, dtype=torch.float64, generator=g)
     sigma = 0.1 + torch.rand(50, 2, dtype=torch.float64, generator=g)
     rho = 0.95 * (2 * torch.rand(50, dtype=torch.float64, generator=g) - 1)
-    cov = torch.stack([torch.stack([sigma[:, 0] ** 2, rho * sigma[:, 0] * sigma[:, 1]], -1),
-                       torch.stack([rho * sigma[:, 0] * sigma[:, 1], sigma[:, 1] ** 2], -1)], -2)
+    cov = torch.stack(
+        [
+            torch.stack([sigma[:, 0] ** 2, rho * sigma[:, 0] * sigma[:, 1]], -1),
+            torch.stack([rho * sigma[:, 0] * sigma[:, 1], sigma[:, 1] ** 2], -1),
+        ],
+        -2,
+    )
     quad = torch.einsum('ni,nij,nj->n', offset, torch.linalg.inv(cov), offset)
-    torch.testing.assert_close(gaussian_weight(offset, sigma, rho), torch.exp(-0.5 * quad),
-                               rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(gaussian_weight(offset, sigma, rho), torch.exp(-0.5 * quad), rtol=1e-10, atol=1e-12)
 
 
 def test_gaussians_are_centred_on_lr_pixel_centres():
@@ -168,8 +194,9 @@ def test_chunked_evaluation_is_chunk_invariant_and_differentiable():
     table = gaussian_table(amplitude, sigma, rho, opacity, 3)
     whole = evaluate_gaussian_table(table, coord, 3, chunk_size=10_000)
     for chunk in (1, 7, 41):
-        torch.testing.assert_close(evaluate_gaussian_table(table, coord, 3, chunk_size=chunk), whole,
-                                   rtol=0, atol=1e-13)
+        torch.testing.assert_close(
+            evaluate_gaussian_table(table, coord, 3, chunk_size=chunk), whole, rtol=0, atol=1e-13
+        )
     small = query_points(1, 4, generator=g)  # 16 points, chunks of 5
     inputs = tuple(t[:1].clone().requires_grad_(True) for t in (amplitude, sigma, rho, opacity))
 

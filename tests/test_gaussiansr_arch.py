@@ -16,8 +16,7 @@ from gaussiansr_arch.archs.decoders import DECODERS, LTEDecoder
 from gaussiansr_arch.archs.encoders import RDNEncoder, build_encoder
 from gaussiansr_arch.archs.gaussiansr_arch import GaussianSR
 
-TINY = dict(encoder_opt={'num_feat': 8, 'num_block': 1}, splat_channels=4, bank_size=4, decoder_hidden=[8],
-            num_freq=8)
+TINY = dict(encoder_opt={'num_feat': 8, 'num_block': 1}, splat_channels=4, bank_size=4, decoder_hidden=[8], num_freq=8)
 SWINIR_TINY = {'embed_dim': 12, 'depths': [1, 1], 'num_heads': [2, 2], 'window_size': 4, 'img_size': 16}
 RDN_TINY = {'num_feat': 8, 'num_block': 2, 'num_layer': 2, 'growth': 4}
 
@@ -64,8 +63,11 @@ def test_default_parameter_count():
     classifier = conv_params(c, bank, 3)
     bank_params = bank * 4  # sigma_y, sigma_x, rho, opacity
     widths = [num_freq, *hidden, 3]
-    decoder = (2 * conv_params(c, num_freq, 3) + linear_params(2, num_freq // 2, bias=False)
-               + sum(linear_params(a, b) for a, b in zip(widths, widths[1:])))
+    decoder = (
+        2 * conv_params(c, num_freq, 3)
+        + linear_params(2, num_freq // 2, bias=False)
+        + sum(linear_params(a, b) for a, b in zip(widths, widths[1:]))
+    )
     analytic = encoder + classifier + bank_params + decoder
 
     model = GaussianSR()
@@ -126,8 +128,9 @@ def test_gumbel_in_training_argmax_in_eval():
     choice = state.kernels.choice
     assert torch.equal(choice, logits.argmax(dim=1))
     expected = kernels[choice].permute(0, 3, 1, 2)
-    torch.testing.assert_close(torch.cat([state.kernels.sigma, state.kernels.rho, state.kernels.opacity], 1),
-                               expected, rtol=0, atol=0)
+    torch.testing.assert_close(
+        torch.cat([state.kernels.sigma, state.kernels.rho, state.kernels.opacity], 1), expected, rtol=0, atol=0
+    )
 
     model.train()
     with torch.no_grad():
@@ -273,8 +276,9 @@ def test_upscale_many_encodes_once():
 
 
 # ---------------------------------------------------------------- variants train
-@pytest.mark.parametrize('overrides', [{'splat_channels': 0}, {'decoder': 'mlp'}, {}],
-                         ids=['bicubic-only', 'mlp-decoder', 'default-tiny'])
+@pytest.mark.parametrize(
+    'overrides', [{'splat_channels': 0}, {'decoder': 'mlp'}, {}], ids=['bicubic-only', 'mlp-decoder', 'default-tiny']
+)
 def test_variants_train_one_step(overrides):
     model = tiny_model(**overrides).train()
     lq, gt = torch.rand(2, 3, 6, 6), torch.rand(2, 20, 3)
@@ -428,8 +432,15 @@ def test_swinir_encoder_has_no_head():
 @pytest.mark.parametrize('encoder, encoder_opt', [('rdn', RDN_TINY), ('swinir', SWINIR_TINY)])
 def test_other_encoders_through_build_network(encoder, encoder_opt):
     """Build from a YAML-like dict, run odd sizes (SwinIR pads to the window), train-step gradients."""
-    opt = {'type': 'GaussianSR', 'encoder': encoder, 'encoder_opt': dict(encoder_opt), 'splat_channels': 4,
-           'bank_size': 4, 'decoder_hidden': [8], 'num_freq': 8}
+    opt = {
+        'type': 'GaussianSR',
+        'encoder': encoder,
+        'encoder_opt': dict(encoder_opt),
+        'splat_channels': 4,
+        'bank_size': 4,
+        'decoder_hidden': [8],
+        'num_freq': 8,
+    }
     model = build_network(opt)
     assert isinstance(model, GaussianSR)
     assert model.encoder.out_channels == encoder_opt.get('embed_dim', encoder_opt.get('num_feat'))
@@ -469,8 +480,9 @@ def test_image_skip_adds_exactly_the_interpolated_image(decoder, mode):
     lq = torch.rand(1, 3, 5, 6)
     size = (11, 13)
     coord, cell = pixel_queries(1, size)
-    grid = F.grid_sample((lq - 0.5) / 0.5, coord.flip(-1).unsqueeze(1), mode=mode, padding_mode='border',
-                         align_corners=False)[:, :, 0].transpose(1, 2)
+    grid = F.grid_sample(
+        (lq - 0.5) / 0.5, coord.flip(-1).unsqueeze(1), mode=mode, padding_mode='border', align_corners=False
+    )[:, :, 0].transpose(1, 2)
     with torch.no_grad():
         diff = skipped(lq, coord, cell) - plain(lq, coord, cell)
         dense = skipped.upscale(lq, size=size) - plain.upscale(lq, size=size)

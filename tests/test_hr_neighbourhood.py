@@ -13,8 +13,9 @@ SIZES = [(20, 20), (31, 17), (7, 45)]  # one HR grid per image, as a batch of mi
 
 def small_model(**overrides) -> gaussiansr_module.GaussianSR:
     """A small GaussianSR (both streams, a 3x3 bank) for tests about query paths."""
-    opt = dict(encoder_opt={'num_feat': 16, 'num_block': 1}, splat_channels=4, bank_size=9, decoder_hidden=[16],
-               num_freq=16)
+    opt = dict(
+        encoder_opt={'num_feat': 16, 'num_block': 1}, splat_channels=4, bank_size=9, decoder_hidden=[16], num_freq=16
+    )
     return gaussiansr_module.GaussianSR(**{**opt, **overrides})
 
 

@@ -62,18 +62,26 @@ def test_gray_alpha_and_16bit_conventions(rgb):
     assert decode_image(_encode('.png', np.full((2, 2), 65535, np.uint16))).max() == 255
 
 
-@pytest.mark.parametrize('case, message', [
-    ('empty', 'empty'),
-    ('truncated_png', 'cannot read image'),
-    ('truncated_jpg', 'cannot read image'),
-    ('text', 'not a decodable image'),
-    ('missing', 'no such file'),
-])
+@pytest.mark.parametrize(
+    'case, message',
+    [
+        ('empty', 'empty'),
+        ('truncated_png', 'cannot read image'),
+        ('truncated_jpg', 'cannot read image'),
+        ('text', 'not a decodable image'),
+        ('missing', 'no such file'),
+    ],
+)
 def test_bad_files_raise_one_line_error_naming_file(rgb, tmp_path, case, message):
     path = tmp_path / f'bad_{case}.png'
     png, jpg = _encode('.png', rgb[:, :, ::-1]), _encode('.jpg', rgb[:, :, ::-1])
-    content = {'empty': b'', 'truncated_png': png[:len(png) // 2], 'truncated_jpg': jpg[:len(jpg) - 40],
-               'text': b'hello, I am not an image', 'missing': None}[case]
+    content = {
+        'empty': b'',
+        'truncated_png': png[: len(png) // 2],
+        'truncated_jpg': jpg[: len(jpg) - 40],
+        'text': b'hello, I am not an image',
+        'missing': None,
+    }[case]
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(ImageReadError) as info:

@@ -85,10 +85,15 @@ def test_parity_with_official_outputs(case, parity_outputs):
 
 def test_converted_file_records_network_g(official_weights):
     data = torch.load(official_weights, map_location='cpu', weights_only=True)
-    assert data['network_g'] == {'type': 'LIIF', 'encoder': 'edsr-baseline',
-                                 'encoder_opt': {'num_feat': 64, 'num_block': 16, 'res_scale': 1.0},
-                                 'hidden': [256] * 4, 'feat_unfold': True, 'local_ensemble': True,
-                                 'cell_decode': True}
+    assert data['network_g'] == {
+        'type': 'LIIF',
+        'encoder': 'edsr-baseline',
+        'encoder_opt': {'num_feat': 64, 'num_block': 16, 'res_scale': 1.0},
+        'hidden': [256] * 4,
+        'feat_unfold': True,
+        'local_ensemble': True,
+        'cell_decode': True,
+    }
     assert data['source'] == {'file': 'edsr-baseline-liif.pth', 'epoch': 1000}
 
 
@@ -133,16 +138,27 @@ def test_liif_toggles_run_and_train(feat_unfold, local_ensemble, cell_decode):
 def fake_official(tmp_path: Path, name: str = 'liif', extra: dict | None = None, file: str = 'official.pth') -> Path:
     """A tiny checkpoint with the official layout (EDSR-baseline 8 ch, 1 block; MLP [16])."""
     g = torch.Generator().manual_seed(0)
-    shapes = {'encoder.sub_mean.weight': (3, 3, 1, 1), 'encoder.head.0.weight': (8, 3, 3, 3),
-              'encoder.head.0.bias': (8,), 'encoder.body.0.body.0.weight': (8, 8, 3, 3),
-              'encoder.body.0.body.0.bias': (8,), 'encoder.body.0.body.2.weight': (8, 8, 3, 3),
-              'encoder.body.0.body.2.bias': (8,), 'encoder.body.1.weight': (8, 8, 3, 3),
-              'encoder.body.1.bias': (8,), 'imnet.layers.0.weight': (16, 8 * 9 + 4), 'imnet.layers.0.bias': (16,),
-              'imnet.layers.2.weight': (3, 16), 'imnet.layers.2.bias': (3,)}
+    shapes = {
+        'encoder.sub_mean.weight': (3, 3, 1, 1),
+        'encoder.head.0.weight': (8, 3, 3, 3),
+        'encoder.head.0.bias': (8,),
+        'encoder.body.0.body.0.weight': (8, 8, 3, 3),
+        'encoder.body.0.body.0.bias': (8,),
+        'encoder.body.0.body.2.weight': (8, 8, 3, 3),
+        'encoder.body.0.body.2.bias': (8,),
+        'encoder.body.1.weight': (8, 8, 3, 3),
+        'encoder.body.1.bias': (8,),
+        'imnet.layers.0.weight': (16, 8 * 9 + 4),
+        'imnet.layers.0.bias': (16,),
+        'imnet.layers.2.weight': (3, 16),
+        'imnet.layers.2.bias': (3,),
+    }
     sd = {k: torch.randn(s, generator=g) for k, s in shapes.items()}
     sd.update(extra or {})
-    args = {'encoder_spec': {'name': 'edsr-baseline', 'args': {'no_upsampling': True}},
-            'imnet_spec': {'name': 'mlp', 'args': {'out_dim': 3, 'hidden_list': [16]}}}
+    args = {
+        'encoder_spec': {'name': 'edsr-baseline', 'args': {'no_upsampling': True}},
+        'imnet_spec': {'name': 'mlp', 'args': {'out_dim': 3, 'hidden_list': [16]}},
+    }
     path = tmp_path / file
     torch.save({'model': {'name': name, 'args': args, 'sd': sd}, 'epoch': 3}, path)
     return path
@@ -160,8 +176,7 @@ def test_converter_round_trip_and_encoder_only(tmp_path):
     assert convert_liif.main([str(src), str(enc), '--encoder-only']) == 0
     data = torch.load(enc, weights_only=True)
     assert set(data) == {'params', 'encoder', 'source'} and all(k.startswith('encoder.') for k in data['params'])
-    gsr = GaussianSR(encoder_opt=data['encoder']['encoder_opt'], splat_channels=4, bank_size=4,
-                     decoder_hidden=[8])
+    gsr = GaussianSR(encoder_opt=data['encoder']['encoder_opt'], splat_channels=4, bank_size=4, decoder_hidden=[8])
     missing, unexpected = gsr.load_state_dict(data['params'], strict=False)
     assert not unexpected and not any(k.startswith('encoder.') for k in missing)
     assert torch.equal(gsr.encoder.conv_first.weight, official_sd['encoder.head.0.weight'])
@@ -211,8 +226,10 @@ def test_converter_output_paths(tmp_path, capsys, monkeypatch):
     blocker = tmp_path / 'file.pth'
     blocker.write_bytes(b'x')
     assert convert_liif.main([str(src), str(blocker / 'sub' / 'liif.pth')]) == 2
-    assert _error_line(capsys) == (f'gaussiansr-convert-liif: error: output folder {blocker / "sub"} cannot be '
-                                   f'created: {blocker} is a file, not a folder')
+    assert _error_line(capsys) == (
+        f'gaussiansr-convert-liif: error: output folder {blocker / "sub"} cannot be '
+        f'created: {blocker} is a file, not a folder'
+    )
     dst = tmp_path / 'out' / 'liif.pth'
     th.fill_disk(monkeypatch, checkpoint)  # atomic_torch_save's file
     assert convert_liif.main([str(src), str(dst)]) == 2
@@ -238,14 +255,27 @@ def test_test_pipeline_reports_direct_psnr(official_weights, parity_outputs, tmp
     cv2.imwrite(str(tmp_path / 'hr' / 'chelsea.png'), hr[..., ::-1])
     shutil.copy(LIIF_REF / 'outputs' / 'chelsea_x3_lr.png', tmp_path / 'lr' / 'chelsea.png')
     opt = {
-        'name': 'test_liif_parity', 'model_type': 'ArbitraryScaleSRModel', 'num_gpu': 0, 'manual_seed': 0,
-        'datasets': {'test_1': {'name': 'chelsea_x3', 'type': 'ArbitraryScalePairedDataset',
-                                'dataroot_gt': str(tmp_path / 'hr'), 'dataroot_lq': str(tmp_path / 'lr'),
-                                'io_backend': {'type': 'disk'}, 'scale': 3}},
+        'name': 'test_liif_parity',
+        'model_type': 'ArbitraryScaleSRModel',
+        'num_gpu': 0,
+        'manual_seed': 0,
+        'datasets': {
+            'test_1': {
+                'name': 'chelsea_x3',
+                'type': 'ArbitraryScalePairedDataset',
+                'dataroot_gt': str(tmp_path / 'hr'),
+                'dataroot_lq': str(tmp_path / 'lr'),
+                'io_backend': {'type': 'disk'},
+                'scale': 3,
+            }
+        },
         'network_g': {'type': 'LIIF'},
         'path': {'pretrain_network_g': str(official_weights), 'strict_load_g': True, 'param_key_g': 'params'},
-        'val': {'save_img': False, 'chunk_size': 300000,
-                'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 3, 'test_y_channel': True}}},
+        'val': {
+            'save_img': False,
+            'chunk_size': 300000,
+            'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 3, 'test_y_channel': True}},
+        },
     }
     opt_path = tmp_path / 'test.yml'
     opt_path.write_text(yaml.safe_dump(opt))
@@ -279,8 +309,9 @@ def test_liif_image_skip_is_off_by_default_and_adds_the_image():
     lq = torch.rand(1, 3, 5, 6)
     coord = make_coord((9, 11)).unsqueeze(0)
     cell = make_cell((9, 11), coord.shape[1]).unsqueeze(0)
-    image = torch.nn.functional.grid_sample((lq - 0.5) / 0.5, coord.flip(-1).unsqueeze(1), mode='bilinear',
-                                            padding_mode='border', align_corners=False)[:, :, 0].transpose(1, 2)
+    image = torch.nn.functional.grid_sample(
+        (lq - 0.5) / 0.5, coord.flip(-1).unsqueeze(1), mode='bilinear', padding_mode='border', align_corners=False
+    )[:, :, 0].transpose(1, 2)
     with torch.no_grad():
         diff = skipped(lq, coord, cell) - plain(lq, coord, cell)
     assert (diff - 0.5 * image).abs().max().item() <= 1e-5

@@ -84,8 +84,9 @@ def test_test_entry_reproduces_validation_psnr(trained, data, tmp_path):
     # The installed console script, as a user runs it.
     script = Path(sys.executable).with_name('gaussiansr-test')
     env = dict(os.environ, OMP_NUM_THREADS='1')
-    proc = subprocess.run([str(script), '-opt', yml, '--root', str(tmp_path)], capture_output=True, text=True,
-                          timeout=120, env=env)
+    proc = subprocess.run(
+        [str(script), '-opt', yml, '--root', str(tmp_path)], capture_output=True, text=True, timeout=120, env=env
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     log = th.read_logs(tmp_path / 'results' / 'tiny_test', 'test')
     # The last validation of training used net_g_ema at the end = params_ema of net_g_latest.
@@ -110,8 +111,17 @@ def test_resume_continues_from_saved_iteration(trained, tmp_path):
     shutil.copytree(trained['root'], root)
     exp, dump = root / 'experiments' / 'tiny', tmp_path / 'dump'
     state = exp / 'training_states' / '6.state'
-    th.run_entry('train', '-opt', trained['yml'], '--root', str(root), '--force_yml', 'train:total_iter=9',
-                 f'path:resume_state={state}', f'test_dump_dir={dump}')
+    th.run_entry(
+        'train',
+        '-opt',
+        trained['yml'],
+        '--root',
+        str(root),
+        '--force_yml',
+        'train:total_iter=9',
+        f'path:resume_state={state}',
+        f'test_dump_dir={dump}',
+    )
     _check_resumed(dump, exp, 6)
     log = th.read_logs(exp, 'train')
     assert 'Resuming training from epoch: 0, iter: 6.' in log
@@ -150,11 +160,24 @@ def _free_port() -> int:
 
 def test_ddp_two_processes_gloo_identical_weights(data, tmp_path):
     dump = tmp_path / 'dump'
-    yml = th.write_yaml(th.train_opt(data, 'ddp', total_iter=4, ckpt_freq=4, val_freq=4, dump_dir=str(dump)),
-                        tmp_path / 'ddp.yml')
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-           f'--master_port={_free_port()}', str(th.RUN_ENTRY),
-           'train', '-opt', yml, '--launcher', 'pytorch', '--root', str(tmp_path)]
+    yml = th.write_yaml(
+        th.train_opt(data, 'ddp', total_iter=4, ckpt_freq=4, val_freq=4, dump_dir=str(dump)), tmp_path / 'ddp.yml'
+    )
+    cmd = [
+        sys.executable,
+        '-m',
+        'torch.distributed.run',
+        '--nproc_per_node=2',
+        f'--master_port={_free_port()}',
+        str(th.RUN_ENTRY),
+        'train',
+        '-opt',
+        yml,
+        '--launcher',
+        'pytorch',
+        '--root',
+        str(tmp_path),
+    ]
     env = dict(os.environ, OMP_NUM_THREADS='1')
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -169,14 +192,19 @@ def test_ddp_two_processes_gloo_identical_weights(data, tmp_path):
 
 def test_sigkill_then_auto_resume_continues_exactly(data, tmp_path):
     root, dump = tmp_path / 'root', tmp_path / 'dump'
-    opt = th.train_opt(data, 'killed', total_iter=100000, ckpt_freq=2, val_freq=10**9,
-                       model_type='ArbitraryScaleSRModel')
+    opt = th.train_opt(
+        data, 'killed', total_iter=100000, ckpt_freq=2, val_freq=10**9, model_type='ArbitraryScaleSRModel'
+    )
     yml = th.write_yaml(opt, tmp_path / 'killed.yml')
     exp = root / 'experiments' / 'killed'
     env = dict(os.environ, OMP_NUM_THREADS='1')
     # The real module entry point; only the resumed run needs the test hooks.
-    proc = subprocess.Popen([sys.executable, '-m', 'gaussiansr_arch.train', '-opt', yml, '--root', str(root)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, '-m', 'gaussiansr_arch.train', '-opt', yml, '--root', str(root)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 90
         while find_latest_resume_state(str(exp / 'training_states'), str(exp / 'models')) is None:
@@ -190,11 +218,20 @@ def test_sigkill_then_auto_resume_continues_exactly(data, tmp_path):
     it = int(Path(path).stem)
     # A newer but truncated state (a kill during a plain torch.save) must be skipped.
     blob = (exp / 'training_states' / f'{it}.state').read_bytes()
-    (exp / 'training_states' / f'{it + 1000}.state').write_bytes(blob[:len(blob) // 2])
+    (exp / 'training_states' / f'{it + 1000}.state').write_bytes(blob[: len(blob) // 2])
 
-    th.run_entry('train', '-opt', yml, '--root', str(root), '--auto_resume',
-                 '--force_yml', f'train:total_iter={it + 2}', f'test_dump_dir={dump}',
-                 'model_type=HookedArbitraryScaleSRModel')
+    th.run_entry(
+        'train',
+        '-opt',
+        yml,
+        '--root',
+        str(root),
+        '--auto_resume',
+        '--force_yml',
+        f'train:total_iter={it + 2}',
+        f'test_dump_dir={dump}',
+        'model_type=HookedArbitraryScaleSRModel',
+    )
     _check_resumed(dump, exp, it)
     log = th.read_logs(exp, 'train')
     assert f'Resuming training from epoch: 0, iter: {it}.' in log and 'End of training' in log
@@ -210,8 +247,12 @@ def _batch(nan: bool = False) -> dict:
     gt = torch.rand(2, 64, 3)
     if nan:
         gt[0, 0, 0] = float('nan')
-    return {'lq': torch.rand(2, 3, 12, 12), 'gt': gt, 'coord': torch.rand(2, 64, 2) * 2 - 1,
-            'cell': torch.full((2, 64, 2), 2 / 24)}
+    return {
+        'lq': torch.rand(2, 3, 12, 12),
+        'gt': gt,
+        'coord': torch.rand(2, 64, 2) * 2 - 1,
+        'cell': torch.full((2, 64, 2), 2 / 24),
+    }
 
 
 @pytest.mark.parametrize('policy', ['raise', 'skip'])

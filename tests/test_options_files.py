@@ -98,7 +98,7 @@ def data_tree(tmp_path):
     div2k = tmp_path / 'datasets' / 'DIV2K'
     _write(div2k / 'DIV2K_valid_HR' / '0801.png', hr)
     for s in (2, 3, 4):
-        lr = make_lr(hr[:64 // s * s, :70 // s * s].astype(np.float32) / 255, (64 // s, 70 // s))
+        lr = make_lr(hr[: 64 // s * s, : 70 // s * s].astype(np.float32) / 255, (64 // s, 70 // s))
         _write(div2k / 'DIV2K_valid_LR_bicubic' / f'X{s}' / f'0801x{s}.png', np.round(lr * 255).astype(np.uint8))
     return tmp_path
 
@@ -135,19 +135,28 @@ OPTION_PATH = re.compile(r'(?<![\w/.-])options/(?:[\w.*/-]|\{[\w.,-]+\}|\$\{\w+\
 def _expand(path: str) -> list:
     """Shell-expand ``${var}`` (DOC_VARIABLES) and ``{a,b}`` of one path; ``*`` is left to glob."""
     parts = re.split(r'(\$\{\w+\}|\{[\w.,-]+\})', path)
-    choices = [DOC_VARIABLES[p[2:-1]] if p.startswith('${') else p[1:-1].split(',') if p.startswith('{') else [p]
-               for p in parts]
+    choices = [
+        DOC_VARIABLES[p[2:-1]] if p.startswith('${') else p[1:-1].split(',') if p.startswith('{') else [p]
+        for p in parts
+    ]
     return [''.join(c) for c in itertools.product(*choices)]
 
 
 def test_expand_and_regex():
-    text = ('`options/train/train_GaussianSR_{RDN,SwinIR}_DIV2K.yml`; see options/test/x.yml.\n'
-            '    for m in A B; do gaussiansr-test -opt options/test/test_${m}_E.yml; done  # not my/options/a.yml')
+    text = (
+        '`options/train/train_GaussianSR_{RDN,SwinIR}_DIV2K.yml`; see options/test/x.yml.\n'
+        '    for m in A B; do gaussiansr-test -opt options/test/test_${m}_E.yml; done  # not my/options/a.yml'
+    )
     found = OPTION_PATH.findall(text)
-    assert found == ['options/train/train_GaussianSR_{RDN,SwinIR}_DIV2K.yml', 'options/test/x.yml',
-                     'options/test/test_${m}_E.yml']
-    assert _expand(found[0]) == ['options/train/train_GaussianSR_RDN_DIV2K.yml',
-                                 'options/train/train_GaussianSR_SwinIR_DIV2K.yml']
+    assert found == [
+        'options/train/train_GaussianSR_{RDN,SwinIR}_DIV2K.yml',
+        'options/test/x.yml',
+        'options/test/test_${m}_E.yml',
+    ]
+    assert _expand(found[0]) == [
+        'options/train/train_GaussianSR_RDN_DIV2K.yml',
+        'options/train/train_GaussianSR_SwinIR_DIV2K.yml',
+    ]
     assert _expand(found[2]) == ['options/test/test_GaussianSR_E.yml', 'options/test/test_LIIF_E.yml']
 
 

@@ -26,8 +26,12 @@ def _model(tmp_path, **train) -> ArbitraryScaleSRModel:
 
 def _batch(i: int) -> dict:
     g = torch.Generator().manual_seed(i)
-    return {'lq': torch.rand(2, 3, 12, 12, generator=g), 'gt': torch.rand(2, 64, 3, generator=g),
-            'coord': torch.rand(2, 64, 2, generator=g) * 2 - 1, 'cell': torch.full((2, 64, 2), 2 / 24)}
+    return {
+        'lq': torch.rand(2, 3, 12, 12, generator=g),
+        'gt': torch.rand(2, 64, 3, generator=g),
+        'coord': torch.rand(2, 64, 2, generator=g) * 2 - 1,
+        'cell': torch.full((2, 64, 2), 2 / 24),
+    }
 
 
 def _train(model, steps) -> list[float]:
@@ -78,21 +82,21 @@ def test_bf16_resume_is_exact(tmp_path):
 def test_grad_scaler_state_saved_and_restored(tmp_path):
     """The fp16 path's scaler (here a CPU GradScaler, no autocast): steps, survives a resume."""
     model = _model(tmp_path)
-    model.grad_scaler = torch.amp.GradScaler('cpu', init_scale=2.0 ** 10, growth_interval=2)
+    model.grad_scaler = torch.amp.GradScaler('cpu', init_scale=2.0**10, growth_interval=2)
     before = copy.deepcopy(model.net_g.state_dict())
     _train(model, range(1, 4))
-    assert model.grad_scaler.get_scale() == 2.0 ** 11  # grew once after 2 finite steps
+    assert model.grad_scaler.get_scale() == 2.0**11  # grew once after 2 finite steps
     assert any(not torch.equal(model.net_g.state_dict()[k], v) for k, v in before.items())
     model.save_training_state(0, 3)
     state = torch.load(tmp_path / '3.state', weights_only=False)
-    assert state['grad_scaler']['scale'] == 2.0 ** 11
+    assert state['grad_scaler']['scale'] == 2.0**11
     other = _model(tmp_path)
     other.grad_scaler = torch.amp.GradScaler('cpu')
     other.resume_training(state)
-    assert other.grad_scaler.get_scale() == 2.0 ** 11
+    assert other.grad_scaler.get_scale() == 2.0**11
 
 
-@pytest.mark.parametrize('amp, message', [('fp16', 'fp16 needs a CUDA device'), ('half', "must be one of")])
+@pytest.mark.parametrize('amp, message', [('fp16', 'fp16 needs a CUDA device'), ('half', 'must be one of')])
 def test_amp_option_errors_are_one_line(tmp_path, amp, message):
     with pytest.raises(ValueError, match=message) as err:
         _model(tmp_path, amp=amp)

@@ -29,7 +29,7 @@ LMDB = {'type': 'lmdb'}
 
 def _photo(name, h, w):
     img = getattr(skimage.data, name)()
-    return np.ascontiguousarray(img[40:40 + 2 * h:2, 60:60 + 2 * w:2, :3])
+    return np.ascontiguousarray(img[40 : 40 + 2 * h : 2, 60 : 60 + 2 * w : 2, :3])
 
 
 def _write(path, rgb):
@@ -74,8 +74,12 @@ def _error(capsys, info) -> str:
 def test_div2k_builds_lmdbs_usable_by_datasets(div2k, capsys):
     assert prepare_div2k.main(_div2k_args(div2k, '--lr-scales', '2.4', '2', '--verify')) == 0
     names = sorted(p.name for p in div2k.iterdir() if p.name.endswith('.lmdb'))
-    assert names == ['DIV2K_train_HR_sub.lmdb', 'DIV2K_valid_HR.lmdb', 'DIV2K_valid_LR_bicubic_X2.4.lmdb',
-                     'DIV2K_valid_LR_bicubic_X2.lmdb']
+    assert names == [
+        'DIV2K_train_HR_sub.lmdb',
+        'DIV2K_valid_HR.lmdb',
+        'DIV2K_valid_LR_bicubic_X2.4.lmdb',
+        'DIV2K_valid_LR_bicubic_X2.lmdb',
+    ]
     assert 'verified' in capsys.readouterr().out and not _leftovers(div2k)
 
     # sub-images: 60x75 with crop 32, step 16 -> rows [0, 16, 28], cols [0, 16, 32, 43]
@@ -84,20 +88,33 @@ def test_div2k_builds_lmdbs_usable_by_datasets(div2k, capsys):
     meta = (div2k / 'DIV2K_train_HR_sub.lmdb' / 'meta_info.txt').read_text().splitlines()
     assert len(meta) == 3 * 12 and meta[0] == '0001_s001.png (32,32,3) 1'
     assert meta[-1].startswith('0003_s012.png')
-    train = ArbitraryScaleImageDataset({'dataroot_gt': str(div2k / 'DIV2K_train_HR_sub.lmdb'),
-                                        'io_backend': LMDB, 'lr_size': 8, 'scale_min': 1, 'scale_max': 4,
-                                        'sample_q': 64})
+    train = ArbitraryScaleImageDataset(
+        {
+            'dataroot_gt': str(div2k / 'DIV2K_train_HR_sub.lmdb'),
+            'io_backend': LMDB,
+            'lr_size': 8,
+            'scale_min': 1,
+            'scale_max': 4,
+            'sample_q': 64,
+        }
+    )
     assert len(train) == 36 and train[5]['lq'].shape == (3, 8, 8)
     # the last sub-image of 0001 is the bottom-right 32x32 corner
     corner = cv2.imread(str(div2k / 'DIV2K_train_HR' / '0001.png'))[28:60, 43:75, ::-1]
-    first = ArbitraryScalePairedDataset({'dataroot_gt': str(div2k / 'DIV2K_train_HR_sub.lmdb'), 'scale': 1,
-                                         'io_backend': LMDB})[11]
+    first = ArbitraryScalePairedDataset(
+        {'dataroot_gt': str(div2k / 'DIV2K_train_HR_sub.lmdb'), 'scale': 1, 'io_backend': LMDB}
+    )[11]
     np.testing.assert_array_equal(np.round(first['gt'].numpy().transpose(1, 2, 0) * 255), corner)
 
     # shipped X2 LR and generated X2.4 LR pair with the valid HR; generated == on-the-fly protocol
     for scale, tmpl in ((2, '{}x2'), (2.4, '{}x2.4')):
-        opt = {'dataroot_gt': str(div2k / 'DIV2K_valid_HR.lmdb'), 'scale': scale, 'io_backend': LMDB,
-               'dataroot_lq': str(div2k / f'DIV2K_valid_LR_bicubic_X{scale:g}.lmdb'), 'filename_tmpl': tmpl}
+        opt = {
+            'dataroot_gt': str(div2k / 'DIV2K_valid_HR.lmdb'),
+            'scale': scale,
+            'io_backend': LMDB,
+            'dataroot_lq': str(div2k / f'DIV2K_valid_LR_bicubic_X{scale:g}.lmdb'),
+            'filename_tmpl': tmpl,
+        }
         packed = ArbitraryScalePairedDataset(opt)[0]
         fly = ArbitraryScalePairedDataset({k: opt[k] for k in ('dataroot_gt', 'scale', 'io_backend')})[0]
         torch.testing.assert_close(packed['lq'], fly['lq'])
@@ -157,8 +174,9 @@ def test_verify_catches_tampered_meta_info(div2k, capsys):
     meta.write_text(good.replace('0802.png (50,62,3)', '0802.png (51,62,3)'))
     with pytest.raises(SystemExit) as info:
         prepare_div2k.main(_div2k_args(div2k, '--parts', 'valid', '--verify'))
-    assert re.fullmatch(r"error: verify .*key '0802': meta_info says \(51, 62, 3\), stored image is \(50, 62, 3\)",
-                        _error(capsys, info))
+    assert re.fullmatch(
+        r"error: verify .*key '0802': meta_info says \(51, 62, 3\), stored image is \(50, 62, 3\)", _error(capsys, info)
+    )
     meta.write_text(good + '0999.png (8,8,3) 1\n')
     assert any("'0999' listed" in p for p in verify_lmdb(str(path)))
     meta.write_text(good.splitlines()[0] + '\n')
@@ -168,8 +186,9 @@ def test_verify_catches_tampered_meta_info(div2k, capsys):
 def test_cli_errors_are_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         prepare_div2k.main(['--root', str(tmp_path / 'nope')])
-    assert _error(capsys, info) == (f'error: {tmp_path / "nope" / "DIV2K_train_HR"} does not exist '
-                                    '(use --parts to build only the validation sets)')
+    assert _error(capsys, info) == (
+        f'error: {tmp_path / "nope" / "DIV2K_train_HR"} does not exist (use --parts to build only the validation sets)'
+    )
     with pytest.raises(SystemExit) as info:
         prepare_div2k.main(['--root', str(tmp_path), '--lr-scales', 'abc'])
     assert info.value.code == 2 and 'scale must be a number' in capsys.readouterr().err
@@ -181,8 +200,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert _error(capsys, info) == f'error: no <set>/HR folders in {tmp_path}'
 
 
-@pytest.mark.parametrize('script, words', [('prepare_div2k.py', '--lr-scales'),
-                                           ('prepare_benchmark.py', '--format')])
+@pytest.mark.parametrize('script, words', [('prepare_div2k.py', '--lr-scales'), ('prepare_benchmark.py', '--format')])
 def test_script_wrappers_help(script, words, monkeypatch, capsys):
     monkeypatch.setattr(sys, 'argv', [script, '--help'])
     with pytest.raises(SystemExit) as info:
@@ -221,9 +239,15 @@ def test_benchmark_lmdb_format_and_mismatch(bench, tmp_path, capsys):
     args = ['--root', str(bench), '--out', str(out), '--scales', '2', '3.6', '--format', 'lmdb', '--verify']
     assert prepare_benchmark.main(args + ['--workers', '1']) == 0
     assert sorted(os.listdir(out / 'Set5')) == ['HR.lmdb', 'LR_bicubic_X2.lmdb', 'LR_bicubic_X3.6.lmdb']
-    ds = ArbitraryScalePairedDataset({'dataroot_gt': str(out / 'Set5' / 'HR.lmdb'), 'io_backend': LMDB,
-                                      'dataroot_lq': str(out / 'Set5' / 'LR_bicubic_X2.lmdb'),
-                                      'filename_tmpl': '{}x2', 'scale': 2})
+    ds = ArbitraryScalePairedDataset(
+        {
+            'dataroot_gt': str(out / 'Set5' / 'HR.lmdb'),
+            'io_backend': LMDB,
+            'dataroot_lq': str(out / 'Set5' / 'LR_bicubic_X2.lmdb'),
+            'filename_tmpl': '{}x2',
+            'scale': 2,
+        }
+    )
     assert ds[0]['lq'].shape == (3, 20, 25) and ds[0]['gt'].shape == (3, 40, 50)
 
     # a shipped LR of the wrong size is reported with both files
@@ -244,15 +268,18 @@ def test_output_paths_a_user_can_get_wrong(bench, div2k, tmp_path, capsys, monke
     assert _error(capsys, info) == f'error: output folder {blocker} is an existing file, not a folder'
     with pytest.raises(SystemExit) as info:
         prepare_benchmark.main(['--root', str(bench), '--out', str(blocker / 'sub'), '--workers', '1'])
-    assert _error(capsys, info) == f'error: output folder {blocker / "sub"} cannot be created: {blocker} is a file, ' \
-                                   'not a folder'
+    assert (
+        _error(capsys, info) == f'error: output folder {blocker / "sub"} cannot be created: {blocker} is a file, '
+        'not a folder'
+    )
     assert blocker.read_bytes() == b'x'
 
     # ENOSPC while a generated LR PNG is written: the unfinished build and the folders made for it are removed
     th.fill_disk(monkeypatch, lmdb_tools)
     with pytest.raises(SystemExit) as info:
-        prepare_benchmark.main(['--root', str(bench), '--out', str(tmp_path / 'packed'), '--scales', '2.4',
-                                '--workers', '1'])
+        prepare_benchmark.main(
+            ['--root', str(bench), '--out', str(tmp_path / 'packed'), '--scales', '2.4', '--workers', '1']
+        )
     out = tmp_path / 'packed' / 'Set5' / 'LR_bicubic' / 'X2.4'
     assert _error(capsys, info) == f'error: cannot write {out}: No space left on device'
     assert not (tmp_path / 'packed').exists() and not th.hidden_or_tmp(tmp_path)
@@ -285,7 +312,8 @@ def test_benchmark_general100_hr_only(bench, tmp_path, capsys):
             prepare_benchmark.main(['--root', str(flat), *extra])
         assert _error(capsys, info) == (
             f'error: {flat / "General100" / "HR"} does not exist but {flat / "General100"} holds images: move them '
-            f'into {flat / "General100" / "HR"} (a set released as one flat folder, e.g. General100, goes in <set>/HR)')
+            f'into {flat / "General100" / "HR"} (a set released as one flat folder, e.g. General100, goes in <set>/HR)'
+        )
     assert not (flat / 'Set5' / 'LR_bicubic').exists()  # checked before anything is built
     with pytest.raises(SystemExit):
         prepare_benchmark.main(['--help'])

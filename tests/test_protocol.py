@@ -60,8 +60,7 @@ def test_metric_options_per_protocol():
 def test_compare_lr_folder_uses_the_protocol_size_check(tmp_path):
     hr = np.random.default_rng(2).integers(0, 256, (41, 40, 3), dtype=np.uint8)
     cv2.imwrite(str(tmp_path / 'a.png'), hr[:, :, ::-1])
-    ds = compare.DatasetEntry(name='d', hr=str(tmp_path), scales=[2.0], lr=str(tmp_path / 'lr'),
-                              filename_tmpl='{}x2')
+    ds = compare.DatasetEntry(name='d', hr=str(tmp_path), scales=[2.0], lr=str(tmp_path / 'lr'), filename_tmpl='{}x2')
     (tmp_path / 'lr').mkdir()
     lr = protocol.make_lr_uint8(hr[:40, :40], (20, 20))
     cv2.imwrite(str(tmp_path / 'lr' / 'ax2.png'), lr[:, :, ::-1])
@@ -70,8 +69,11 @@ def test_compare_lr_folder_uses_the_protocol_size_check(tmp_path):
     np.testing.assert_array_equal(got_hr, hr[:40, :40])
     # an LR that is not floor(HR / s): the datasets refuse it, and so does compare
     cv2.imwrite(str(tmp_path / 'lr' / 'ax2.png'), lr[:19, :19, ::-1])
-    with pytest.raises(ToolError, match=r'ax2\.png: LR 19x19 x2 is too small for HR .*a\.png 41x40 '
-                                        r'\(expects HR 38x38; the LR must be floor\(HR / 2\)\)'):
+    with pytest.raises(
+        ToolError,
+        match=r'ax2\.png: LR 19x19 x2 is too small for HR .*a\.png 41x40 '
+        r'\(expects HR 38x38; the LR must be floor\(HR / 2\)\)',
+    ):
         compare.make_pair(ds, str(tmp_path / 'a.png'), 2.0)
     cv2.imwrite(str(tmp_path / 'lr' / 'ax2.png'), np.zeros((21, 20, 3), np.uint8))
     with pytest.raises(ToolError, match=r'LR 21x20 x2 is larger than HR'):

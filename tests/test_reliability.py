@@ -45,8 +45,8 @@ def _bad_images() -> dict[str, bytes]:
     jpg = cv2.imencode('.jpg', _rgb_photo())[1].tobytes()
     return {
         'zero_byte': ('zero.png', b''),
-        'truncated_png': ('trunc.png', png[:len(png) // 2]),
-        'truncated_jpeg': ('trunc.jpg', jpg[:len(jpg) // 2]),
+        'truncated_png': ('trunc.png', png[: len(png) // 2]),
+        'truncated_jpeg': ('trunc.jpg', jpg[: len(jpg) // 2]),
         'not_an_image': ('notes.png', b'this is a text file, not a picture\n'),
     }
 
@@ -65,8 +65,14 @@ def _good_images() -> dict[str, tuple[str, np.ndarray, np.ndarray]]:
 
 
 def _paired(folder: Path, scale: float = 2) -> dict:
-    return {'name': 'bad', 'type': 'ArbitraryScalePairedDataset', 'phase': 'val', 'dataroot_gt': str(folder),
-            'scale': scale, 'io_backend': {'type': 'disk'}}
+    return {
+        'name': 'bad',
+        'type': 'ArbitraryScalePairedDataset',
+        'phase': 'val',
+        'dataroot_gt': str(folder),
+        'scale': scale,
+        'io_backend': {'type': 'disk'},
+    }
 
 
 # ----------------------------------------------------------------------------- images: datasets
@@ -94,8 +100,16 @@ def test_one_pixel_image_fails_clearly_in_datasets(tmp_path):
     cv2.imwrite(str(tmp_path / 'dot.png'), np.zeros((1, 1, 3), np.uint8))
     with pytest.raises(ValueError, match=rf'{tmp_path}/dot.png.*too small for scale 2'):
         build_dataset(_paired(tmp_path))[0]
-    train = {'name': 't', 'type': 'ArbitraryScaleImageDataset', 'phase': 'train', 'dataroot_gt': str(tmp_path),
-             'lr_size': 8, 'scale_min': 1, 'scale_max': 2, 'sample_q': 16}
+    train = {
+        'name': 't',
+        'type': 'ArbitraryScaleImageDataset',
+        'phase': 'train',
+        'dataroot_gt': str(tmp_path),
+        'lr_size': 8,
+        'scale_min': 1,
+        'scale_max': 2,
+        'sample_q': 16,
+    }
     with pytest.raises(ValueError, match=rf'{tmp_path}/dot.png \(1x1\) is smaller than the'):
         build_dataset(train)[0]
 
@@ -111,8 +125,9 @@ def weights(tmp_path_factory) -> str:
 
 
 def _upscale(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([UPSCALE, *args, '--quiet'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=ENV)
+    return subprocess.Popen(
+        [UPSCALE, *args, '--quiet'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV
+    )
 
 
 def test_upscale_cli_bad_and_unusual_images(tmp_path, weights):
@@ -120,8 +135,10 @@ def test_upscale_cli_bad_and_unusual_images(tmp_path, weights):
     failing = {}
     for row, (name, content) in _bad_images().items():
         (tmp_path / name).write_bytes(content)
-        failing[row] = (str(tmp_path / name), _upscale(str(tmp_path / name), '--scale', '2', '--weights', weights,
-                                                      '-o', str(tmp_path / f'out_{row}')))
+        failing[row] = (
+            str(tmp_path / name),
+            _upscale(str(tmp_path / name), '--scale', '2', '--weights', weights, '-o', str(tmp_path / f'out_{row}')),
+        )
     good = tmp_path / 'good'
     good.mkdir()
     for name, written, _ in _good_images().values():
@@ -148,7 +165,8 @@ def test_truncated_png_stderr_is_exactly_one_line(tmp_path, weights):
     name, content = _bad_images()['truncated_png']
     (tmp_path / name).write_bytes(content)
     _, err = _upscale(str(tmp_path / name), '--scale', '2', '--weights', weights, '-o', str(tmp_path)).communicate(
-        timeout=120)
+        timeout=120
+    )
     assert len(err.strip().splitlines()) == 1, err
 
 
@@ -158,18 +176,42 @@ def test_upscale_cli_over_pixel_limit(tmp_path, weights, capsys):
     big = tmp_path / 'big.png'
     cv2.imwrite(str(big), _rgb_photo(40, 40))
     with pytest.raises(SystemExit) as exc:
-        main([str(big), '--scale', '4', '--max-pixels', '10000', '--weights', weights, '-o', str(tmp_path / 'o'),
-              '--quiet'])
+        main(
+            [
+                str(big),
+                '--scale',
+                '4',
+                '--max-pixels',
+                '10000',
+                '--weights',
+                weights,
+                '-o',
+                str(tmp_path / 'o'),
+                '--quiet',
+            ]
+        )
     err = capsys.readouterr().err.strip().splitlines()
     assert exc.value.code == 2 and len(err) == 1 and str(big) in err[0] and 'exceeds --max-pixels' in err[0]
     assert not (tmp_path / 'o').exists()
 
 
 # ----------------------------------------------------------------------------- scales and sizes
-@pytest.mark.parametrize('flag,value', [('--scale', '0'), ('--scale', '-2'), ('--scale', 'nan'), ('--scale', 'inf'),
-                                        ('--scale', 'abc'), ('--scale', '0x10'), ('--scale', '1e9'),
-                                        ('--size', '0x10'), ('--size', '-5x5'), ('--size', 'abc'),
-                                        ('--size', '100000x100000')])
+@pytest.mark.parametrize(
+    'flag,value',
+    [
+        ('--scale', '0'),
+        ('--scale', '-2'),
+        ('--scale', 'nan'),
+        ('--scale', 'inf'),
+        ('--scale', 'abc'),
+        ('--scale', '0x10'),
+        ('--scale', '1e9'),
+        ('--size', '0x10'),
+        ('--size', '-5x5'),
+        ('--size', 'abc'),
+        ('--size', '100000x100000'),
+    ],
+)
 def test_upscale_cli_bad_scale_or_size_is_one_line(tmp_path, weights, capsys, flag, value):
     from gaussiansr_arch.tools.upscale import main
 
@@ -184,14 +226,24 @@ def test_upscale_cli_bad_scale_or_size_is_one_line(tmp_path, weights, capsys, fl
     assert not (tmp_path / 'out').exists()
 
 
-@pytest.mark.parametrize('kwargs,match', [
-    ({'scale': 0}, 'finite number > 0'), ({'scale': -1.5}, 'finite number > 0'),
-    ({'scale': float('nan')}, 'finite number > 0'), ({'scale': float('inf')}, 'finite number > 0'),
-    ({'scale': 'abc'}, 'number > 0'), ({'scale': (0, 10)}, 'finite number > 0'),
-    ({'scale': (2, 3, 4)}, 'pair'), ({'size': (0, 10)}, 'positive integers'), ({'size': (-1, 5)}, 'positive'),
-    ({'size': (2.5, 3)}, 'positive integers'), ({'size': 'abc'}, 'positive integers'),
-    ({'size': (4, 4), 'scale': 2}, 'exactly one'), ({}, 'exactly one'),
-])
+@pytest.mark.parametrize(
+    'kwargs,match',
+    [
+        ({'scale': 0}, 'finite number > 0'),
+        ({'scale': -1.5}, 'finite number > 0'),
+        ({'scale': float('nan')}, 'finite number > 0'),
+        ({'scale': float('inf')}, 'finite number > 0'),
+        ({'scale': 'abc'}, 'number > 0'),
+        ({'scale': (0, 10)}, 'finite number > 0'),
+        ({'scale': (2, 3, 4)}, 'pair'),
+        ({'size': (0, 10)}, 'positive integers'),
+        ({'size': (-1, 5)}, 'positive'),
+        ({'size': (2.5, 3)}, 'positive integers'),
+        ({'size': 'abc'}, 'positive integers'),
+        ({'size': (4, 4), 'scale': 2}, 'exactly one'),
+        ({}, 'exactly one'),
+    ],
+)
 def test_arch_api_rejects_bad_scale_and_size(kwargs, match):
     net = GaussianSR(**{k: v for k, v in th.TINY_NET.items() if k != 'type'})
     with pytest.raises(ValueError, match=match):
@@ -272,29 +324,38 @@ OPTIMIZATION_ROWS = {
 }
 
 
-@pytest.mark.parametrize('row,expected', [
-    ('dataset_type', ["unknown type 'NoSuchDataset' in datasets", 'ArbitraryScaleImageDataset', 'PairedImageDataset']),
-    ('model_type', ["unknown type 'NoSuchModel' in model_type", 'ArbitraryScaleSRModel', 'SRModel']),
-    ('missing_dataroot_gt', ["dataset 'tiny'", 'option dataroot_gt is required']),
-    ('missing_network_g', ["missing option 'network_g'"]),
-    ('missing_name', ["missing top-level option(s) ['name']"]),
-    ('lr_size_text', ['option lr_size must be an integer', "'abc'"]),
-    ('scale_min_quoted', ['option scale_min must be a number', "'1' (str)"]),
-    ('use_hflip_text', ['option use_hflip must be true or false', "'false'"]),
-    ('scale_min_gt_max', ['scale_min (3.0) > scale_max (2.0)']),
-    ('val_scale_zero', ["dataset 'val_x2'", 'scale must be a finite number > 0']),
-    ('missing_path', ['dataroot_gt /nonexistent/val does not exist']),
-    ('bad_network_option', ["network 'GaussianSR'", "unexpected keyword argument 'num_feat'"]),
-    ('total_iter_text', ["train.total_iter must be a number, got 'abc'"]),
-    ('optim_lr_unquoted_exponent', ["train.optim_g.lr must be a number, got '1e-4'", 'write 1.0e-4 or !!float 1e-4']),
-    ('optim_type', ["train.optim_g.type must be one of ['Adam']", "got 'SGD'"]),
-    ('optim_unknown_key', ["train.optim_g: unknown option 'momentum'", 'betas']),
-    ('optim_betas_text', ["train.optim_g.betas must be a list of numbers, got '0.9, 0.99'"]),
-    ('milestones_text', ["train.scheduler.milestones must be a list of integers, got '200000'"]),
-    ('gamma_text', ["train.scheduler.gamma must be a number, got 'half'"]),
-    ('scheduler_type', ["train.scheduler.type must be one of ['CosineAnnealingRestartLR', 'MultiStepLR'"]),
-    ('loss_weight_text', ["train.pixel_opt.loss_weight must be a number, got 'one'"]),
-])
+@pytest.mark.parametrize(
+    'row,expected',
+    [
+        (
+            'dataset_type',
+            ["unknown type 'NoSuchDataset' in datasets", 'ArbitraryScaleImageDataset', 'PairedImageDataset'],
+        ),
+        ('model_type', ["unknown type 'NoSuchModel' in model_type", 'ArbitraryScaleSRModel', 'SRModel']),
+        ('missing_dataroot_gt', ["dataset 'tiny'", 'option dataroot_gt is required']),
+        ('missing_network_g', ["missing option 'network_g'"]),
+        ('missing_name', ["missing top-level option(s) ['name']"]),
+        ('lr_size_text', ['option lr_size must be an integer', "'abc'"]),
+        ('scale_min_quoted', ['option scale_min must be a number', "'1' (str)"]),
+        ('use_hflip_text', ['option use_hflip must be true or false', "'false'"]),
+        ('scale_min_gt_max', ['scale_min (3.0) > scale_max (2.0)']),
+        ('val_scale_zero', ["dataset 'val_x2'", 'scale must be a finite number > 0']),
+        ('missing_path', ['dataroot_gt /nonexistent/val does not exist']),
+        ('bad_network_option', ["network 'GaussianSR'", "unexpected keyword argument 'num_feat'"]),
+        ('total_iter_text', ["train.total_iter must be a number, got 'abc'"]),
+        (
+            'optim_lr_unquoted_exponent',
+            ["train.optim_g.lr must be a number, got '1e-4'", 'write 1.0e-4 or !!float 1e-4'],
+        ),
+        ('optim_type', ["train.optim_g.type must be one of ['Adam']", "got 'SGD'"]),
+        ('optim_unknown_key', ["train.optim_g: unknown option 'momentum'", 'betas']),
+        ('optim_betas_text', ["train.optim_g.betas must be a list of numbers, got '0.9, 0.99'"]),
+        ('milestones_text', ["train.scheduler.milestones must be a list of integers, got '200000'"]),
+        ('gamma_text', ["train.scheduler.gamma must be a number, got 'half'"]),
+        ('scheduler_type', ["train.scheduler.type must be one of ['CosineAnnealingRestartLR', 'MultiStepLR'"]),
+        ('loss_weight_text', ["train.pixel_opt.loss_weight must be a number, got 'one'"]),
+    ],
+)
 def test_bad_options_exit_with_one_line(data, tmp_path, row, expected):
     message = _train_error(_mutate(data, row), tmp_path)
     for part in expected:
@@ -355,8 +416,9 @@ def test_pretrained_weights_of_other_arch_or_config(data, tmp_path):
     message = _train_error(opt, tmp_path)
     assert 'lte.pth' in message and 'unexpected keys 5 (decoder.coef.bias, ' in message, message
     opt['network_g']['decoder'] = 'lte'
-    opt['path']['pretrain_network_g'] = _other_config_weights(tmp_path / 'wide.pth', encoder_opt={'num_feat': 8,
-                                                                                                 'num_block': 1})
+    opt['path']['pretrain_network_g'] = _other_config_weights(
+        tmp_path / 'wide.pth', encoder_opt={'num_feat': 8, 'num_block': 1}
+    )
     message = _train_error(opt, tmp_path)
     assert 'wide.pth' in message and 'shape mismatch' in message and '(16, 3, 3, 3)' in message, message
 
@@ -364,7 +426,7 @@ def test_pretrained_weights_of_other_arch_or_config(data, tmp_path):
 def test_truncated_pretrained_weights(data, tmp_path):
     good = _other_config_weights(tmp_path / 'good.pth')
     blob = Path(good).read_bytes()
-    (tmp_path / 'cut.pth').write_bytes(blob[:len(blob) // 2])
+    (tmp_path / 'cut.pth').write_bytes(blob[: len(blob) // 2])
     opt = _opt(data)
     opt['path']['pretrain_network_g'] = str(tmp_path / 'cut.pth')
     message = _train_error(opt, tmp_path)
@@ -377,9 +439,16 @@ def test_subprocess_errors_have_no_traceback(data, tmp_path):
     opt = _opt(data)
     opt['path']['pretrain_network_g'] = _other_config_weights(tmp_path / 'mlp.pth', decoder='mlp')
     bad_ckpt = th.write_yaml(opt, tmp_path / 'b.yml')
-    procs = [subprocess.Popen([sys.executable, '-m', 'gaussiansr_arch.train', '-opt', yml, '--root', str(tmp_path / k)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-             for k, yml in (('a', bad_type), ('b', bad_ckpt))]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, '-m', 'gaussiansr_arch.train', '-opt', yml, '--root', str(tmp_path / k)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=ENV,
+        )
+        for k, yml in (('a', bad_type), ('b', bad_ckpt))
+    ]
     for proc, expected in zip(procs, ['option scale_min must be a number', 'does not fit GaussianSR']):
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 1, err[-2000:]
@@ -387,14 +456,18 @@ def test_subprocess_errors_have_no_traceback(data, tmp_path):
         last = err.strip().splitlines()[-1]
         assert last.startswith('gaussiansr-train: error: ') and expected in last, last
     # the traceback stays available for bug reports
-    proc = subprocess.run([sys.executable, '-m', 'gaussiansr_arch.train', '-opt', bad_type, '--root',
-                           str(tmp_path / 'c')], capture_output=True, text=True, timeout=120,
-                          env=dict(ENV, GAUSSIANSR_DEBUG='1'))
+    proc = subprocess.run(
+        [sys.executable, '-m', 'gaussiansr_arch.train', '-opt', bad_type, '--root', str(tmp_path / 'c')],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(ENV, GAUSSIANSR_DEBUG='1'),
+    )
     assert proc.returncode == 1 and 'Traceback' in proc.stderr
 
 
 # ----------------------------------------------------------------------------- crash safety
-_SAVER = '''
+_SAVER = """
 import os, sys, time, torch
 from gaussiansr_arch.utils import atomic, checkpoint
 real_fsync = os.fsync
@@ -404,7 +477,7 @@ def slow_fsync(fd):  # the data is written; hold the process before the rename
     time.sleep(60)
 atomic.os.fsync = slow_fsync
 checkpoint.atomic_torch_save({'params': {'w': torch.ones(16 * 2 ** 20)}}, sys.argv[1])  # 64 MB
-'''
+"""
 
 
 def test_kill_inside_atomic_save_keeps_previous_checkpoint(tmp_path):
@@ -416,8 +489,7 @@ def test_kill_inside_atomic_save_keeps_previous_checkpoint(tmp_path):
         checkpoint.atomic_torch_save({'iter': it, 'epoch': 0, 'name': 'x'}, str(states / f'{it}.state'))
     before = (models / 'net_g_4.pth').read_bytes()
     for target, was_there in ((models / 'net_g_4.pth', True), (models / 'net_g_6.pth', False)):
-        proc = subprocess.Popen([sys.executable, '-c', _SAVER, str(target)], stdout=subprocess.PIPE, text=True,
-                                env=ENV)
+        proc = subprocess.Popen([sys.executable, '-c', _SAVER, str(target)], stdout=subprocess.PIPE, text=True, env=ENV)
         try:
             assert proc.stdout.readline().strip() == 'inside'
             time.sleep(0.05)
@@ -432,4 +504,3 @@ def test_kill_inside_atomic_save_keeps_previous_checkpoint(tmp_path):
     checkpoint.atomic_torch_save({'iter': 6, 'epoch': 0, 'name': 'x'}, str(states / '6.state'))
     path, state = find_latest_resume_state(str(states), str(models))
     assert path == str(states / '4.state') and state['iter'] == 4
-

@@ -91,8 +91,9 @@ def test_upscale_file_scale_equals_arch(env, tmp_path):
 
 def test_upscale_bf16_precision_close_to_fp32(env, tmp_path):
     fp32 = read_image(_up(env, env['imgs'] / 'astro.png', '--scale', '2.5', '-o', tmp_path / 'a')[0]).astype(int)
-    bf16 = read_image(_up(env, env['imgs'] / 'astro.png', '--scale', '2.5', '-o', tmp_path / 'b',
-                          '--precision', 'bf16')[0]).astype(int)
+    bf16 = read_image(
+        _up(env, env['imgs'] / 'astro.png', '--scale', '2.5', '-o', tmp_path / 'b', '--precision', 'bf16')[0]
+    ).astype(int)
     assert bf16.shape == fp32.shape
     assert 0 < np.abs(bf16 - fp32).max() <= 8  # ran in bf16, within a few 8-bit levels
 
@@ -297,7 +298,7 @@ def test_compare_reads_lr_folders(env, tmp_path, capsys):
         for name in ('astro', 'coffee'):
             hr = read_image(env['hr'] / f'{name}.png')
             h, w = hr.shape[0] // scale, hr.shape[1] // scale
-            lr = imresize_to(hr[:h * scale, :w * scale].astype(np.float32) / 255, (h, w))
+            lr = imresize_to(hr[: h * scale, : w * scale].astype(np.float32) / 255, (h, w))
             lr = (np.clip(lr, 0, 1) * 255).round().astype(np.uint8)
             lr[0, 0] = 255 - lr[0, 0]  # a pixel a made LR would not have: proves the file is used
             cv2.imwrite(str(folder / f'{name}x{scale}.png'), lr[:, :, ::-1])
@@ -310,7 +311,7 @@ def test_compare_reads_lr_folders(env, tmp_path, capsys):
     results = compare.run(['--config', str(cfg), '--quiet'])
     hr = read_image(env['hr'] / 'astro.png')
     lr = read_image(lr_root / 'X4' / 'astrox4.png')
-    hr = hr[:lr.shape[0] * 4, :lr.shape[1] * 4]
+    hr = hr[: lr.shape[0] * 4, : lr.shape[1] * 4]
     sr = (np.clip(imresize_to(lr.astype(np.float32) / 255, hr.shape[:2]), 0, 1) * 255).round().astype(np.uint8)
     ref = calculate_psnr(sr[:, :, ::-1], hr[:, :, ::-1], 4, input_order='HWC', test_y_channel=True)
     assert results[('Bicubic', 'L', 4.0)].psnr[0] == pytest.approx(ref, abs=1e-9)
@@ -462,8 +463,9 @@ def test_output_folder_without_write_permission(env, tmp_path, capsys, monkeypat
         monkeypatch.setattr(os, 'access', access)
     try:
         func, argv = _writing_tool(env, 'upscale', locked / 'out')
-        assert _error(capsys, func, argv) == (f'error: output folder {locked / "out"} cannot be created: '
-                                              f'no write permission in {locked}')
+        assert _error(capsys, func, argv) == (
+            f'error: output folder {locked / "out"} cannot be created: no write permission in {locked}'
+        )
         func, argv = _writing_tool(env, 'upscale', locked)
         assert _error(capsys, func, argv) == f'error: output folder {locked} is not writable (permission denied)'
     finally:

@@ -47,11 +47,14 @@ def test_paper_yamls_are_the_paper_model_and_schedule(name):
     assert data['lr_degradation'] == 'pil'
 
 
-@pytest.mark.parametrize('name, changed', [
-    ('train_GaussianSR_EDSR-baseline_DIV2K_1M.yml', {'name', 'train.total_iter', 'train.scheduler.milestones'}),
-    ('train_GaussianSR_EDSR-baseline_DIV2K_Bicubic-64.yml', {'name', 'network_g.splat_channels'}),
-    ('train_GaussianSR_EDSR-baseline_DIV2K_image-skip.yml', {'name', 'network_g.image_skip'}),
-])
+@pytest.mark.parametrize(
+    'name, changed',
+    [
+        ('train_GaussianSR_EDSR-baseline_DIV2K_1M.yml', {'name', 'train.total_iter', 'train.scheduler.milestones'}),
+        ('train_GaussianSR_EDSR-baseline_DIV2K_Bicubic-64.yml', {'name', 'network_g.splat_channels'}),
+        ('train_GaussianSR_EDSR-baseline_DIV2K_image-skip.yml', {'name', 'network_g.image_skip'}),
+    ],
+)
 def test_variants_change_one_thing(name, changed):
     assert differences(load(PAPER), load(name)) == changed
 

@@ -41,13 +41,19 @@ def files(tmp_path):
 
 
 # ---------------------------------------------------------------------------- reading
-@pytest.mark.parametrize('name, message', [
-    ('missing.pth', 'weights file {} does not exist'),
-    ('.', 'weights file {} is not a file'),
-    ('empty.pth', 'weights file {} cannot be loaded (truncated or not a PyTorch checkpoint): file is empty (0 bytes)'),
-    ('cut.pth', 'weights file {} cannot be loaded (truncated or not a PyTorch checkpoint): PytorchStreamReader'),
-    ('notes.pth', 'weights file {} cannot be loaded (truncated or not a PyTorch checkpoint): '),
-])
+@pytest.mark.parametrize(
+    'name, message',
+    [
+        ('missing.pth', 'weights file {} does not exist'),
+        ('.', 'weights file {} is not a file'),
+        (
+            'empty.pth',
+            'weights file {} cannot be loaded (truncated or not a PyTorch checkpoint): file is empty (0 bytes)',
+        ),
+        ('cut.pth', 'weights file {} cannot be loaded (truncated or not a PyTorch checkpoint): PytorchStreamReader'),
+        ('notes.pth', 'weights file {} cannot be loaded (truncated or not a PyTorch checkpoint): '),
+    ],
+)
 def test_read_weights_errors_are_one_line_naming_the_file(files, name, message):
     path = files['dir'] / name if name != '.' else files['dir']
     with pytest.raises(W.WeightsError) as err:
@@ -58,8 +64,11 @@ def test_read_weights_errors_are_one_line_naming_the_file(files, name, message):
 
 def test_read_weights_refuses_pickled_objects(files):
     path = files['dir'] / 'pickled.pth'
-    with pytest.raises(W.WeightsNeedPickleError, match=rf'network file {path} needs pickle to load: '
-                                                       r'argparse.Namespace is not allowed with weights_only=True$'):
+    with pytest.raises(
+        W.WeightsNeedPickleError,
+        match=rf'network file {path} needs pickle to load: '
+        r'argparse.Namespace is not allowed with weights_only=True$',
+    ):
         W.read_weights(str(path), 'network file')
 
 
@@ -73,8 +82,11 @@ def test_pick_state_dict_layouts(files):
     bare = W.pick_state_dict(W.read_weights(str(files['dir'] / 'bare.pth')), 'bare.pth')
     assert set(bare) == set(files['sd'])  # the DataParallel prefix is stripped
     assert W.recorded_network_opt(ckpt) == TINY_GAUSSIANSR_OPT and W.recorded_network_opt(bare) is None
-    with pytest.raises(W.WeightsError, match=r"^weights file good.pth has no 'params_x' entry "
-                                             r"\(entries: \['network_g', 'params', 'params_ema'\]\)$"):
+    with pytest.raises(
+        W.WeightsError,
+        match=r"^weights file good.pth has no 'params_x' entry "
+        r"\(entries: \['network_g', 'params', 'params_ema'\]\)$",
+    ):
         W.pick_state_dict(ckpt, 'good.pth', 'params_x')
     with pytest.raises(W.WeightsError, match='^weights file x.pth: no params_ema/params entry and not a state dict$'):
         W.pick_state_dict({'epoch': 3}, 'x.pth')
@@ -91,11 +103,15 @@ def test_build_arch_through_basicsr_and_its_errors():
     assert isinstance(net, GaussianSR)
     if fresh:  # building does not set up BasicSR's logger behind a later training run's back
         assert 'basicsr' not in basicsr_logger.initialized_logger
-    with pytest.raises(W.WeightsError, match="^options file run.yml: network_g type 'NoSuchArch' is not a registered "
-                                             'arch$'):
+    with pytest.raises(
+        W.WeightsError, match="^options file run.yml: network_g type 'NoSuchArch' is not a registered arch$"
+    ):
         W.build_arch({'type': 'NoSuchArch'}, 'options file run.yml')
-    with pytest.raises(W.WeightsError, match=r"^options file run.yml: cannot build GaussianSR from network_g \(.*"
-                                             r"'no_such_option'"):
+    with pytest.raises(
+        W.WeightsError,
+        match=r'^options file run.yml: cannot build GaussianSR from network_g \(.*'
+        r"'no_such_option'",
+    ):
         W.build_arch(dict(TINY_GAUSSIANSR_OPT, no_such_option=1), 'options file run.yml')
     with pytest.raises(W.WeightsError, match='network_g must be a mapping with a "type" key'):
         W.build_arch({'num_feat': 3}, 'options file run.yml')
@@ -107,13 +123,21 @@ def test_one_mismatch_report(files):
     with pytest.raises(W.WeightsError) as err:
         W.check_fits(files['net'], other, 'weights file a.pth', 'options file b.yml')
     message = str(err.value)
-    assert message.startswith('weights file a.pth does not fit GaussianSR of options file b.yml (another arch or '
-                              'config?): missing keys 5 (decoder.coef.bias, ')
-    assert message.endswith('; unexpected keys 1 (extra.weight); shape mismatch 1 (decoder.mlp.0.weight (32, 20) vs '
-                            '(32, 256))') and '\n' not in message
+    assert message.startswith(
+        'weights file a.pth does not fit GaussianSR of options file b.yml (another arch or '
+        'config?): missing keys 5 (decoder.coef.bias, '
+    )
+    assert (
+        message.endswith(
+            '; unexpected keys 1 (extra.weight); shape mismatch 1 (decoder.mlp.0.weight (32, 20) vs (32, 256))'
+        )
+        and '\n' not in message
+    )
     # non-strict loading only fails on shapes (load_state_dict rejects those even with strict=False)
-    assert W.mismatch(files['net'], {'encoder.conv_first.weight': files['sd']['encoder.conv_first.weight']},
-                      strict=False) == []
+    assert (
+        W.mismatch(files['net'], {'encoder.conv_first.weight': files['sd']['encoder.conv_first.weight']}, strict=False)
+        == []
+    )
     assert W.short_keys(list('abcdefg')) == '7 (a, b, c, d, e, ...)' and W.short_keys(['a']) == '1 (a)'
     net = W.load_into(_tiny(), files['sd'], 'weights file a.pth')
     assert torch.equal(net.encoder.conv_first.weight, files['sd']['encoder.conv_first.weight'])
@@ -126,8 +150,11 @@ def test_check_network_file_uses_the_same_reading_and_report(files, monkeypatch)
     # pickled objects: refused in one line where BasicSR's torch.load refuses them too (torch >= 2.6) ...
     monkeypatch.delenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', raising=False)
     monkeypatch.setattr(torch, '__version__', '2.6.0')
-    with pytest.raises(CheckpointError, match=rf'^network file {d / "pickled.pth"} needs pickle to load: '
-                                              r'argparse.Namespace is not allowed with weights_only=True; save '):
+    with pytest.raises(
+        CheckpointError,
+        match=rf'^network file {d / "pickled.pth"} needs pickle to load: '
+        r'argparse.Namespace is not allowed with weights_only=True; save ',
+    ):
         check_network_file(files['net'], str(d / 'pickled.pth'))
     # ... else BasicSR's own loader decides
     monkeypatch.setenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
@@ -135,12 +162,17 @@ def test_check_network_file_uses_the_same_reading_and_report(files, monkeypatch)
     monkeypatch.delenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD')
     monkeypatch.setattr(torch, '__version__', '2.5.1')
     check_network_file(files['net'], str(d / 'pickled.pth'))
-    for name, expected in (('missing.pth', 'does not exist'), ('notes.pth', 'cannot be loaded (truncated or not a '
-                                                                            'PyTorch checkpoint)')):
+    for name, expected in (
+        ('missing.pth', 'does not exist'),
+        ('notes.pth', 'cannot be loaded (truncated or not a PyTorch checkpoint)'),
+    ):
         with pytest.raises(CheckpointError, match=rf'^network file {d / name} {re.escape(expected)}'):
             check_network_file(files['net'], str(d / name))
-    with pytest.raises(CheckpointError, match=rf"^network file {d / 'good.pth'} does not fit GaussianSR of the options "
-                                              r'\(another arch or config\?\): unexpected keys 5 \(decoder.coef.bias, '):
+    with pytest.raises(
+        CheckpointError,
+        match=rf'^network file {d / "good.pth"} does not fit GaussianSR of the options '
+        r'\(another arch or config\?\): unexpected keys 5 \(decoder.coef.bias, ',
+    ):
         check_network_file(_tiny(decoder='mlp'), str(d / 'good.pth'))
 
 

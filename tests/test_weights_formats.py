@@ -20,16 +20,24 @@ from gaussiansr_arch.utils.entry_errors import CheckpointError, check_network_fi
 
 import train_helpers as th
 
-TINY_LIIF = {'type': 'LIIF', 'encoder': 'edsr-baseline', 'encoder_opt': {'num_feat': 8, 'num_block': 1},
-             'hidden': [16, 16]}
+TINY_LIIF = {
+    'type': 'LIIF',
+    'encoder': 'edsr-baseline',
+    'encoder_opt': {'num_feat': 8, 'num_block': 1},
+    'hidden': [16, 16],
+}
 # What shape detection sees exactly: splat_channels 0 or the default 8, image_skip 'none'.
 DETECTABLE = {
     'gaussiansr-lte': {**th.TINY_NET, 'splat_channels': 8, 'num_freq': 32},
     'gaussiansr-mlp-splat0': {**th.TINY_NET, 'splat_channels': 0, 'decoder': 'mlp'},
     'liif': TINY_LIIF,
     'liif-no-unfold': {**TINY_LIIF, 'feat_unfold': False, 'cell_decode': False},
-    'metasr': {'type': 'MetaSR', 'encoder': 'edsr-baseline', 'encoder_opt': {'num_feat': 8, 'num_block': 1},
-               'hidden': [16]},
+    'metasr': {
+        'type': 'MetaSR',
+        'encoder': 'edsr-baseline',
+        'encoder_opt': {'num_feat': 8, 'num_block': 1},
+        'hidden': [16],
+    },
 }
 
 
@@ -104,8 +112,10 @@ def test_convert_records_network_g_from_opt_or_warns(tmp_path, capsys):
     out = convert_weights.run([str(bare), str(tmp_path / 'a.safetensors')])
     captured = capsys.readouterr()
     assert out['warning'] and out['param_key'] == 'params' and out['network_g'] is None
-    assert captured.err.startswith(f'warning: {bare} records no network_g and no --opt was given: the tools '
-                                   f'need --opt to use {tmp_path / "a.safetensors"}')
+    assert captured.err.startswith(
+        f'warning: {bare} records no network_g and no --opt was given: the tools '
+        f'need --opt to use {tmp_path / "a.safetensors"}'
+    )
     assert W.recorded_network_opt(W.read_weights(str(tmp_path / 'a.safetensors'))) is None
 
     yml = th.write_yaml({'network_g': th.TINY_NET}, tmp_path / 'run.yml')
@@ -139,8 +149,10 @@ def test_convert_errors_are_one_line_and_write_nothing(tmp_path, capsys, case):
         blob = (tmp_path / 'in.safetensors').read_bytes()
         (tmp_path / 'in.safetensors').write_bytes(blob[: len(blob) // 2])
         args = [str(tmp_path / 'in.safetensors'), str(tmp_path / 'out.pth')]
-        expected = (f'error: input weights file {tmp_path / "in.safetensors"} cannot be loaded (truncated or '
-                    'not a safetensors file): ')
+        expected = (
+            f'error: input weights file {tmp_path / "in.safetensors"} cannot be loaded (truncated or '
+            'not a safetensors file): '
+        )
     before = sorted(p.name for p in tmp_path.iterdir())
     with pytest.raises(SystemExit) as exc:
         convert_weights.run(args)
@@ -202,12 +214,22 @@ def test_load_model_equals_the_original_from_every_file(tmp_path, name):
 
 
 def test_detection_of_the_other_encoders_and_what_it_cannot_see(tmp_path):
-    rdn = {'type': 'GaussianSR', 'encoder': 'rdn', 'encoder_opt': {'num_feat': 8, 'num_block': 2, 'num_layer': 2,
-                                                                   'growth': 4},
-           'splat_channels': 0, 'decoder': 'mlp', 'decoder_hidden': [16]}
-    swinir = {'type': 'GaussianSR', 'encoder': 'swinir',
-              'encoder_opt': {'embed_dim': 12, 'depths': [2], 'num_heads': [2], 'window_size': 4, 'img_size': 16},
-              'bank_size': 4, 'decoder_hidden': [16], 'num_freq': 16}
+    rdn = {
+        'type': 'GaussianSR',
+        'encoder': 'rdn',
+        'encoder_opt': {'num_feat': 8, 'num_block': 2, 'num_layer': 2, 'growth': 4},
+        'splat_channels': 0,
+        'decoder': 'mlp',
+        'decoder_hidden': [16],
+    }
+    swinir = {
+        'type': 'GaussianSR',
+        'encoder': 'swinir',
+        'encoder_opt': {'embed_dim': 12, 'depths': [2], 'num_heads': [2], 'window_size': 4, 'img_size': 16},
+        'bank_size': 4,
+        'decoder_hidden': [16],
+        'num_freq': 16,
+    }
     for opt in (rdn, swinir):
         net = _build(opt)
         torch.save(net.state_dict(), tmp_path / 'bare.pth')
@@ -270,8 +292,9 @@ def test_save_network_writes_safetensors_and_pretrain_loads_it(tmp_path):
     opt['path']['pretrain_network_g'] = str(tmp_path / 'cut.safetensors')
     with pytest.raises(CheckpointError) as err:
         ArbitraryScaleSRModel(opt)
-    assert str(err.value).startswith(f'network file {tmp_path / "cut.safetensors"} cannot be loaded (truncated or '
-                                     'not a safetensors file)')
+    assert str(err.value).startswith(
+        f'network file {tmp_path / "cut.safetensors"} cannot be loaded (truncated or not a safetensors file)'
+    )
     _one_line(str(err.value), tmp_path / 'cut.safetensors')
 
     # a .pth that needs pickle: one line too (this torch's torch.load, BasicSR's, refuses it as well)
@@ -291,8 +314,12 @@ def test_training_with_save_safetensors_writes_loadable_weights(tmp_path):
     yml = th.write_yaml(opt, tmp_path / 'train.yml')
     th.run_entry('train', '-opt', yml, '--root', str(tmp_path))
     models = tmp_path / 'experiments' / 'st' / 'models'
-    assert sorted(p.name for p in models.iterdir()) == ['net_g_2.pth', 'net_g_2.safetensors', 'net_g_latest.pth',
-                                                      'net_g_latest.safetensors']
+    assert sorted(p.name for p in models.iterdir()) == [
+        'net_g_2.pth',
+        'net_g_2.safetensors',
+        'net_g_latest.pth',
+        'net_g_latest.safetensors',
+    ]
     pth = W.read_weights(str(models / 'net_g_2.pth'))
     st = W.read_weights(str(models / 'net_g_2.safetensors'))
     assert set(st) == {'params_ema', 'network_g', 'gaussiansr_arch_version'}  # EMA on: params_ema

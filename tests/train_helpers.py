@@ -57,13 +57,16 @@ if 'HookedArbitraryScaleSRModel' not in MODEL_REGISTRY:
         def resume_training(self, resume_state: dict) -> None:
             super().resume_training(resume_state)
             # What the model holds right after resuming, to compare with the files on disk.
-            self._dump('resumed.pt', {
-                'iter': resume_state['iter'],
-                'net_g': self.get_bare_model(self.net_g).state_dict(),
-                'net_g_ema': self.net_g_ema.state_dict() if hasattr(self, 'net_g_ema') else None,
-                'optimizers': [o.state_dict() for o in self.optimizers],
-                'schedulers': [s.state_dict() for s in self.schedulers],
-            })
+            self._dump(
+                'resumed.pt',
+                {
+                    'iter': resume_state['iter'],
+                    'net_g': self.get_bare_model(self.net_g).state_dict(),
+                    'net_g_ema': self.net_g_ema.state_dict() if hasattr(self, 'net_g_ema') else None,
+                    'optimizers': [o.state_dict() for o in self.optimizers],
+                    'schedulers': [s.state_dict() for s in self.schedulers],
+                },
+            )
 
         def save(self, epoch: int, current_iter: int) -> None:
             super().save(epoch, current_iter)
@@ -75,8 +78,11 @@ if 'HookedArbitraryScaleSRModel' not in MODEL_REGISTRY:
 def _photos() -> list[np.ndarray]:
     import skimage.data
 
-    return [skimage.data.astronaut()[100:228, 180:308], skimage.data.chelsea()[60:188, 120:248],
-            skimage.data.coffee()[100:228, 200:328]]  # 128x128 RGB crops
+    return [
+        skimage.data.astronaut()[100:228, 180:308],
+        skimage.data.chelsea()[60:188, 120:248],
+        skimage.data.coffee()[100:228, 200:328],
+    ]  # 128x128 RGB crops
 
 
 def make_tiny_data(root: Path) -> dict:
@@ -100,8 +106,15 @@ def make_tiny_data(root: Path) -> dict:
 
 
 # ----------------------------------------------------------------------------- options
-def train_opt(data: dict, name: str, total_iter: int = 6, ckpt_freq: int = 3, val_freq: int = 3,
-              model_type: str = 'HookedArbitraryScaleSRModel', dump_dir: str | None = None) -> dict:
+def train_opt(
+    data: dict,
+    name: str,
+    total_iter: int = 6,
+    ckpt_freq: int = 3,
+    val_freq: int = 3,
+    model_type: str = 'HookedArbitraryScaleSRModel',
+    dump_dir: str | None = None,
+) -> dict:
     """A tiny GaussianSR training config (seconds on 2 CPU cores)."""
     return {
         'name': name,
@@ -112,27 +125,48 @@ def train_opt(data: dict, name: str, total_iter: int = 6, ckpt_freq: int = 3, va
         'network_g': dict(TINY_NET),
         'datasets': {
             'train': {
-                'name': 'tiny', 'type': TRAIN_DATASET, 'dataroot_gt': data['lmdb'],
-                'meta_info_file': os.path.join(data['lmdb'], 'meta_info.txt'), 'io_backend': {'type': 'lmdb'},
-                'lr_size': 16, 'scale_min': 1.0, 'scale_max': 2.0, 'sample_q': 128,
-                'use_hflip': True, 'use_rot': True, 'num_worker_per_gpu': 0, 'batch_size_per_gpu': 2,
-                'dataset_enlarge_ratio': 20, 'prefetch_mode': None,
+                'name': 'tiny',
+                'type': TRAIN_DATASET,
+                'dataroot_gt': data['lmdb'],
+                'meta_info_file': os.path.join(data['lmdb'], 'meta_info.txt'),
+                'io_backend': {'type': 'lmdb'},
+                'lr_size': 16,
+                'scale_min': 1.0,
+                'scale_max': 2.0,
+                'sample_q': 128,
+                'use_hflip': True,
+                'use_rot': True,
+                'num_worker_per_gpu': 0,
+                'batch_size_per_gpu': 2,
+                'dataset_enlarge_ratio': 20,
+                'prefetch_mode': None,
             },
-            'val_x2': {'name': 'val_x2', 'type': VAL_DATASET, 'dataroot_gt': data['val'], 'scale': 2,
-                       'io_backend': {'type': 'disk'}},
+            'val_x2': {
+                'name': 'val_x2',
+                'type': VAL_DATASET,
+                'dataroot_gt': data['val'],
+                'scale': 2,
+                'io_backend': {'type': 'disk'},
+            },
         },
         'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
         'train': {
             'ema_decay': 0.9,
             'optim_g': {'type': 'Adam', 'lr': 1e-3, 'weight_decay': 0, 'betas': [0.9, 0.99]},
             'scheduler': {'type': 'MultiStepLR', 'milestones': [2, 4], 'gamma': 0.5},
-            'total_iter': total_iter, 'warmup_iter': -1, 'grad_clip': 1.0,
+            'total_iter': total_iter,
+            'warmup_iter': -1,
+            'grad_clip': 1.0,
             'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'},
         },
         'val': {
-            'val_freq': val_freq, 'save_img': False, 'chunk_size': 512,
-            'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 2, 'test_y_channel': False},
-                        'ssim': {'type': 'calculate_ssim', 'crop_border': 2, 'test_y_channel': False}},
+            'val_freq': val_freq,
+            'save_img': False,
+            'chunk_size': 512,
+            'metrics': {
+                'psnr': {'type': 'calculate_psnr', 'crop_border': 2, 'test_y_channel': False},
+                'ssim': {'type': 'calculate_ssim', 'crop_border': 2, 'test_y_channel': False},
+            },
         },
         'logger': {'print_freq': 1, 'save_checkpoint_freq': ckpt_freq, 'use_tb_logger': False},
     }
@@ -144,11 +178,21 @@ def unit_model_opt(folder, network: dict | None = None, device_type: str = 'cpu'
     ``train`` overrides the defaults (EMA 0.5, Adam 1e-3, MultiStepLR at 10).
     """
     return {
-        'name': 'unit', 'model_type': 'ArbitraryScaleSRModel', 'num_gpu': 1 if device_type == 'cuda' else 0,
-        'dist': False, 'rank': 0, 'world_size': 1, 'is_train': True, 'network_g': dict(network or TINY_NET),
+        'name': 'unit',
+        'model_type': 'ArbitraryScaleSRModel',
+        'num_gpu': 1 if device_type == 'cuda' else 0,
+        'dist': False,
+        'rank': 0,
+        'world_size': 1,
+        'is_train': True,
+        'network_g': dict(network or TINY_NET),
         'path': {'models': str(folder), 'training_states': str(folder)},
-        'train': {'ema_decay': 0.5, 'optim_g': {'type': 'Adam', 'lr': 1e-3},
-                  'scheduler': {'type': 'MultiStepLR', 'milestones': [10], 'gamma': 0.5}, **train},
+        'train': {
+            'ema_decay': 0.5,
+            'optim_g': {'type': 'Adam', 'lr': 1e-3},
+            'scheduler': {'type': 'MultiStepLR', 'milestones': [10], 'gamma': 0.5},
+            **train,
+        },
         'val': {'chunk_size': 100},
     }
 
@@ -157,7 +201,10 @@ def test_opt(data: dict, name: str, model_path: str) -> dict:
     """Test-entry config for the same validation set and a saved ``net_g_*.pth``."""
     opt = train_opt(data, name)
     return {
-        'name': name, 'model_type': 'ArbitraryScaleSRModel', 'num_gpu': 0, 'manual_seed': 0,
+        'name': name,
+        'model_type': 'ArbitraryScaleSRModel',
+        'num_gpu': 0,
+        'manual_seed': 0,
         'network_g': dict(TINY_NET),
         'datasets': {'test_x2': dict(opt['datasets']['val_x2'])},
         'path': {'pretrain_network_g': model_path, 'param_key_g': 'params_ema', 'strict_load_g': True},

@@ -105,8 +105,9 @@ class ArbitraryScaleArch(nn.Module):
             out[:, :, r0:r1] = rgb.transpose(1, 2).reshape(batch, 3, r1 - r0, w)
         return out
 
-    def upscale(self, lq: torch.Tensor, size: Sequence[int] | None = None, scale=None,
-                chunk_size: int = DEFAULT_CHUNK_SIZE) -> torch.Tensor:
+    def upscale(
+        self, lq: torch.Tensor, size: Sequence[int] | None = None, scale=None, chunk_size: int = DEFAULT_CHUNK_SIZE
+    ) -> torch.Tensor:
         """Upscale a whole LR image to ``size`` = (H, W), or by ``scale`` (number or (s_h, s_w)).
 
         Encodes once and renders the output ``chunk_size`` queries at a time.
@@ -116,8 +117,9 @@ class ArbitraryScaleArch(nn.Module):
         """
         return self.upscale_many(lq, [self._resolve_size(lq, size, scale)], chunk_size)[0]
 
-    def upscale_many(self, lq: torch.Tensor, sizes: Sequence[Sequence[int]],
-                     chunk_size: int = DEFAULT_CHUNK_SIZE) -> list[torch.Tensor]:
+    def upscale_many(
+        self, lq: torch.Tensor, sizes: Sequence[Sequence[int]], chunk_size: int = DEFAULT_CHUNK_SIZE
+    ) -> list[torch.Tensor]:
         """Render several output sizes from one encoding (the encoder runs once).
 
         Returns:

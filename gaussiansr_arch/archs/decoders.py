@@ -47,8 +47,9 @@ class Decoder(nn.Module):
     has_dense_form = False
 
     @classmethod
-    def from_options(cls, in_channels: int, hidden: Sequence[int] | None = None, num_freq: int = 256,
-                     act: str | None = None) -> 'Decoder':
+    def from_options(
+        cls, in_channels: int, hidden: Sequence[int] | None = None, num_freq: int = 256, act: str | None = None
+    ) -> 'Decoder':
         """Build from GaussianSR's decoder options (None: this decoder's default; unused ones are ignored)."""
         raise NotImplementedError
 
@@ -66,8 +67,9 @@ class Decoder(nn.Module):
         """
         raise NotImplementedError
 
-    def forward_dense(self, feat: torch.Tensor, rel_coord: torch.Tensor, rel_cell: torch.Tensor,
-                      pad_rows: bool = True) -> torch.Tensor:
+    def forward_dense(
+        self, feat: torch.Tensor, rel_coord: torch.Tensor, rel_cell: torch.Tensor, pad_rows: bool = True
+    ) -> torch.Tensor:
         """Decode every pixel of a dense HR feature map (only when ``has_dense_form``).
 
         Args:
@@ -104,8 +106,9 @@ class LTEDecoder(Decoder):
     reads_neighbourhood = True
     has_dense_form = True
 
-    def __init__(self, in_channels: int = 64, num_freq: int = 256, hidden: Sequence[int] = (256,) * 4,
-                 act: str = 'gelu'):
+    def __init__(
+        self, in_channels: int = 64, num_freq: int = 256, hidden: Sequence[int] = (256,) * 4, act: str = 'gelu'
+    ):
         super().__init__()
         if num_freq % 2:
             raise ValueError(f'num_freq must be even, got {num_freq}')
@@ -116,16 +119,18 @@ class LTEDecoder(Decoder):
         self.mlp = build_mlp(num_freq, hidden, 3, act)
 
     @classmethod
-    def from_options(cls, in_channels: int, hidden: Sequence[int] | None = None, num_freq: int = 256,
-                     act: str | None = None) -> 'LTEDecoder':
+    def from_options(
+        cls, in_channels: int, hidden: Sequence[int] | None = None, num_freq: int = 256, act: str | None = None
+    ) -> 'LTEDecoder':
         return cls(in_channels, num_freq, hidden or (256,) * 4, act or 'gelu')
 
     def _stacked_conv(self) -> tuple[torch.Tensor, torch.Tensor]:
         """coef and freq convs as one conv (one GEMM instead of two): weight [2F,C,3,3], bias [2F]."""
         return torch.cat([self.coef.weight, self.freq.weight]), torch.cat([self.coef.bias, self.freq.bias])
 
-    def decode(self, coef: torch.Tensor, freq: torch.Tensor, rel_coord: torch.Tensor,
-               rel_cell: torch.Tensor) -> torch.Tensor:
+    def decode(
+        self, coef: torch.Tensor, freq: torch.Tensor, rel_coord: torch.Tensor, rel_cell: torch.Tensor
+    ) -> torch.Tensor:
         """[..., num_freq] coef and freq, [..., 2] rel_coord and rel_cell -> [..., 3]."""
         freq = freq.unflatten(-1, (-1, 2))  # [..., F/2, 2]: (row, col) weights per frequency
         angle = (freq * rel_coord.unsqueeze(-2)).sum(-1) + self.phase(rel_cell)
@@ -150,8 +155,9 @@ class LTEDecoder(Decoder):
         coef, freq = coef_freq.chunk(2, dim=-1)
         return self.decode(coef, freq, rel_coord, rel_cell)
 
-    def forward_dense(self, feat: torch.Tensor, rel_coord: torch.Tensor, rel_cell: torch.Tensor,
-                      pad_rows: bool = True) -> torch.Tensor:
+    def forward_dense(
+        self, feat: torch.Tensor, rel_coord: torch.Tensor, rel_cell: torch.Tensor, pad_rows: bool = True
+    ) -> torch.Tensor:
         """:meth:`Decoder.forward_dense`: the two 3x3 convs as one dense conv, then ``decode`` per pixel."""
         padding = (1, 1) if pad_rows else (0, 1)
         weight, bias = self._stacked_conv()
@@ -176,8 +182,9 @@ class MLPDecoder(Decoder):
         self.mlp = build_mlp(in_channels + 4, hidden, 3, act)
 
     @classmethod
-    def from_options(cls, in_channels: int, hidden: Sequence[int] | None = None, num_freq: int = 256,
-                     act: str | None = None) -> 'MLPDecoder':
+    def from_options(
+        cls, in_channels: int, hidden: Sequence[int] | None = None, num_freq: int = 256, act: str | None = None
+    ) -> 'MLPDecoder':
         return cls(in_channels, hidden or (256,) * 3, act or 'relu')  # no coef/freq: num_freq unused
 
     def forward(self, feat: torch.Tensor, rel_coord: torch.Tensor, rel_cell: torch.Tensor) -> torch.Tensor:
@@ -192,8 +199,9 @@ DECODERS: dict[str, type[Decoder]] = {
 }
 
 
-def build_decoder(name: str, in_channels: int, hidden: Sequence[int] | None = None, num_freq: int = 256,
-                  act: str | None = None) -> Decoder:
+def build_decoder(
+    name: str, in_channels: int, hidden: Sequence[int] | None = None, num_freq: int = 256, act: str | None = None
+) -> Decoder:
     """Build a decoder by name ('lte', 'mlp') from GaussianSR's decoder options.
 
     Args:

@@ -31,8 +31,7 @@ class EDSRBaselineEncoder(nn.Module):
         super().__init__()
         self.out_channels = num_feat
         self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
-        self.body = make_layer(ResidualBlockNoBN, num_block, num_feat=num_feat, res_scale=res_scale,
-                               pytorch_init=True)
+        self.body = make_layer(ResidualBlockNoBN, num_block, num_feat=num_feat, res_scale=res_scale, pytorch_init=True)
         self.conv_after_body = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
 
     def forward(self, x):
@@ -93,16 +92,17 @@ class RDNEncoder(nn.Module):
         num_in_ch (int): Input channels. Default: 3.
     """
 
-    def __init__(self, num_feat: int = 64, num_block: int = 16, num_layer: int = 8, growth: int = 64,
-                 num_in_ch: int = 3):
+    def __init__(
+        self, num_feat: int = 64, num_block: int = 16, num_layer: int = 8, growth: int = 64, num_in_ch: int = 3
+    ):
         super().__init__()
         self.out_channels = num_feat
         self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
         self.conv_second = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
-        self.blocks = nn.ModuleList(
-            [ResidualDenseBlock(num_feat, growth, num_layer) for _ in range(num_block)])
+        self.blocks = nn.ModuleList([ResidualDenseBlock(num_feat, growth, num_layer) for _ in range(num_block)])
         self.global_fusion = nn.Sequential(
-            nn.Conv2d(num_block * num_feat, num_feat, 1, 1, 0), nn.Conv2d(num_feat, num_feat, 3, 1, 1))
+            nn.Conv2d(num_block * num_feat, num_feat, 1, 1, 0), nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B,3,h,w] normalised LR -> [B,num_feat,h,w]."""
@@ -141,9 +141,18 @@ class SwinIREncoder(SwinIR):
         **kwargs: Further SwinIR options (drop_path_rate, qkv_bias, ape, patch_norm, ...).
     """
 
-    def __init__(self, embed_dim: int = 180, depths: Sequence[int] = (6,) * 6,
-                 num_heads: Sequence[int] = (6,) * 6, window_size: int = 8, mlp_ratio: float = 2.0,
-                 resi_connection: str = '1conv', img_size: int = 48, num_in_ch: int = 3, **kwargs):
+    def __init__(
+        self,
+        embed_dim: int = 180,
+        depths: Sequence[int] = (6,) * 6,
+        num_heads: Sequence[int] = (6,) * 6,
+        window_size: int = 8,
+        mlp_ratio: float = 2.0,
+        resi_connection: str = '1conv',
+        img_size: int = 48,
+        num_in_ch: int = 3,
+        **kwargs,
+    ):
         for key in ('upscale', 'upsampler', 'img_range'):
             if key in kwargs:
                 raise TypeError(f'SwinIREncoder has no reconstruction head; option {key!r} is not accepted')
@@ -151,9 +160,18 @@ class SwinIREncoder(SwinIR):
             raise TypeError(f'depths and num_heads differ in length: {len(depths)} vs {len(num_heads)}')
         if img_size <= window_size:
             raise TypeError(f'img_size ({img_size}) must exceed window_size ({window_size})')
-        super().__init__(img_size=img_size, in_chans=num_in_ch, embed_dim=embed_dim, depths=tuple(depths),
-                         num_heads=tuple(num_heads), window_size=window_size, mlp_ratio=mlp_ratio,
-                         upsampler='', resi_connection=resi_connection, **kwargs)
+        super().__init__(
+            img_size=img_size,
+            in_chans=num_in_ch,
+            embed_dim=embed_dim,
+            depths=tuple(depths),
+            num_heads=tuple(num_heads),
+            window_size=window_size,
+            mlp_ratio=mlp_ratio,
+            upsampler='',
+            resi_connection=resi_connection,
+            **kwargs,
+        )
         del self.conv_last  # the only head module SwinIR builds for upsampler=''
         self.window_size = window_size
         self.out_channels = embed_dim

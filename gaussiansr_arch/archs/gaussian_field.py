@@ -76,8 +76,9 @@ def field_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
-def gaussian_table(amplitude: torch.Tensor, sigma: torch.Tensor, rho: torch.Tensor,
-                   opacity: torch.Tensor, radius: int = 3) -> torch.Tensor:
+def gaussian_table(
+    amplitude: torch.Tensor, sigma: torch.Tensor, rho: torch.Tensor, opacity: torch.Tensor, radius: int = 3
+) -> torch.Tensor:
     """Everything a Gaussian contributes, one row per LR pixel, ready for row lookups.
 
     Built once per encoded image and reused by every query chunk. The border of ``radius``
@@ -104,8 +105,14 @@ def gaussian_table(amplitude: torch.Tensor, sigma: torch.Tensor, rho: torch.Tens
     return table.permute(0, 2, 3, 1).contiguous()  # contiguous: the lookups then need no copy
 
 
-def render_gaussian_field(amplitude: torch.Tensor, sigma: torch.Tensor, rho: torch.Tensor,
-                          opacity: torch.Tensor, coord: torch.Tensor, radius: int = 3) -> torch.Tensor:
+def render_gaussian_field(
+    amplitude: torch.Tensor,
+    sigma: torch.Tensor,
+    rho: torch.Tensor,
+    opacity: torch.Tensor,
+    coord: torch.Tensor,
+    radius: int = 3,
+) -> torch.Tensor:
     """Evaluate the Gaussian field at query coordinates (truncated to a K x K neighbourhood).
 
     Args:
@@ -128,8 +135,9 @@ def render_gaussian_field(amplitude: torch.Tensor, sigma: torch.Tensor, rho: tor
 FIELD_CHUNK_SIZE = {'cpu': 1024, 'other': 65536}
 
 
-def evaluate_gaussian_table(table: torch.Tensor, coord: torch.Tensor, radius: int = 3,
-                            chunk_size: int | None = None) -> torch.Tensor:
+def evaluate_gaussian_table(
+    table: torch.Tensor, coord: torch.Tensor, radius: int = 3, chunk_size: int | None = None
+) -> torch.Tensor:
     """The field of a :func:`gaussian_table` at query coordinates (see :func:`render_gaussian_field`).
 
     Each point sums the Gaussians of the K x K LR pixels (K = 2 * radius + 1) around its
@@ -156,8 +164,7 @@ def evaluate_gaussian_table(table: torch.Tensor, coord: torch.Tensor, radius: in
     image = torch.arange(b, device=coord.device).view(b, 1).expand(b, pos.shape[1])
     dtype = field_dtype(table.dtype)
     with torch.autocast(table.device.type, enabled=False):  # exponent and sums in float32 (field_dtype)
-        out = _GaussianField.apply(table.to(dtype), pos.reshape(-1, 2).to(dtype), image.reshape(-1), radius,
-                                   chunk_size)
+        out = _GaussianField.apply(table.to(dtype), pos.reshape(-1, 2).to(dtype), image.reshape(-1), radius, chunk_size)
     return out.view(*coord.shape[:-1], width - 3)
 
 
@@ -196,7 +203,7 @@ class _WindowGeometry:
         gathered = flat_table.index_select(0, rows).view(-1, self.k, self.k, self.channels + 3)
         a, b, c = gathered[..., self.channels], gathered[..., self.channels + 1], gathered[..., self.channels + 2]
         exponent = torch.addcmul(torch.addcmul(a * (dy * dy), b, dy * dx), c, dx * dx)
-        return gathered[..., :self.channels], exponent.exp_()
+        return gathered[..., : self.channels], exponent.exp_()
 
 
 class _GaussianField(torch.autograd.Function):
@@ -211,8 +218,11 @@ class _GaussianField(torch.autograd.Function):
             part = slice(start, start + chunk_size)
             _, rows, dy, dx = geometry.chunk(pos[part], image[part])
             amplitude, weight = geometry.gather(flat_table, rows, dy, dx)
-            torch.bmm(weight.view(-1, 1, geometry.k**2), amplitude.reshape(-1, geometry.k**2, geometry.channels),
-                      out=out[part].unsqueeze(1))
+            torch.bmm(
+                weight.view(-1, 1, geometry.k**2),
+                amplitude.reshape(-1, geometry.k**2, geometry.channels),
+                out=out[part].unsqueeze(1),
+            )
         ctx.save_for_backward(table, pos, image)
         ctx.radius, ctx.chunk_size = radius, chunk_size
         return out
@@ -248,8 +258,9 @@ class _GaussianField(torch.autograd.Function):
         return grad_table, None, None, None, None
 
 
-def render_gaussian_field_exhaustive(amplitude: torch.Tensor, sigma: torch.Tensor, rho: torch.Tensor,
-                                     opacity: torch.Tensor, coord: torch.Tensor) -> torch.Tensor:
+def render_gaussian_field_exhaustive(
+    amplitude: torch.Tensor, sigma: torch.Tensor, rho: torch.Tensor, opacity: torch.Tensor, coord: torch.Tensor
+) -> torch.Tensor:
     """Brute-force reference: the field summed over **every** Gaussian of the image.
 
     Same arguments and result as :func:`render_gaussian_field`, with no truncation.
@@ -257,12 +268,18 @@ def render_gaussian_field_exhaustive(amplitude: torch.Tensor, sigma: torch.Tenso
     """
     b, c, h, w = amplitude.shape
     pos = pixel_position(coord, (h, w))  # [B,Q,2]
-    centres = torch.stack(torch.meshgrid(torch.arange(h, device=coord.device, dtype=pos.dtype),
-                                         torch.arange(w, device=coord.device, dtype=pos.dtype),
-                                         indexing='ij'), dim=-1).reshape(1, 1, h * w, 2)
+    centres = torch.stack(
+        torch.meshgrid(
+            torch.arange(h, device=coord.device, dtype=pos.dtype),
+            torch.arange(w, device=coord.device, dtype=pos.dtype),
+            indexing='ij',
+        ),
+        dim=-1,
+    ).reshape(1, 1, h * w, 2)
     offset = pos.unsqueeze(2) - centres  # [B,Q,hw,2]
-    weight = gaussian_weight(offset, sigma.flatten(2).transpose(1, 2).unsqueeze(1),
-                             rho.flatten(2).transpose(1, 2)[..., 0].unsqueeze(1))  # [B,Q,hw]
+    weight = gaussian_weight(
+        offset, sigma.flatten(2).transpose(1, 2).unsqueeze(1), rho.flatten(2).transpose(1, 2)[..., 0].unsqueeze(1)
+    )  # [B,Q,hw]
     values = (amplitude * opacity).flatten(2)  # [B,C,hw]
     return torch.einsum('bqn,bcn->bqc', weight, values)
 

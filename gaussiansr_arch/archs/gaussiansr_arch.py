@@ -81,10 +81,21 @@ class GaussianSR(ArbitraryScaleArch):
             'bicubic'). Default: 'none', as the paper and the authors' code (README deviations).
     """
 
-    def __init__(self, encoder: str = 'edsr-baseline', encoder_opt: dict | None = None, splat_channels: int = 8,
-                 bank_size: int = 100, sigma_range: Sequence[float] = (0.1, 0.7), radius: int = 3,
-                 tau: float = 1.0, decoder: str = 'lte', decoder_hidden: Sequence[int] | None = None,
-                 num_freq: int = 256, decoder_act: str | None = None, image_skip: str = 'none'):
+    def __init__(
+        self,
+        encoder: str = 'edsr-baseline',
+        encoder_opt: dict | None = None,
+        splat_channels: int = 8,
+        bank_size: int = 100,
+        sigma_range: Sequence[float] = (0.1, 0.7),
+        radius: int = 3,
+        tau: float = 1.0,
+        decoder: str = 'lte',
+        decoder_hidden: Sequence[int] | None = None,
+        num_freq: int = 256,
+        decoder_act: str | None = None,
+        image_skip: str = 'none',
+    ):
         super().__init__()
         self.encoder = build_encoder(encoder, **(encoder_opt or {}))
         channels = self.encoder.out_channels
@@ -93,8 +104,9 @@ class GaussianSR(ArbitraryScaleArch):
         if radius < 0:
             raise ValueError(f'radius must be >= 0, got {radius}')
         self.splat_channels, self.radius, self.image_skip = splat_channels, radius, check_image_skip(image_skip)
-        self.splatting = (SelectiveGaussianSplatting(channels, bank_size, tuple(sigma_range), tau)
-                          if splat_channels > 0 else None)
+        self.splatting = (
+            SelectiveGaussianSplatting(channels, bank_size, tuple(sigma_range), tau) if splat_channels > 0 else None
+        )
         self.decoder = build_decoder(decoder, channels, decoder_hidden, num_freq, decoder_act)
         self.decoder_type = decoder  # the name, for reports; behaviour follows the decoder's declared capabilities
 
@@ -106,8 +118,9 @@ class GaussianSR(ArbitraryScaleArch):
         gaussians = None
         if kernels is not None:
             gaussians = gaussian_table(feat[:, :s], kernels.sigma, kernels.rho, kernels.opacity, self.radius)
-        return GaussianSRState(lq=lq, image=self.encoder_input(lq), bicubic_feat=feat[:, s:], kernels=kernels,
-                               gaussians=gaussians)
+        return GaussianSRState(
+            lq=lq, image=self.encoder_input(lq), bicubic_feat=feat[:, s:], kernels=kernels, gaussians=gaussians
+        )
 
     def render_features(self, state: GaussianSRState, coord: torch.Tensor) -> torch.Tensor:
         """Both streams at [B,Q,2] points (or any [B,...,2]), concatenated.
@@ -133,8 +146,14 @@ class GaussianSR(ArbitraryScaleArch):
         if state.gaussians is not None:
             streams.append(evaluate_gaussian_table(state.gaussians, grid.points, self.radius))
         if state.bicubic_feat.shape[1] > 0:
-            streams.append(torch.stack([resize_bicubic(feat, size).flatten(0, 1).index_select(0, pixels)
-                                        for feat, size, pixels in zip(state.bicubic_feat, grid.sizes, grid.pixels)]))
+            streams.append(
+                torch.stack(
+                    [
+                        resize_bicubic(feat, size).flatten(0, 1).index_select(0, pixels)
+                        for feat, size, pixels in zip(state.bicubic_feat, grid.sizes, grid.pixels)
+                    ]
+                )
+            )
         return torch.cat(streams, dim=-1)
 
     # ------------------------------------------------------------------ querying
@@ -149,8 +168,10 @@ class GaussianSR(ArbitraryScaleArch):
         if self.decoder.reads_neighbourhood:
             features_of = self._neighbourhood_lookup(state, coord, cell)
         else:
+
             def features_of(part):
                 return self.render_features(state, coord[:, part])
+
         queries = max(1, coord.shape[1])  # one (empty) chunk when there are no queries
         step = max(1, DECODER_ROWS_CPU // coord.shape[0]) if coord.device.type == 'cpu' else queries
         out = []
@@ -181,6 +202,7 @@ class GaussianSR(ArbitraryScaleArch):
         def lookup(part: slice) -> torch.Tensor:
             rows = index[:, part]
             return feat.index_select(0, rows.flatten()).view(*rows.shape, -1)
+
         return lookup
 
     def render(self, state: GaussianSRState, size: Sequence[int], chunk_size: int = DEFAULT_CHUNK_SIZE):
@@ -211,7 +233,7 @@ class GaussianSR(ArbitraryScaleArch):
             # [B,C,R,W] as a channels-last view (no copy): the conv then writes channels-last
             # output, which the per-pixel decoder reads without another transpose.
             feat = feat.permute(0, 3, 1, 2)
-            inner = coord.reshape(b, hi - lo, w, 2)[:, r0 - lo:r0 - lo + (r1 - r0)]
+            inner = coord.reshape(b, hi - lo, w, 2)[:, r0 - lo : r0 - lo + (r1 - r0)]
             rel_coord, rel_cell = relative_coord_and_cell(inner, cell, lq.shape[-2:])
             rgb = self.decoder.forward_dense(feat, rel_coord, rel_cell, pad_rows=False)
             skip = image_skip_at(state.image, inner.reshape(b, -1, 2), self.image_skip)

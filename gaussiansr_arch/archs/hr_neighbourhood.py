@@ -119,13 +119,18 @@ def grid_neighbourhood(coord: torch.Tensor, cell: torch.Tensor) -> GridNeighbour
     pixel = unique_keys - owner * area
     owner_width = grid[owner, 0, 1]
     rows, cols = torch.div(pixel, owner_width, rounding_mode='floor'), pixel % owner_width
-    points = torch.stack([axis_coord_at(rows, grid[owner, 0, 0], coord.dtype),
-                          axis_coord_at(cols, owner_width, coord.dtype)], dim=-1)
+    points = torch.stack(
+        [axis_coord_at(rows, grid[owner, 0, 0], coord.dtype), axis_coord_at(cols, owner_width, coord.dtype)], dim=-1
+    )
     padded = points.new_zeros(b * per_image, 2)  # padding rows: the image centre, never referenced
     padded[slot] = points
     pixels = pixel.new_zeros(b * per_image)
     pixels[slot] = pixel
     sizes = [tuple(size) for size in grid[:, 0].tolist()]
-    return GridNeighbourhood(points=padded.view(b, per_image, 2), pixels=pixels.view(b, per_image), sizes=sizes,
-                             index=slot[inverse].view(b, q, 9), outside=outside)
-
+    return GridNeighbourhood(
+        points=padded.view(b, per_image, 2),
+        pixels=pixels.view(b, per_image),
+        sizes=sizes,
+        index=slot[inverse].view(b, q, 9),
+        outside=outside,
+    )

@@ -92,9 +92,16 @@ class LIIF(ArbitraryScaleArch):
             thing. Default: 'none' (official LIIF).
     """
 
-    def __init__(self, encoder: str = 'edsr-baseline', encoder_opt: dict | None = None,
-                 hidden: Sequence[int] = (256,) * 4, feat_unfold: bool = True, local_ensemble: bool = True,
-                 cell_decode: bool = True, image_skip: str = 'none'):
+    def __init__(
+        self,
+        encoder: str = 'edsr-baseline',
+        encoder_opt: dict | None = None,
+        hidden: Sequence[int] = (256,) * 4,
+        feat_unfold: bool = True,
+        local_ensemble: bool = True,
+        cell_decode: bool = True,
+        image_skip: str = 'none',
+    ):
         super().__init__()
         self.image_skip = check_image_skip(image_skip)
         self.encoder = build_encoder(encoder, **(encoder_opt or {}))
@@ -110,7 +117,7 @@ class LIIF(ArbitraryScaleArch):
         # LR pixel here instead of once per query and shift (4 x Q x 576 x 256 MACs per image,
         # ~40% of the work), and gather 256 instead of 576 values per query. Same function.
         first = self.imnet[0]
-        proj = torch.einsum('oc,bchw->bohw', first.weight[:, :self.code_dim], feat)
+        proj = torch.einsum('oc,bchw->bohw', first.weight[:, : self.code_dim], feat)
         return LIIFState(lq=lq, feat=torch.cat([proj, feature_coord_map(feat)], dim=1))
 
     def sample_projected_code(self, state: LIIFState, coord: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,7 +147,7 @@ class LIIF(ArbitraryScaleArch):
             rel_coord = (coord - q_coord) * lr_size
             extra = torch.cat([rel_coord, rel_cell], dim=-1) if rel_cell is not None else rel_coord
             # = imnet(cat([q_feat, rel_coord, rel_cell])), code part precomputed in encode
-            preds.append(rest(q_proj + F.linear(extra, first.weight[:, self.code_dim:], first.bias)))
+            preds.append(rest(q_proj + F.linear(extra, first.weight[:, self.code_dim :], first.bias)))
             areas.append((rel_coord[..., 0] * rel_coord[..., 1]).abs() + 1e-9)
 
         total = torch.stack(areas).sum(dim=0)
@@ -171,8 +178,7 @@ class MetaSR(ArbitraryScaleArch):
         hidden (Sequence[int]): Weight-prediction MLP hidden widths. Default: [256].
     """
 
-    def __init__(self, encoder: str = 'edsr-baseline', encoder_opt: dict | None = None,
-                 hidden: Sequence[int] = (256,)):
+    def __init__(self, encoder: str = 'edsr-baseline', encoder_opt: dict | None = None, hidden: Sequence[int] = (256,)):
         super().__init__()
         self.encoder = build_encoder(encoder, **(encoder_opt or {}))
         self.code_dim = self.encoder.out_channels * 9

@@ -47,8 +47,7 @@ class GaussianBank(nn.Module):
         rho_max (float): Bound on |rho|, < 1 so the covariance stays invertible. Default: 0.95.
     """
 
-    def __init__(self, num_kernels: int = 100, sigma_range: tuple[float, float] = (0.1, 0.7),
-                 rho_max: float = 0.95):
+    def __init__(self, num_kernels: int = 100, sigma_range: tuple[float, float] = (0.1, 0.7), rho_max: float = 0.95):
         super().__init__()
         sigma_min, sigma_max = float(sigma_range[0]), float(sigma_range[1])
         if not 0 < sigma_min < sigma_max:
@@ -92,8 +91,13 @@ class SelectiveGaussianSplatting(nn.Module):
         tau (float): Gumbel-softmax temperature. Default: 1.0.
     """
 
-    def __init__(self, in_channels: int = 64, num_kernels: int = 100,
-                 sigma_range: tuple[float, float] = (0.1, 0.7), tau: float = 1.0):
+    def __init__(
+        self,
+        in_channels: int = 64,
+        num_kernels: int = 100,
+        sigma_range: tuple[float, float] = (0.1, 0.7),
+        tau: float = 1.0,
+    ):
         super().__init__()
         self.tau = tau
         self.bank = GaussianBank(num_kernels, sigma_range)

@@ -46,17 +46,40 @@ from gaussiansr_arch.data.protocol import (  # make_lr, hr_crop_and_lr_size, LR_
 )
 from gaussiansr_arch.utils.image_io import IMAGE_EXTENSIONS, ImageReadError, decode_image
 
-__all__ = ['ArbitraryScaleImageDataset', 'ArbitraryScalePairedDataset', 'LmdbKeyError', 'hr_crop_and_lr_size',
-           'make_lr', 'LR_DEGRADATIONS']
+__all__ = [
+    'ArbitraryScaleImageDataset',
+    'ArbitraryScalePairedDataset',
+    'LmdbKeyError',
+    'hr_crop_and_lr_size',
+    'make_lr',
+    'LR_DEGRADATIONS',
+]
 
 # Keys BasicSR itself (options parsing, build_dataloader, train/test pipelines) puts or reads in a
 # dataset's options, plus ``metrics`` (a val set's own protocol, read by ArbitraryScaleSRModel);
 # they are accepted by every dataset here whether used or not.
-BASICSR_DATASET_KEYS = frozenset({
-    'name', 'type', 'phase', 'scale', 'batch_size_per_gpu', 'num_worker_per_gpu', 'dataset_enlarge_ratio',
-    'prefetch_mode', 'num_prefetch_queue', 'pin_memory', 'persistent_workers', 'use_shuffle', 'num_gpu',
-    'dist', 'manual_seed', 'world_size', 'rank', 'metrics'
-})
+BASICSR_DATASET_KEYS = frozenset(
+    {
+        'name',
+        'type',
+        'phase',
+        'scale',
+        'batch_size_per_gpu',
+        'num_worker_per_gpu',
+        'dataset_enlarge_ratio',
+        'prefetch_mode',
+        'num_prefetch_queue',
+        'pin_memory',
+        'persistent_workers',
+        'use_shuffle',
+        'num_gpu',
+        'dist',
+        'manual_seed',
+        'world_size',
+        'rank',
+        'metrics',
+    }
+)
 
 
 class LmdbKeyError(KeyError):
@@ -71,12 +94,12 @@ def check_options(opt: dict, own_keys, dataset_type: str) -> None:
     allowed = set(own_keys) | BASICSR_DATASET_KEYS
     unknown = sorted(k for k in opt if k not in allowed)
     if unknown:
-        raise ValueError(f'{dataset_type}: unknown option key(s) {unknown}; '
-                         f'allowed keys are {sorted(allowed)}')
+        raise ValueError(f'{dataset_type}: unknown option key(s) {unknown}; allowed keys are {sorted(allowed)}')
 
 
-def option_value(opt: dict, key: str, default, dataset_type: str, kind: str, nullable: bool = False,
-                 choices: tuple = ()):
+def option_value(
+    opt: dict, key: str, default, dataset_type: str, kind: str, nullable: bool = False, choices: tuple = ()
+):
     """``opt[key]`` (or ``default``) checked to be of ``kind`` ('int', 'number', 'bool' or 'choice').
 
     A quoted YAML value (``scale_min: '1'``) or a word where a number belongs would otherwise be
@@ -89,8 +112,10 @@ def option_value(opt: dict, key: str, default, dataset_type: str, kind: str, nul
         return None
     if kind == 'choice':
         if not isinstance(value, str) or value not in choices:
-            raise ValueError(f'{dataset_type}: option {key} must be one of {", ".join(choices)}, '
-                             f'got {value!r} ({type(value).__name__})')
+            raise ValueError(
+                f'{dataset_type}: option {key} must be one of {", ".join(choices)}, '
+                f'got {value!r} ({type(value).__name__})'
+            )
         return value
     if kind == 'bool':
         ok = isinstance(value, bool)
@@ -101,8 +126,9 @@ def option_value(opt: dict, key: str, default, dataset_type: str, kind: str, nul
     if not ok:
         expected = {'int': 'an integer', 'number': 'a number', 'bool': 'true or false'}[kind]
         hint = ' (write it without quotes; YAML reads 1e-4 as text, write 1.0e-4)' if isinstance(value, str) else ''
-        raise ValueError(f'{dataset_type}: option {key} must be {expected}, got {value!r} '
-                         f'({type(value).__name__}){hint}')
+        raise ValueError(
+            f'{dataset_type}: option {key} must be {expected}, got {value!r} ({type(value).__name__}){hint}'
+        )
     if kind == 'int':
         return int(value)
     return float(value) if kind == 'number' else value
@@ -200,16 +226,22 @@ class _ImageIndex:
         is_lmdb = osp.isfile(osp.join(self.root, 'data.mdb'))
         if backend == 'lmdb':
             if not is_lmdb:
-                raise ValueError(f'dataroot_{role} {self.root} is not an LMDB (no data.mdb); '
-                                 'for an image folder use io_backend: {type: disk}')
+                raise ValueError(
+                    f'dataroot_{role} {self.root} is not an LMDB (no data.mdb); '
+                    'for an image folder use io_backend: {type: disk}'
+                )
             if re.search(r'\.tmp-\d+$', self.root.rstrip('/')):
                 # the prepare tools build into <out>.tmp-<pid> and rename it when complete
-                raise ValueError(f'dataroot_{role} {self.root} is an unfinished LMDB (a gaussiansr-prepare-* '
-                                 'build still running or killed); use the final folder once the tool is done')
+                raise ValueError(
+                    f'dataroot_{role} {self.root} is an unfinished LMDB (a gaussiansr-prepare-* '
+                    'build still running or killed); use the final folder once the tool is done'
+                )
             meta = meta_info_file or osp.join(self.root, 'meta_info.txt')
             if not osp.isfile(meta):
-                raise FileNotFoundError(f'dataroot_{role} {self.root}: meta_info file {meta} does not exist '
-                                        '(an LMDB not made by BasicSR/gaussiansr-prepare-*, or not finished)')
+                raise FileNotFoundError(
+                    f'dataroot_{role} {self.root}: meta_info file {meta} does not exist '
+                    '(an LMDB not made by BasicSR/gaussiansr-prepare-*, or not finished)'
+                )
             names = _read_meta_info(meta)
             # the LMDB key is the file name without extension (basicsr's convention)
             self.stems = [osp.splitext(n)[0] for n in names]
@@ -217,8 +249,10 @@ class _ImageIndex:
             missing = [k for k in self.stems if k not in present]
             if missing:
                 more = ' ...' if len(missing) > 3 else ''
-                raise LmdbKeyError(f'key(s) {missing[:3]}{more} listed in {meta} are absent from LMDB '
-                                   f'{self.root} ({len(missing)} missing)')
+                raise LmdbKeyError(
+                    f'key(s) {missing[:3]}{more} listed in {meta} are absent from LMDB '
+                    f'{self.root} ({len(missing)} missing)'
+                )
             self.locations = list(self.stems)
         elif backend == 'disk':
             if is_lmdb:
@@ -227,11 +261,16 @@ class _ImageIndex:
                 names = _read_meta_info(meta_info_file)
                 absent = [n for n in names if not osp.isfile(osp.join(self.root, n))]
                 if absent:
-                    raise FileNotFoundError(f'{len(absent)} file(s) listed in {meta_info_file} are absent '
-                                            f'from {self.root}, e.g. {absent[:3]}')
+                    raise FileNotFoundError(
+                        f'{len(absent)} file(s) listed in {meta_info_file} are absent '
+                        f'from {self.root}, e.g. {absent[:3]}'
+                    )
             else:
-                names = sorted(n for n in os.listdir(self.root)
-                               if n.lower().endswith(IMAGE_EXTENSIONS) and osp.isfile(osp.join(self.root, n)))
+                names = sorted(
+                    n
+                    for n in os.listdir(self.root)
+                    if n.lower().endswith(IMAGE_EXTENSIONS) and osp.isfile(osp.join(self.root, n))
+                )
             self.stems = [osp.splitext(osp.basename(n))[0] for n in names]
             self.locations = [osp.join(self.root, n) for n in names]
         else:
@@ -332,8 +371,20 @@ class ArbitraryScaleImageDataset(data.Dataset):
         [0, 1]), ``scale`` (float32 scalar tensor, the actual ratio ``c / lr_size``), ``gt_path`` (str).
     """
 
-    OPTION_KEYS = ('dataroot_gt', 'io_backend', 'meta_info_file', 'lr_size', 'scale_min', 'scale_max',
-                   'sample_q', 'use_hflip', 'use_rot', 'batch_scale', 'scale_seed', 'lr_degradation')
+    OPTION_KEYS = (
+        'dataroot_gt',
+        'io_backend',
+        'meta_info_file',
+        'lr_size',
+        'scale_min',
+        'scale_max',
+        'sample_q',
+        'use_hflip',
+        'use_rot',
+        'batch_scale',
+        'scale_seed',
+        'lr_degradation',
+    )
 
     def __init__(self, opt: dict):
         super().__init__()
@@ -358,16 +409,21 @@ class ArbitraryScaleImageDataset(data.Dataset):
         self.sample_q = option_value(opt, 'sample_q', 2304, name, 'int', nullable=True)
         if self.sample_q is None:
             if self.scale_min != self.scale_max:
-                raise ValueError(f'{name}: sample_q: null (all pixels) needs a fixed scale '
-                                 f'(scale_min == scale_max), got [{self.scale_min}, {self.scale_max}]')
+                raise ValueError(
+                    f'{name}: sample_q: null (all pixels) needs a fixed scale '
+                    f'(scale_min == scale_max), got [{self.scale_min}, {self.scale_max}]'
+                )
         else:
             if not 1 <= self.sample_q <= min_crop * min_crop:
-                raise ValueError(f'{name}: sample_q must be in [1, {min_crop * min_crop}] (pixels of the '
-                                 f'smallest HR crop, {min_crop}x{min_crop}), got {self.sample_q}')
+                raise ValueError(
+                    f'{name}: sample_q must be in [1, {min_crop * min_crop}] (pixels of the '
+                    f'smallest HR crop, {min_crop}x{min_crop}), got {self.sample_q}'
+                )
         self.use_hflip = option_value(opt, 'use_hflip', False, name, 'bool')
         self.use_rot = option_value(opt, 'use_rot', False, name, 'bool')
-        self.lr_degradation = option_value(opt, 'lr_degradation', LR_DEGRADATIONS[0], name, 'choice',
-                                           choices=LR_DEGRADATIONS)
+        self.lr_degradation = option_value(
+            opt, 'lr_degradation', LR_DEGRADATIONS[0], name, 'choice', choices=LR_DEGRADATIONS
+        )
 
         self.batch_scale = option_value(opt, 'batch_scale', False, name, 'bool')
         self.scale_seed = option_value(opt, 'scale_seed', 0, name, 'int')
@@ -404,11 +460,13 @@ class ArbitraryScaleImageDataset(data.Dataset):
         img = self.gt_index.read(self.file_client, index)
         h, w = img.shape[:2]
         if h < crop or w < crop:
-            raise ValueError(f'HR image {self.gt_index.name(index)} ({h}x{w}) is smaller than the '
-                             f'{crop}x{crop} crop (lr_size {self.lr_size} x scale up to {self.scale_max})')
+            raise ValueError(
+                f'HR image {self.gt_index.name(index)} ({h}x{w}) is smaller than the '
+                f'{crop}x{crop} crop (lr_size {self.lr_size} x scale up to {self.scale_max})'
+            )
         top = int(torch.randint(0, h - crop + 1, ()).item())
         left = int(torch.randint(0, w - crop + 1, ()).item())
-        hr = np.ascontiguousarray(img[top:top + crop, left:left + crop])
+        hr = np.ascontiguousarray(img[top : top + crop, left : left + crop])
         lr = make_lr(hr, (self.lr_size, self.lr_size), self.lr_degradation)
 
         # same flips / transpose on both (BasicSR's augment: hflip, and rot = vflip + transpose)
@@ -423,7 +481,7 @@ class ArbitraryScaleImageDataset(data.Dataset):
         hr_flat = torch.from_numpy(np.ascontiguousarray(hr)).reshape(-1, 3)
         coord = make_coord((crop, crop))
         if self.sample_q is not None:
-            idx = torch.randperm(crop * crop)[:self.sample_q]
+            idx = torch.randperm(crop * crop)[: self.sample_q]
             hr_flat, coord = hr_flat[idx], coord[idx]
         return {
             'lq': torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1))),
@@ -465,8 +523,15 @@ class ArbitraryScalePairedDataset(data.Dataset):
         ``scale`` (float).
     """
 
-    OPTION_KEYS = ('dataroot_gt', 'dataroot_lq', 'io_backend', 'filename_tmpl', 'scale', 'meta_info_file',
-                   'lr_degradation')
+    OPTION_KEYS = (
+        'dataroot_gt',
+        'dataroot_lq',
+        'io_backend',
+        'filename_tmpl',
+        'scale',
+        'meta_info_file',
+        'lr_degradation',
+    )
 
     def __init__(self, opt: dict):
         super().__init__()
@@ -477,8 +542,9 @@ class ArbitraryScalePairedDataset(data.Dataset):
                 raise ValueError(f'{name}: option {key} is required')
         self.opt = opt
         self.scale = check_scale(option_value(opt, 'scale', None, name, 'number'))
-        self.lr_degradation = option_value(opt, 'lr_degradation', LR_DEGRADATIONS[0], name, 'choice',
-                                           choices=LR_DEGRADATIONS)
+        self.lr_degradation = option_value(
+            opt, 'lr_degradation', LR_DEGRADATIONS[0], name, 'choice', choices=LR_DEGRADATIONS
+        )
         self.io_backend_opt = dict(opt.get('io_backend') or {'type': 'disk'})
         backend = _backend_of(opt, name)
         self.filename_tmpl = opt.get('filename_tmpl', '{}')
@@ -491,8 +557,10 @@ class ArbitraryScalePairedDataset(data.Dataset):
             for i, stem in enumerate(self.gt_index.stems):
                 lq_stem = self.filename_tmpl.format(stem)
                 if lq_stem not in self.lq_index.by_stem:
-                    raise FileNotFoundError(f'no LR image {lq_stem!r} in {self.lq_index.root} for HR '
-                                            f'{self.gt_index.name(i)} (filename_tmpl {self.filename_tmpl!r})')
+                    raise FileNotFoundError(
+                        f'no LR image {lq_stem!r} in {self.lq_index.root} for HR '
+                        f'{self.gt_index.name(i)} (filename_tmpl {self.filename_tmpl!r})'
+                    )
                 self.lq_of.append(self.lq_index.by_stem[lq_stem])
         self.file_client = None
 
@@ -522,10 +590,12 @@ class ArbitraryScalePairedDataset(data.Dataset):
             # accept exactly the HR sizes whose protocol LR size floor(H / s) is this LR's size (for an
             # integer s: HR larger than round(h_lr * s) by less than s); the HR is then cropped
             if not lr_size_matches(have, lr.shape[:2], self.scale):
-                raise ValueError(f'size mismatch at scale {self.scale:g}: HR {gt_name} is '
-                                 f'{have[0]}x{have[1]}, LR {lq_name} is {lr.shape[0]}x{lr.shape[1]} '
-                                 f'(expects HR {want[0]}x{want[1]})')
-            hr = np.ascontiguousarray(hr[:want[0], :want[1]])
+                raise ValueError(
+                    f'size mismatch at scale {self.scale:g}: HR {gt_name} is '
+                    f'{have[0]}x{have[1]}, LR {lq_name} is {lr.shape[0]}x{lr.shape[1]} '
+                    f'(expects HR {want[0]}x{want[1]})'
+                )
+            hr = np.ascontiguousarray(hr[: want[0], : want[1]])
         return {
             'lq': torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1))),
             'gt': torch.from_numpy(np.ascontiguousarray(hr.transpose(2, 0, 1))),

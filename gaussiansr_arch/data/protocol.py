@@ -25,9 +25,21 @@ import numpy as np
 from gaussiansr_arch.archs.coordinates import check_scale
 from gaussiansr_arch.utils.image_io import imresize_pil, imresize_to
 
-__all__ = ['LR_DEGRADATIONS', 'EVAL_PROTOCOLS', 'lr_size_for', 'hr_crop_and_lr_size', 'hr_crop_for_lr',
-           'lr_size_matches', 'to_uint8', 'to_float', 'quantize', 'make_lr', 'make_lr_uint8', 'crop_border',
-           'metric_options']
+__all__ = [
+    'LR_DEGRADATIONS',
+    'EVAL_PROTOCOLS',
+    'lr_size_for',
+    'hr_crop_and_lr_size',
+    'hr_crop_for_lr',
+    'lr_size_matches',
+    'to_uint8',
+    'to_float',
+    'quantize',
+    'make_lr',
+    'make_lr_uint8',
+    'crop_border',
+    'metric_options',
+]
 
 # How an LR is made from its HR (dataset option ``lr_degradation``); the first is the default.
 LR_DEGRADATIONS = ('matlab', 'pil')
@@ -159,5 +171,7 @@ def metric_options(scale: float, protocol: str = 'benchmark') -> dict:
         raise ValueError(f'metric_options: protocol must be one of {", ".join(EVAL_PROTOCOLS)}, got {protocol!r}')
     spec = EVAL_PROTOCOLS[protocol]
     border = crop_border(scale, spec['extra_border'])
-    return {name: {'type': f'calculate_{name}', 'crop_border': border, 'test_y_channel': spec['test_y_channel']}
-            for name in spec['metrics']}
+    return {
+        name: {'type': f'calculate_{name}', 'crop_border': border, 'test_y_channel': spec['test_y_channel']}
+        for name in spec['metrics']
+    }

@@ -89,8 +89,9 @@ class ArbitraryScaleSRModel(SRModel):
             # The paper trains with L1 only; make that the default instead of BasicSR's error.
             train_opt['pixel_opt'] = {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'}
         if train_opt.get('perceptual_opt'):
-            raise ValueError('perceptual_opt is not supported: arbitrary-scale training predicts '
-                             'scattered query pixels, not images')
+            raise ValueError(
+                'perceptual_opt is not supported: arbitrary-scale training predicts scattered query pixels, not images'
+            )
         self.nan_policy = train_opt.get('nan_policy', 'raise')
         if self.nan_policy not in NAN_POLICIES:
             raise ValueError(f'train.nan_policy must be one of {NAN_POLICIES}, got {self.nan_policy!r}')
@@ -106,10 +107,11 @@ class ArbitraryScaleSRModel(SRModel):
         if amp in (None, False, 'fp32', 'none'):
             return None, None
         if amp not in AMP_DTYPES:
-            raise ValueError(f"train.amp must be one of {sorted(AMP_DTYPES)} or null, got {amp!r}")
+            raise ValueError(f'train.amp must be one of {sorted(AMP_DTYPES)} or null, got {amp!r}')
         if amp == 'fp16' and self.device.type != 'cuda':
-            raise ValueError(f'train.amp: fp16 needs a CUDA device (this run is on {self.device.type}); '
-                             'use bf16 or null')
+            raise ValueError(
+                f'train.amp: fp16 needs a CUDA device (this run is on {self.device.type}); use bf16 or null'
+            )
         scaler = torch.amp.GradScaler(self.device.type) if amp == 'fp16' else None
         get_root_logger().info(f'mixed precision: {amp} autocast' + (' with a gradient scaler' if scaler else ''))
         return AMP_DTYPES[amp], scaler
@@ -139,8 +141,9 @@ class ArbitraryScaleSRModel(SRModel):
         if not hasattr(self, 'coord') or not hasattr(self, 'cell'):
             raise KeyError('training batches must carry coord and cell (use ArbitraryScaleImageDataset)')
         self.optimizer_g.zero_grad(set_to_none=True)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                            enabled=self.amp_dtype is not None):
+        with torch.autocast(
+            self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
+        ):
             self.output = self.net_g(self.lq, self.coord, self.cell)
         self.output = self.output.float()  # the loss (and its gradient) in float32
 
@@ -176,14 +179,16 @@ class ArbitraryScaleSRModel(SRModel):
             raise NonFiniteLossError(
                 f'non-finite loss/gradient at iteration {current_iter} (l_pix={l_total.item()}, '
                 f'grad_norm={grad_norm.item()}); the weights were not updated. Lower the learning '
-                f'rate, set train.grad_clip, or set train.nan_policy: skip.')
+                f'rate, set train.grad_clip, or set train.nan_policy: skip.'
+            )
         else:
             self.optimizer_g.zero_grad(set_to_none=True)
             if scaler:
                 scaler.update()
             self.num_skipped_steps += 1
-            get_root_logger().warning(f'non-finite loss/gradient at iteration {current_iter}: step skipped '
-                                      f'({self.num_skipped_steps} so far).')
+            get_root_logger().warning(
+                f'non-finite loss/gradient at iteration {current_iter}: step skipped ({self.num_skipped_steps} so far).'
+            )
 
         self.log_dict = self.reduce_loss_dict(loss_dict)
         if self.num_skipped_steps:
@@ -267,8 +272,9 @@ class ArbitraryScaleSRModel(SRModel):
             state = as_state_dict(ckpt, load_path, what)
         else:
             state = pick_state_dict(ckpt, load_path, param_key, what)
-        get_root_logger().info(f'Loading {net.__class__.__name__} model from {load_path}, '
-                               f'with param key: [{param_key}].')
+        get_root_logger().info(
+            f'Loading {net.__class__.__name__} model from {load_path}, with param key: [{param_key}].'
+        )
         self._print_different_keys_loading(net, state, strict)
         net.load_state_dict(state, strict=strict)
 
@@ -288,15 +294,18 @@ class ArbitraryScaleSRModel(SRModel):
         save_dict = {}
         for net_, key_ in zip(nets, keys):
             state_dict = self.get_bare_model(net_).state_dict()
-            save_dict[key_] = OrderedDict((k.removeprefix('module.'), v.detach().cpu())
-                                          for k, v in state_dict.items())
+            save_dict[key_] = OrderedDict((k.removeprefix('module.'), v.detach().cpu()) for k, v in state_dict.items())
         path = osp.join(self.opt['path']['models'], f'{net_label}_{label}.pth')
         atomic_torch_save(save_dict, path)
         if (self.opt.get('logger') or {}).get('save_safetensors'):
             key = 'params_ema' if 'params_ema' in save_dict else keys[0]
             network_g = self.opt.get('network_g') if net_label == 'net_g' else None
-            save_weights(osp.join(self.opt['path']['models'], f'{net_label}_{label}.safetensors'),
-                         save_dict[key], network_g=network_g, param_key=key)
+            save_weights(
+                osp.join(self.opt['path']['models'], f'{net_label}_{label}.safetensors'),
+                save_dict[key],
+                network_g=network_g,
+                param_key=key,
+            )
 
     @master_only
     def save_training_state(self, epoch: int, current_iter: int) -> None:
@@ -324,4 +333,3 @@ class ArbitraryScaleSRModel(SRModel):
         scaler = getattr(self, 'grad_scaler', None)
         if scaler is not None and 'grad_scaler' in resume_state:
             scaler.load_state_dict(resume_state['grad_scaler'])
-

@@ -295,10 +295,17 @@ def resolve_device(name: str, precision: str = 'fp32') -> torch.device:
 def add_execution_args(parser) -> None:
     """``--device``, ``--precision`` and ``--compile``, the same for every tool that runs a model."""
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu', help='cpu or cuda')
-    parser.add_argument('--precision', default='fp32', choices=['fp32', 'bf16', 'fp16'],
-                        help='fp32, or bf16/fp16 autocast with float32 weights (fp16: CUDA only; bf16: CPU too)')
-    parser.add_argument('--compile', action='store_true',
-                        help='torch.compile the model (eager fallback with a warning where no compiler works)')
+    parser.add_argument(
+        '--precision',
+        default='fp32',
+        choices=['fp32', 'bf16', 'fp16'],
+        help='fp32, or bf16/fp16 autocast with float32 weights (fp16: CUDA only; bf16: CPU too)',
+    )
+    parser.add_argument(
+        '--compile',
+        action='store_true',
+        help='torch.compile the model (eager fallback with a warning where no compiler works)',
+    )
 
 
 def prepare_arch(arch: torch.nn.Module, compile_model: bool) -> torch.nn.Module:

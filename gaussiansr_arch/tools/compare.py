@@ -129,8 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--max-images', type=int, default=None, help='use only the first N images per dataset')
     parser.add_argument('--crops', type=int, default=None, help='crop-comparison PNGs per dataset x scale (default 1)')
     parser.add_argument('--crop-size', type=int, default=None, help='side of the crop region in HR pixels (default 96)')
-    parser.add_argument('--chunk-size', type=int, default=DEFAULT_CHUNK_SIZE,
-                        help='queries per chunk for arbitrary-scale models')
+    parser.add_argument(
+        '--chunk-size', type=int, default=DEFAULT_CHUNK_SIZE, help='queries per chunk for arbitrary-scale models'
+    )
     add_execution_args(parser)
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
     return parser

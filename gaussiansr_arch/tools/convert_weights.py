@@ -63,8 +63,7 @@ def picked_key(ckpt, param_key: str | None) -> str:
     return 'params'
 
 
-def convert(src: str, dst: str, param_key: str | None = None, opt_path: str | None = None,
-            force: bool = False) -> dict:
+def convert(src: str, dst: str, param_key: str | None = None, opt_path: str | None = None, force: bool = False) -> dict:
     """Convert ``src`` to ``dst`` (formats told by the names); returns what was written.
 
     Returns:
@@ -95,8 +94,10 @@ def convert(src: str, dst: str, param_key: str | None = None, opt_path: str | No
         arch = build_arch(network_opt, source if opt_path else f'input weights file {src}')
         check_fits(arch, state, f'input weights file {src}', source)
     else:
-        warning = (f'{src} records no network_g and no --opt was given: the tools need --opt to use {dst} '
-                   '(gaussiansr_arch.load_model guesses the arch from its shapes)')
+        warning = (
+            f'{src} records no network_g and no --opt was given: the tools need --opt to use {dst} '
+            '(gaussiansr_arch.load_model guesses the arch from its shapes)'
+        )
     with writing(dst):
         save_weights(dst, state, network_g=network_opt, param_key=key)
     return {'param_key': key, 'network_g': network_opt, 'tensors': len(state), 'warning': warning}
@@ -114,8 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument('src', metavar='IN', help='input weights (.pth or .safetensors)')
     parser.add_argument('dst', metavar='OUT', help='output weights (.safetensors or .pth)')
-    parser.add_argument('--param-key', choices=list(DEFAULT_PARAM_KEYS[::-1]),
-                        help='parameters to keep (default: params_ema if present, else params)')
+    parser.add_argument(
+        '--param-key',
+        choices=list(DEFAULT_PARAM_KEYS[::-1]),
+        help='parameters to keep (default: params_ema if present, else params)',
+    )
     parser.add_argument('--opt', help='BasicSR YAML whose network_g is recorded (default: the one IN records)')
     parser.add_argument('--force', action='store_true', help='overwrite OUT if it exists')
     return parser

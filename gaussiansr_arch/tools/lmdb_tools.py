@@ -43,8 +43,16 @@ from gaussiansr_arch.utils.atomic import make_folders, remove_folders
 from gaussiansr_arch.utils.image_io import IMAGE_EXTENSIONS, ImageReadError, decode_image, read_image
 
 __all__ = [
-    'ToolError', 'Task', 'scan_images', 'subimage_origins', 'run_tasks', 'build_output', 'verify_lmdb',
-    'scale_tag', 'default_workers', 'check_output_dir'
+    'ToolError',
+    'Task',
+    'scan_images',
+    'subimage_origins',
+    'run_tasks',
+    'build_output',
+    'verify_lmdb',
+    'scale_tag',
+    'default_workers',
+    'check_output_dir',
 ]
 
 
@@ -61,8 +69,9 @@ def scan_images(folder: str) -> list:
     """Sorted image file names (not recursive) of ``folder``; ToolError if missing or empty."""
     if not osp.isdir(folder):
         raise ToolError(f'folder {folder} does not exist')
-    names = sorted(n for n in os.listdir(folder)
-                   if n.lower().endswith(IMAGE_EXTENSIONS) and osp.isfile(osp.join(folder, n)))
+    names = sorted(
+        n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS) and osp.isfile(osp.join(folder, n))
+    )
     if not names:
         raise ToolError(f'folder {folder} contains no images ({", ".join(IMAGE_EXTENSIONS)})')
     return names
@@ -118,7 +127,7 @@ def _run_task(args) -> tuple:
             parts = []
             for y in subimage_origins(h, c, p['step'], p['thresh_size']):
                 for x in subimage_origins(w, c, p['step'], p['thresh_size']):
-                    parts.append((f'{task.key}_s{len(parts) + 1:03d}', img[y:y + c, x:x + c]))
+                    parts.append((f'{task.key}_s{len(parts) + 1:03d}', img[y : y + c, x : x + c]))
         elif task.mode == 'lr':
             (hr_h, hr_w), lr_size = hr_crop_and_lr_size(img.shape[:2], p['scale'])
             parts = [(task.key, make_lr_uint8(img[:hr_h, :hr_w], lr_size))]
@@ -191,15 +200,22 @@ def _check_keys(tasks: list) -> None:
     seen = {}
     for t in tasks:
         if not t.key.isascii() or ' ' in t.key:
-            raise ToolError(f'image {t.src}: key {t.key!r} must be ASCII without spaces '
-                            '(LMDB keys, meta_info)')
+            raise ToolError(f'image {t.src}: key {t.key!r} must be ASCII without spaces (LMDB keys, meta_info)')
         if t.key in seen:
             raise ToolError(f'images {seen[t.key]} and {t.src} give the same key {t.key!r}')
         seen[t.key] = t.src
 
 
-def build_output(out: str, tasks: list, fmt: str = 'lmdb', workers: int = 1, overwrite: bool = False,
-                 skip_bad: bool = False, level: int = 1, desc: str = '') -> bool:
+def build_output(
+    out: str,
+    tasks: list,
+    fmt: str = 'lmdb',
+    workers: int = 1,
+    overwrite: bool = False,
+    skip_bad: bool = False,
+    level: int = 1,
+    desc: str = '',
+) -> bool:
     """Build one LMDB (``fmt='lmdb'``) or PNG folder (``fmt='folder'``) at ``out``, atomically.
 
     Args:
@@ -240,8 +256,9 @@ def build_output(out: str, tasks: list, fmt: str = 'lmdb', workers: int = 1, ove
     return True
 
 
-def _build(out: str, tmp_dir: str, tasks: list, fmt: str, workers: int, skip_bad: bool, level: int,
-           desc: str) -> tuple[int, list]:
+def _build(
+    out: str, tmp_dir: str, tasks: list, fmt: str, workers: int, skip_bad: bool, level: int, desc: str
+) -> tuple[int, list]:
     """The body of :func:`build_output`: build in ``tmp_dir``, then move it to ``out``; (written, skipped)."""
     if osp.exists(tmp_dir):
         shutil.rmtree(tmp_dir)  # our own pid: a leftover of a crashed earlier run with a reused pid
@@ -320,8 +337,7 @@ def verify_lmdb(path: str) -> list:
                 problems.append(str(err))
                 continue
             if tuple(img.shape) != shape and tuple(img.shape[:2]) + (1,) != shape:
-                problems.append(f'key {key!r}: meta_info says {shape}, '
-                                f'stored image is {tuple(img.shape)}')
+                problems.append(f'key {key!r}: meta_info says {shape}, stored image is {tuple(img.shape)}')
         stored = {bytes(k).decode('ascii', 'replace') for k in txn.cursor().iternext(values=False)}
         extra = len(stored - listed)
         if extra:
@@ -340,16 +356,30 @@ def verify_or_fail(path: str) -> None:
 
 def add_common_args(parser) -> None:
     """Options shared by the preparation tools."""
-    parser.add_argument('--workers', type=int, default=default_workers(),
-                        help='reading processes (default: all cores, %(default)s here)')
+    parser.add_argument(
+        '--workers',
+        type=int,
+        default=default_workers(),
+        help='reading processes (default: all cores, %(default)s here)',
+    )
     parser.add_argument('--overwrite', action='store_true', help='rebuild outputs that already exist')
-    parser.add_argument('--skip-bad', action='store_true',
-                        help='skip unreadable source images (listed on stderr) instead of stopping')
-    parser.add_argument('--verify', action='store_true',
-                        help='afterwards re-read every LMDB key and check it against meta_info.txt '
-                        '(also checks LMDBs that already existed)')
-    parser.add_argument('--compress-level', type=int, default=1, choices=range(10), metavar='0-9',
-                        help='PNG compression level of stored images (default 1, as BasicSR)')
+    parser.add_argument(
+        '--skip-bad', action='store_true', help='skip unreadable source images (listed on stderr) instead of stopping'
+    )
+    parser.add_argument(
+        '--verify',
+        action='store_true',
+        help='afterwards re-read every LMDB key and check it against meta_info.txt '
+        '(also checks LMDBs that already existed)',
+    )
+    parser.add_argument(
+        '--compress-level',
+        type=int,
+        default=1,
+        choices=range(10),
+        metavar='0-9',
+        help='PNG compression level of stored images (default 1, as BasicSR)',
+    )
 
 
 def check_common_args(parser, args, scales_attr: str) -> None:

@@ -51,16 +51,25 @@ def build_parser() -> argparse.ArgumentParser:
         'complete.',
         epilog='General100 (the FSRCNN release: BMP HR images, no LR) goes in <root>/General100/HR/ like the '
         'other sets; its x2/x3/x4 LR is generated like any missing scale. '
-        'example: gaussiansr-prepare-benchmark --root datasets/benchmark --scales 2 3 4 2.4 6 --verify')
+        'example: gaussiansr-prepare-benchmark --root datasets/benchmark --scales 2 3 4 2.4 6 --verify',
+    )
     parser.add_argument('--root', required=True, help=f'folder holding {"/, ".join(KNOWN_SETS)}/ ... each with HR/')
     parser.add_argument('--out', help='output folder (default: ROOT)')
-    parser.add_argument('--datasets', nargs='+', metavar='NAME',
-                        help=f'sets to prepare (default: every ROOT/<name>/HR, e.g. {" ".join(KNOWN_SETS)})')
-    parser.add_argument('--scales', nargs='+', default=['2', '3', '4'], metavar='S',
-                        help='scales, integer or not (default 2 3 4)')
-    parser.add_argument('--format', choices=('folder', 'lmdb'), default='folder',
-                        help='folder: check + write missing LR as PNG; lmdb: also pack HR and LR '
-                        '(default folder)')
+    parser.add_argument(
+        '--datasets',
+        nargs='+',
+        metavar='NAME',
+        help=f'sets to prepare (default: every ROOT/<name>/HR, e.g. {" ".join(KNOWN_SETS)})',
+    )
+    parser.add_argument(
+        '--scales', nargs='+', default=['2', '3', '4'], metavar='S', help='scales, integer or not (default 2 3 4)'
+    )
+    parser.add_argument(
+        '--format',
+        choices=('folder', 'lmdb'),
+        default='folder',
+        help='folder: check + write missing LR as PNG; lmdb: also pack HR and LR (default folder)',
+    )
     add_common_args(parser)
     return parser
 
@@ -100,8 +109,10 @@ def check_pairs(hr_dir: str, lr_dir: str, scale: float, workers: int, skip_bad: 
         if hr_size is None or lr_size is None:
             continue
         if not lr_size_matches(hr_size, lr_size, scale):
-            raise ToolError(f'size mismatch at x{scale:g}: HR {hr_path} is {hr_size[0]}x{hr_size[1]}, '
-                            f'LR {lr_path} is {lr_size[0]}x{lr_size[1]} (expected floor(HR / {scale:g}))')
+            raise ToolError(
+                f'size mismatch at x{scale:g}: HR {hr_path} is {hr_size[0]}x{hr_size[1]}, '
+                f'LR {lr_path} is {lr_size[0]}x{lr_size[1]} (expected floor(HR / {scale:g}))'
+            )
     return lr_names
 
 
@@ -118,8 +129,10 @@ def _hr_dir(root: str, name: str) -> str:
     if osp.isdir(hr_dir):
         return hr_dir
     if _holds_images(osp.join(root, name)):
-        raise ToolError(f'{hr_dir} does not exist but {osp.join(root, name)} holds images: move them into '
-                        f'{hr_dir} (a set released as one flat folder, e.g. General100, goes in <set>/HR)')
+        raise ToolError(
+            f'{hr_dir} does not exist but {osp.join(root, name)} holds images: move them into '
+            f'{hr_dir} (a set released as one flat folder, e.g. General100, goes in <set>/HR)'
+        )
     raise ToolError(f'{hr_dir} does not exist (expected <root>/<set>/HR)')
 
 
@@ -144,19 +157,16 @@ def prepare_set(args, name: str) -> list:
             if args.format == 'lmdb':
                 out = osp.join(dst, f'LR_bicubic_{tag}.lmdb')
                 tasks = [Task(osp.join(shipped, n), osp.splitext(n)[0]) for n in lr_names]
-                build_output(out, tasks, 'lmdb', args.workers, args.overwrite, args.skip_bad,
-                             args.compress_level)
+                build_output(out, tasks, 'lmdb', args.workers, args.overwrite, args.skip_bad, args.compress_level)
                 lmdbs.append(out)
             continue
-        tasks = [Task(osp.join(hr_dir, n), f'{osp.splitext(n)[0]}x{s:g}', 'lr', {'scale': s})
-                 for n in hr_names]
+        tasks = [Task(osp.join(hr_dir, n), f'{osp.splitext(n)[0]}x{s:g}', 'lr', {'scale': s}) for n in hr_names]
         if args.format == 'lmdb':
             out = osp.join(dst, f'LR_bicubic_{tag}.lmdb')
             lmdbs.append(out)
         else:
             out = osp.join(dst, 'LR_bicubic', tag)
-        build_output(out, tasks, args.format, args.workers, args.overwrite, args.skip_bad,
-                     args.compress_level)
+        build_output(out, tasks, args.format, args.workers, args.overwrite, args.skip_bad, args.compress_level)
     return lmdbs
 
 
@@ -165,8 +175,11 @@ def _build_all(args) -> Iterable[str]:
     if not osp.isdir(args.root):
         raise ToolError(f'--root {args.root} does not exist')
     # known sets released as a flat folder of images (General100) are listed too, to be reported
-    names = args.datasets or sorted(n for n in os.listdir(args.root) if osp.isdir(osp.join(args.root, n, 'HR'))
-                                    or (n in KNOWN_SETS and _holds_images(osp.join(args.root, n))))
+    names = args.datasets or sorted(
+        n
+        for n in os.listdir(args.root)
+        if osp.isdir(osp.join(args.root, n, 'HR')) or (n in KNOWN_SETS and _holds_images(osp.join(args.root, n)))
+    )
     if not names:
         raise ToolError(f'no <set>/HR folders in {args.root}')
     for name in names:  # every layout is checked before anything is built

@@ -44,26 +44,41 @@ def build_parser() -> argparse.ArgumentParser:
         description='Make DIV2K LMDBs (train sub-images, valid HR, valid LR) from a local DIV2K copy. '
         'Each output is built in <out>.tmp-<pid> and renamed when complete; existing outputs are kept '
         'unless --overwrite.',
-        epilog='example: gaussiansr-prepare-div2k --root datasets/DIV2K --lr-scales 1.5 2.4 3.6 --verify')
+        epilog='example: gaussiansr-prepare-div2k --root datasets/DIV2K --lr-scales 1.5 2.4 3.6 --verify',
+    )
     parser.add_argument('--root', required=True, help='folder holding DIV2K_train_HR, DIV2K_valid_HR ...')
     parser.add_argument('--out', help='output folder (default: ROOT)')
-    parser.add_argument('--parts', nargs='+', choices=PARTS, default=list(PARTS),
-                        help='what to build (default: all that exist; train is required to exist)')
-    parser.add_argument('--no-subimages', action='store_true',
-                        help='store whole training images instead of 480x480 sub-images')
+    parser.add_argument(
+        '--parts',
+        nargs='+',
+        choices=PARTS,
+        default=list(PARTS),
+        help='what to build (default: all that exist; train is required to exist)',
+    )
+    parser.add_argument(
+        '--no-subimages', action='store_true', help='store whole training images instead of 480x480 sub-images'
+    )
     parser.add_argument('--crop-size', type=int, default=480, help='sub-image size (default 480)')
     parser.add_argument('--step', type=int, default=240, help='sub-image step (default 240)')
-    parser.add_argument('--thresh-size', type=int, default=0,
-                        help='add a border-flush sub-image when the remainder exceeds this (default 0)')
-    parser.add_argument('--lr-scales', nargs='*', default=[], metavar='S',
-                        help='also make MATLAB-bicubic valid LR LMDBs for these scales, e.g. 1.5 2.4 3.6 6')
+    parser.add_argument(
+        '--thresh-size',
+        type=int,
+        default=0,
+        help='add a border-flush sub-image when the remainder exceeds this (default 0)',
+    )
+    parser.add_argument(
+        '--lr-scales',
+        nargs='*',
+        default=[],
+        metavar='S',
+        help='also make MATLAB-bicubic valid LR LMDBs for these scales, e.g. 1.5 2.4 3.6 6',
+    )
     add_common_args(parser)
     return parser
 
 
 def _tasks(folder: str, key_fmt: str = '{}', mode: str = 'copy', params: dict | None = None) -> list:
-    return [Task(osp.join(folder, n), key_fmt.format(osp.splitext(n)[0]), mode, params)
-            for n in scan_images(folder)]
+    return [Task(osp.join(folder, n), key_fmt.format(osp.splitext(n)[0]), mode, params) for n in scan_images(folder)]
 
 
 def plan(args) -> list:
@@ -95,8 +110,12 @@ def plan(args) -> list:
                 continue  # the LR shipped with DIV2K wins over a regenerated one
             if not osp.isdir(valid):
                 raise ToolError(f'--lr-scales needs {valid}')
-            jobs.append((osp.join(out, f'DIV2K_valid_LR_bicubic_{scale_tag(s)}.lmdb'),
-                         _tasks(valid, '{}x' + f'{s:g}', 'lr', {'scale': s})))
+            jobs.append(
+                (
+                    osp.join(out, f'DIV2K_valid_LR_bicubic_{scale_tag(s)}.lmdb'),
+                    _tasks(valid, '{}x' + f'{s:g}', 'lr', {'scale': s}),
+                )
+            )
     if not jobs:
         raise ToolError(f'nothing to build from {root}')
     return jobs

@@ -150,8 +150,13 @@ def _liif_or_metasr(state: Mapping[str, torch.Tensor], channels: int) -> dict | 
         for feat_unfold in (True, False):
             code = channels * (9 if feat_unfold else 1)
             if in_dim - 2 - code in (0, 2):
-                return {'type': 'LIIF', 'hidden': hidden, 'feat_unfold': feat_unfold, 'local_ensemble': True,
-                        'cell_decode': in_dim - 2 - code == 2}
+                return {
+                    'type': 'LIIF',
+                    'hidden': hidden,
+                    'feat_unfold': feat_unfold,
+                    'local_ensemble': True,
+                    'cell_decode': in_dim - 2 - code == 2,
+                }
         return None
     if in_dim == 3 and out_dim == 27 * channels:  # (rel_coord, 1/scale) -> a [9C, 3] filter
         return {'type': 'MetaSR', 'hidden': hidden}
@@ -171,11 +176,13 @@ def detect_network_opt(state: Mapping[str, torch.Tensor], path: str = 'state dic
     Raises:
         UnknownLayoutError (a WeightsError): one line naming the file when the layout matches no arch.
     """
-    def unknown(why: str) -> UnknownLayoutError:
-        return UnknownLayoutError(f'weights file {path}: unknown layout ({why}); give its network_g '
-                                  '(the run YAML) to load it')
 
-    enc = {k[len('encoder.'):]: v for k, v in state.items() if k.startswith('encoder.')}
+    def unknown(why: str) -> UnknownLayoutError:
+        return UnknownLayoutError(
+            f'weights file {path}: unknown layout ({why}); give its network_g (the run YAML) to load it'
+        )
+
+    enc = {k[len('encoder.') :]: v for k, v in state.items() if k.startswith('encoder.')}
     if not enc:
         first = ', '.join(sorted(state)[:3])
         raise unknown(f'no encoder.* parameters; keys: {first}{", ..." if len(state) > 3 else ""}')

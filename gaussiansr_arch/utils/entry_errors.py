@@ -35,8 +35,13 @@ class CheckpointError(EntryError):
 SETUP_ERRORS = (ValueError, TypeError, KeyError, OSError)
 
 # Registry name -> where its ``type`` comes from in the YAML.
-_REGISTRY_SECTIONS = {'arch': 'network_g', 'dataset': 'datasets', 'model': 'model_type', 'loss': 'train',
-                      'metric': 'val.metrics'}
+_REGISTRY_SECTIONS = {
+    'arch': 'network_g',
+    'dataset': 'datasets',
+    'model': 'model_type',
+    'loss': 'train',
+    'metric': 'val.metrics',
+}
 
 
 def one_line(err: BaseException) -> str:
@@ -59,13 +64,20 @@ def unknown_type_message(err: KeyError) -> str | None:
     text = str(err.args[0]) if err.args else ''
     if not text.startswith('No object named'):
         return None
-    for reg in (registry.ARCH_REGISTRY, registry.DATASET_REGISTRY, registry.MODEL_REGISTRY,
-                registry.LOSS_REGISTRY, registry.METRIC_REGISTRY):
+    for reg in (
+        registry.ARCH_REGISTRY,
+        registry.DATASET_REGISTRY,
+        registry.MODEL_REGISTRY,
+        registry.LOSS_REGISTRY,
+        registry.METRIC_REGISTRY,
+    ):
         if f"'{reg._name}' registry" in text:
             name = text.split("'")[1]
             known = ', '.join(sorted(reg.keys()))
-            return (f"unknown type '{name}' in {_REGISTRY_SECTIONS.get(reg._name, reg._name)} "
-                    f'({reg._name} registry); registered: {known}')
+            return (
+                f"unknown type '{name}' in {_REGISTRY_SECTIONS.get(reg._name, reg._name)} "
+                f'({reg._name} registry); registered: {known}'
+            )
     return None
 
 
@@ -81,12 +93,13 @@ def _builders() -> dict:
     from basicsr.models import build_model
 
     return {
-        build_dataset.__code__: lambda f: (f"dataset '{_get(f.get('dataset_opt'), 'name', '?')}' "
-                                           f"({_get(f.get('dataset_opt'), 'type', '?')})",
-                                           _get(f.get('dataset_opt'), 'type', '?')),
-        build_model.__code__: lambda f: (f"model_type {_get(f.get('opt'), 'model_type')!r}", None),
+        build_dataset.__code__: lambda f: (
+            f"dataset '{_get(f.get('dataset_opt'), 'name', '?')}' ({_get(f.get('dataset_opt'), 'type', '?')})",
+            _get(f.get('dataset_opt'), 'type', '?'),
+        ),
+        build_model.__code__: lambda f: (f'model_type {_get(f.get("opt"), "model_type")!r}', None),
         # build_network pops 'type' from its copy of the options into network_type.
-        build_network.__code__: lambda f: (f"network {f.get('network_type')!r}", None),
+        build_network.__code__: lambda f: (f'network {f.get("network_type")!r}', None),
     }
 
 
@@ -111,7 +124,7 @@ def setup_error_message(where: str, err: Exception, kind: str | None = None) -> 
         return f'{where}: missing option {err.args[0]!r}' if err.args else f'{where}: missing option'
     message = one_line(err)
     if kind and message.startswith(f'{kind}: '):
-        message = message[len(kind) + 2:]  # our datasets already prefix their class name
+        message = message[len(kind) + 2 :]  # our datasets already prefix their class name
     return f'{where}: {message}'
 
 
@@ -145,8 +158,9 @@ def torch_load_refuses_pickle() -> bool:
     return version is not None and (int(version.group(1)), int(version.group(2))) >= (2, 6)
 
 
-def check_network_file(net: torch.nn.Module, load_path: str, strict: bool = True,
-                       param_key: str | None = 'params') -> None:
+def check_network_file(
+    net: torch.nn.Module, load_path: str, strict: bool = True, param_key: str | None = 'params'
+) -> None:
     """Raise :class:`CheckpointError` unless ``load_path`` loads into ``net`` as BasicSR would.
 
     BasicSR's ``load_network`` fails on a truncated file with a zip error that does not name the

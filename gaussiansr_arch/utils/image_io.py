@@ -36,8 +36,15 @@ from PIL import Image
 
 from gaussiansr_arch.utils.atomic import write_bytes_atomic
 
-__all__ = ['IMAGE_EXTENSIONS', 'ImageReadError', 'decode_image', 'read_image', 'write_image_atomic', 'imresize_to',
-           'imresize_pil']
+__all__ = [
+    'IMAGE_EXTENSIONS',
+    'ImageReadError',
+    'decode_image',
+    'read_image',
+    'write_image_atomic',
+    'imresize_to',
+    'imresize_pil',
+]
 
 # File name endings (lower case) that the tools and the data preparation take for images.
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
@@ -62,8 +69,9 @@ def _jpeg_is_truncated(content: bytes) -> bool:
     return content.rfind(b'\xff\xd9') < content.rfind(b'\xff\xda')
 
 
-def decode_image(content: bytes, name: str = '<bytes>', float32: bool = False,
-                 channel_order: str = 'rgb') -> np.ndarray:
+def decode_image(
+    content: bytes, name: str = '<bytes>', float32: bool = False, channel_order: str = 'rgb'
+) -> np.ndarray:
     """Decode an encoded image (PNG, JPEG, BMP, TIFF, WebP ...) held in memory.
 
     Args:
@@ -125,8 +133,7 @@ def decode_image(content: bytes, name: str = '<bytes>', float32: bool = False,
     return img
 
 
-def read_image(source, name: str | None = None, float32: bool = False,
-               channel_order: str = 'rgb') -> np.ndarray:
+def read_image(source, name: str | None = None, float32: bool = False, channel_order: str = 'rgb') -> np.ndarray:
     """Read an image from a path or from encoded bytes.
 
     Args:
@@ -200,8 +207,7 @@ def _resize_axis(img: torch.Tensor, out_len: int, axis: int) -> torch.Tensor:
     in_len = img.shape[axis]
     if out_len == in_len:
         return img
-    weights, indices, sym_s, sym_e = calculate_weights_indices(in_len, out_len, out_len / in_len, 'cubic', 4,
-                                                               True)
+    weights, indices, sym_s, sym_e = calculate_weights_indices(in_len, out_len, out_len / in_len, 'cubic', 4, True)
     start = indices[:, 0].long()
     width = weights.shape[1]
     # Symmetric padding (edge pixel repeated), as MATLAB and basicsr do; clamp the amounts in case

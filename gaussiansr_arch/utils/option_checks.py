@@ -21,19 +21,41 @@ import yaml
 from gaussiansr_arch.utils.entry_errors import one_line
 
 # Numbers BasicSR's trainer converts or compares itself (a string there ends in a traceback).
-TRAINER_NUMBERS = (('train', 'total_iter'), ('train', 'warmup_iter'), ('logger', 'print_freq'),
-                   ('logger', 'save_checkpoint_freq'), ('val', 'val_freq'), ('manual_seed',),
-                   ('datasets', 'train', 'batch_size_per_gpu'), ('datasets', 'train', 'num_worker_per_gpu'),
-                   ('datasets', 'train', 'dataset_enlarge_ratio'))
+TRAINER_NUMBERS = (
+    ('train', 'total_iter'),
+    ('train', 'warmup_iter'),
+    ('logger', 'print_freq'),
+    ('logger', 'save_checkpoint_freq'),
+    ('val', 'val_freq'),
+    ('manual_seed',),
+    ('datasets', 'train', 'batch_size_per_gpu'),
+    ('datasets', 'train', 'num_worker_per_gpu'),
+    ('datasets', 'train', 'dataset_enlarge_ratio'),
+)
 
 # What basicsr 1.4.2 builds from ``train``: ``get_optimizer`` knows only Adam; ``setup_schedulers``
 # these schedulers. Values: 'number', 'numbers' (a list), 'integers', 'bool', or a tuple of allowed words.
-OPTIMIZERS = {'Adam': {'lr': 'number', 'betas': 'numbers', 'eps': 'number', 'weight_decay': 'number',
-                       'amsgrad': 'bool', 'foreach': 'bool', 'maximize': 'bool', 'capturable': 'bool',
-                       'differentiable': 'bool', 'fused': 'bool', 'decoupled_weight_decay': 'bool'}}
+OPTIMIZERS = {
+    'Adam': {
+        'lr': 'number',
+        'betas': 'numbers',
+        'eps': 'number',
+        'weight_decay': 'number',
+        'amsgrad': 'bool',
+        'foreach': 'bool',
+        'maximize': 'bool',
+        'capturable': 'bool',
+        'differentiable': 'bool',
+        'fused': 'bool',
+        'decoupled_weight_decay': 'bool',
+    }
+}
 _MULTISTEP = {'milestones': 'integers', 'gamma': 'number', 'restarts': 'integers', 'restart_weights': 'numbers'}
-SCHEDULERS = {'MultiStepLR': _MULTISTEP, 'MultiStepRestartLR': _MULTISTEP,
-              'CosineAnnealingRestartLR': {'periods': 'integers', 'restart_weights': 'numbers', 'eta_min': 'number'}}
+SCHEDULERS = {
+    'MultiStepLR': _MULTISTEP,
+    'MultiStepRestartLR': _MULTISTEP,
+    'CosineAnnealingRestartLR': {'periods': 'integers', 'restart_weights': 'numbers', 'eta_min': 'number'},
+}
 PIXEL_LOSS = {'loss_weight': 'number', 'reduction': ('none', 'mean', 'sum'), 'eps': 'number'}
 TRAIN_NUMBERS = {'ema_decay': 'number', 'grad_clip': 'number'}
 

@@ -36,9 +36,25 @@ from gaussiansr_arch._version import __version__
 from gaussiansr_arch.utils.atomic import atomic_path
 from gaussiansr_arch.utils.checkpoint import atomic_torch_save, load_checkpoint_cpu
 
-__all__ = ['WeightsError', 'WeightsNeedPickleError', 'read_weights', 'is_safetensors', 'is_state_dict',
-           'as_state_dict', 'pick_state_dict', 'network_param_key', 'recorded_network_opt', 'build_arch',
-           'short_keys', 'mismatch', 'check_fits', 'load_into', 'plain_tensors', 'save_weights', 'load_model']
+__all__ = [
+    'WeightsError',
+    'WeightsNeedPickleError',
+    'read_weights',
+    'is_safetensors',
+    'is_state_dict',
+    'as_state_dict',
+    'pick_state_dict',
+    'network_param_key',
+    'recorded_network_opt',
+    'build_arch',
+    'short_keys',
+    'mismatch',
+    'check_fits',
+    'load_into',
+    'plain_tensors',
+    'save_weights',
+    'load_model',
+]
 
 # Keys tried, in order, when no param_key is asked for (BasicSR saves both, params_ema is the better one).
 DEFAULT_PARAM_KEYS = ('params_ema', 'params')
@@ -88,8 +104,9 @@ def is_safetensors(path: str) -> bool:
     return os.fspath(path).lower().endswith(SAFETENSORS_SUFFIX)
 
 
-def _from_safetensors(tensors: 'OrderedDict[str, torch.Tensor]', metadata: Mapping[str, str], path: str,
-                      what: str) -> Any:
+def _from_safetensors(
+    tensors: 'OrderedDict[str, torch.Tensor]', metadata: Mapping[str, str], path: str, what: str
+) -> Any:
     """What ``torch.load`` gives for the same weights saved as ``.pth`` by :func:`save_weights`.
 
     ``{param_key: tensors, 'network_g': {...}, 'gaussiansr_arch_version': '...'}`` when the metadata
@@ -99,7 +116,7 @@ def _from_safetensors(tensors: 'OrderedDict[str, torch.Tensor]', metadata: Mappi
         return tensors
     param_key = metadata.get(META_PARAM_KEY) or 'params'
     if param_key in (NETWORK_KEY, VERSION_KEY):
-        raise WeightsError(f'{what} {path}: its metadata names {param_key!r} as the parameters\' key')
+        raise WeightsError(f"{what} {path}: its metadata names {param_key!r} as the parameters' key")
     ckpt: dict[str, Any] = {param_key: tensors}
     if NETWORK_KEY in metadata:
         try:
@@ -125,8 +142,7 @@ def _read_safetensors(path: str, what: str) -> Any:
             tensors = OrderedDict((key, f.get_tensor(key)) for key in names)
     except Exception as err:  # SafetensorError: truncated, empty, not safetensors ...
         reason = 'file is empty (0 bytes)' if os.path.getsize(path) == 0 else _first_line(err)
-        raise WeightsError(f'{what} {path} cannot be loaded (truncated or not a safetensors file): '
-                           f'{reason}') from None
+        raise WeightsError(f'{what} {path} cannot be loaded (truncated or not a safetensors file): {reason}') from None
     return _from_safetensors(tensors, metadata, path, what)
 
 
@@ -161,8 +177,9 @@ def read_weights(path: str, what: str = 'weights file') -> Any:
             raise WeightsNeedPickleError(f'{what} {path} needs pickle to load: {reason}') from None
         if os.path.getsize(path) == 0:
             reason = 'file is empty (0 bytes)'
-        raise WeightsError(f'{what} {path} cannot be loaded (truncated or not a PyTorch checkpoint): '
-                           f'{reason}') from None
+        raise WeightsError(
+            f'{what} {path} cannot be loaded (truncated or not a PyTorch checkpoint): {reason}'
+        ) from None
 
 
 def is_state_dict(obj: Any) -> bool:
@@ -180,8 +197,9 @@ def as_state_dict(obj: Any, path: str, what: str = 'weights file') -> dict[str, 
     return {k.removeprefix('module.'): v for k, v in obj.items()}
 
 
-def pick_state_dict(ckpt: Any, path: str, param_key: str | None = None,
-                    what: str = 'weights file') -> dict[str, torch.Tensor]:
+def pick_state_dict(
+    ckpt: Any, path: str, param_key: str | None = None, what: str = 'weights file'
+) -> dict[str, torch.Tensor]:
     """The parameters of a loaded weights file, whatever layout this package or BasicSR wrote.
 
     Args:
@@ -300,15 +318,19 @@ def mismatch(net: torch.nn.Module, state: Mapping[str, torch.Tensor], strict: bo
             problems.append(f'missing keys {short_keys(missing)}')
         if unexpected:
             problems.append(f'unexpected keys {short_keys(unexpected)}')
-    shapes = [f'{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}' for k in own
-              if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    shapes = [
+        f'{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}'
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
     if shapes:
         problems.append(f'shape mismatch {short_keys(shapes)}')
     return problems
 
 
-def check_fits(net: torch.nn.Module, state: Mapping[str, torch.Tensor], what: str, source: str | None = None,
-               strict: bool = True) -> None:
+def check_fits(
+    net: torch.nn.Module, state: Mapping[str, torch.Tensor], what: str, source: str | None = None, strict: bool = True
+) -> None:
     """Raise WeightsError unless ``state`` loads into ``net``.
 
     Args:
@@ -322,12 +344,14 @@ def check_fits(net: torch.nn.Module, state: Mapping[str, torch.Tensor], what: st
     problems = mismatch(net, state, strict)
     if problems:
         of = f' of {source}' if source else ''
-        raise WeightsError(f'{what} does not fit {type(net).__name__}{of} (another arch or config?): '
-                           f'{"; ".join(problems)}')
+        raise WeightsError(
+            f'{what} does not fit {type(net).__name__}{of} (another arch or config?): {"; ".join(problems)}'
+        )
 
 
-def load_into(net: torch.nn.Module, state: Mapping[str, torch.Tensor], what: str, source: str | None = None,
-              strict: bool = True) -> torch.nn.Module:
+def load_into(
+    net: torch.nn.Module, state: Mapping[str, torch.Tensor], what: str, source: str | None = None, strict: bool = True
+) -> torch.nn.Module:
     """:func:`check_fits`, then ``net.load_state_dict(state, strict)``; returns ``net``."""
     check_fits(net, state, what, source, strict)
     net.load_state_dict(state, strict=strict)
@@ -371,8 +395,9 @@ def _json_network_opt(network_opt: Any, path: str) -> dict:
         raise WeightsError(f'weights file {path}: network_g cannot be recorded as JSON ({_first_line(err)})') from None
 
 
-def save_weights(path: str, state_dict: Mapping[str, torch.Tensor], network_g: Mapping | None = None,
-                 param_key: str = 'params') -> None:
+def save_weights(
+    path: str, state_dict: Mapping[str, torch.Tensor], network_g: Mapping | None = None, param_key: str = 'params'
+) -> None:
     """Write deployable weights atomically, as ``.pth`` or ``.safetensors`` (told by the name).
 
     * ``.pth`` / ``.pt``: ``{param_key: state_dict, 'network_g': {...}, 'gaussiansr_arch_version': '...'}``
@@ -396,8 +421,9 @@ def save_weights(path: str, state_dict: Mapping[str, torch.Tensor], network_g: M
     if not safetensors_file and not path.lower().endswith(TORCH_SUFFIXES):
         raise WeightsError(f'weights file {path}: unknown format; name it .safetensors or .pth')
     if not isinstance(param_key, str) or not param_key or param_key in (NETWORK_KEY, VERSION_KEY):
-        raise WeightsError(f'weights file {path}: param_key must be a name like params or params_ema, '
-                           f'got {param_key!r}')
+        raise WeightsError(
+            f'weights file {path}: param_key must be a name like params or params_ema, got {param_key!r}'
+        )
     tensors = plain_tensors(state_dict, path)
     network_opt = _json_network_opt(network_g, path) if network_g is not None else None
     if safetensors_file:
@@ -417,8 +443,9 @@ def save_weights(path: str, state_dict: Mapping[str, torch.Tensor], network_g: M
 
 
 # ---------------------------------------------------------------------------- one-call loading
-def load_model(path: str, device: str | torch.device = 'cpu', *, param_key: str | None = None,
-               network_g: Mapping | None = None) -> torch.nn.Module:
+def load_model(
+    path: str, device: str | torch.device = 'cpu', *, param_key: str | None = None, network_g: Mapping | None = None
+) -> torch.nn.Module:
     """A ready arch (eval mode, on ``device``, gradients off) from a weights file, in one call.
 
     Any file this package writes or converts: GaussianSR, LIIF or MetaSR; ``.pth`` or ``.safetensors``;
