@@ -173,3 +173,27 @@ def test_option_paths_in_docs_exist():
                         missing.append(f'{doc.relative_to(REPO)}:{lineno}: {path}')
     assert named > 5
     assert not missing, 'named but missing:\n' + '\n'.join(missing)
+
+
+def test_readme_python_example_runs(tmp_path, monkeypatch):
+    """The README's load_model example, as written, on a tiny GaussianSR saved as .safetensors."""
+    import re
+
+    import numpy as np
+    from PIL import Image
+
+    from gaussiansr_arch.archs.gaussiansr_arch import GaussianSR
+    from gaussiansr_arch.utils.weights import save_weights
+
+    from train_helpers import TINY_NET
+
+    code = re.search(r'```python\n(.*?)```', (REPO / 'README.md').read_text(), re.S).group(1)
+    network = {**TINY_NET, 'num_freq': 8}
+    arch = GaussianSR(**{k: v for k, v in network.items() if k != 'type'})
+    monkeypatch.chdir(tmp_path)
+    save_weights('gaussiansr_edsr.safetensors', arch.state_dict(), network)
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)).save('photo.png')
+    assert 'size=(1080, 1920)' in code
+    code = code.replace('size=(1080, 1920)', 'size=(108, 192)')  # the same calls, a tenth of the size
+    exec(compile(code, 'README.md', 'exec'), {})
+    assert Image.open('photo_sr.png').size == (192, 108)
