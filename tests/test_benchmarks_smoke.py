@@ -26,7 +26,15 @@ def run(script: str, *args: str, timeout: float = 120) -> str:
 
 
 @pytest.mark.parametrize(
-    'script', ['bench_inference.py', 'bench_memory.py', 'bench_train.py', 'bench_quality.py', 'gpu_check.py']
+    'script',
+    [
+        'bench_inference.py',
+        'bench_memory.py',
+        'bench_train.py',
+        'bench_quality.py',
+        'bench_precision.py',
+        'gpu_check.py',
+    ],
 )
 def test_help(script):
     assert 'usage' in run(script, '--help', timeout=60)
@@ -145,3 +153,22 @@ def test_gpu_check_cpu_tiny(tmp_path):
     table = (tmp_path / 'check.md').read_text()
     assert '| 8 -> 16 (1 runs) |' in table and 'liif-official-form bf16' in table
     assert '| gaussiansr (bf16) |' in table and 'GaussianSR / LIIF (fp32)' in out
+
+
+def test_precision_tiny():
+    out = run(
+        'bench_precision.py',
+        '--case',
+        '8:16',
+        '--runs',
+        '1',
+        '--scales',
+        '2',
+        '--crop',
+        '24',
+        '--no-compile',
+        '--threads',
+        '1',
+        timeout=200,
+    )
+    assert 'fp32 / bf16' in out and 'gaussiansr x2:' in out and 'liif x2:' in out
