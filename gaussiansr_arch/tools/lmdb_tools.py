@@ -30,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from gaussiansr_arch.archs.coordinates import check_scale
-from gaussiansr_arch.data.arbitrary_scale_dataset import shared_lmdb_env
+from gaussiansr_arch.data.image_sources import shared_lmdb_env
 from gaussiansr_arch.data.protocol import hr_crop_and_lr_size, make_lr_uint8
 from gaussiansr_arch.tools.common import (
     EXIT_INTERRUPTED,
