@@ -31,14 +31,7 @@ from gaussiansr_arch.archs.arbitrary_scale import DEFAULT_CHUNK_SIZE
 from gaussiansr_arch.archs.precision import compile_arch
 from gaussiansr_arch.utils.checkpoint import atomic_torch_save
 from gaussiansr_arch.utils.entry_errors import check_network_file
-from gaussiansr_arch.utils.weights import (
-    as_state_dict,
-    is_safetensors,
-    network_param_key,
-    pick_state_dict,
-    read_weights,
-    save_weights,
-)
+from gaussiansr_arch.utils.weights import is_safetensors, read_network_state, save_weights
 
 NAN_POLICIES = ('raise', 'skip')
 AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -265,13 +258,7 @@ class ArbitraryScaleSRModel(SRModel):
             return
         # BasicSR's load_network (torch.load) for a .safetensors file: same logging and key report.
         net = self.get_bare_model(net)
-        what = 'network file'
-        ckpt = read_weights(load_path, what)
-        param_key = network_param_key(ckpt, load_path, param_key)
-        if param_key is None:
-            state = as_state_dict(ckpt, load_path, what)
-        else:
-            state = pick_state_dict(ckpt, load_path, param_key, what)
+        state, param_key = read_network_state(load_path, param_key)
         get_root_logger().info(
             f'Loading {net.__class__.__name__} model from {load_path}, with param key: [{param_key}].'
         )

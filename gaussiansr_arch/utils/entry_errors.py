@@ -171,25 +171,11 @@ def check_network_file(
     a ``.safetensors`` file holds one set of parameters, which is used whatever key is asked for
     (``weights.network_param_key``).
     """
-    from gaussiansr_arch.utils.weights import (
-        WeightsError,
-        WeightsNeedPickleError,
-        as_state_dict,
-        check_fits,
-        network_param_key,
-        pick_state_dict,
-        read_weights,
-    )
+    from gaussiansr_arch.utils.weights import WeightsError, WeightsNeedPickleError, check_fits, read_network_state
 
-    what = 'network file'
     try:
-        ckpt = read_weights(load_path, what)
-        param_key = network_param_key(ckpt, load_path, param_key)
-        if param_key is None:
-            state = as_state_dict(ckpt, load_path, what)
-        else:
-            state = pick_state_dict(ckpt, load_path, param_key, what)
-        check_fits(net, state, f'{what} {load_path}', 'the options', strict)
+        state, _ = read_network_state(load_path, param_key)
+        check_fits(net, state, f'network file {load_path}', 'the options', strict)
     except WeightsNeedPickleError as err:
         if torch_load_refuses_pickle():  # BasicSR's torch.load would fail too, in a multi-line error
             raise CheckpointError(f'{err}; save the parameters alone (gaussiansr-convert-weights does)') from None

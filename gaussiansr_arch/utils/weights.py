@@ -243,6 +243,19 @@ def network_param_key(ckpt: Any, path: str, param_key: str | None) -> str | None
     return param_key
 
 
+def read_network_state(path: str, param_key: str | None, what: str = 'network file') -> tuple[dict, str | None]:
+    """The state dict BasicSR's ``load_network`` would load from ``path`` for ``param_key``, and that key.
+
+    Raises:
+        WeightsError: one line naming the file (missing, truncated, foreign, no such key).
+    """
+    ckpt = read_weights(path, what)
+    param_key = network_param_key(ckpt, path, param_key)
+    if param_key is None:
+        return as_state_dict(ckpt, path, what), None
+    return pick_state_dict(ckpt, path, param_key, what), param_key
+
+
 def recorded_network_opt(ckpt: Any) -> dict | None:
     """The ``network_g`` options a self-describing weights file records, or None."""
     opt = ckpt.get('network_g') if isinstance(ckpt, Mapping) else None
