@@ -147,3 +147,13 @@ def test_inference_precision_bf16_close_and_fp16_refused_on_cpu():
     assert '\n' not in str(err.value)
     with pytest.raises(ValueError, match='precision must be one of'):
         check_precision('int8', 'cpu')
+
+
+def test_liif_coordinates_stay_float32_for_half_features():
+    """bf16 features must not quantise LIIF's LR-pixel coordinates (they were: -5.5 dB at x2 in bf16)."""
+    from gaussiansr_arch.archs.liif_arch import feature_coord_map
+
+    feat = torch.zeros(1, 4, 120, 97)
+    want = feature_coord_map(feat)
+    got = feature_coord_map(feat.to(torch.bfloat16))
+    assert got.dtype == torch.float32 and torch.equal(got, want)

@@ -55,9 +55,14 @@ def unfold3x3(feat: torch.Tensor) -> torch.Tensor:
 
 
 def feature_coord_map(feat: torch.Tensor, offset: Sequence[float] = (0.0, 0.0)) -> torch.Tensor:
-    """Coordinates (row, col) of the LR pixel centres plus ``offset``: [B,2,h,w]."""
+    """Coordinates (row, col) of the LR pixel centres plus ``offset``: [B,2,h,w].
+
+    Float32 even for bf16/fp16 features (mixed precision): bf16 spaces values near 1 by 2^-8,
+    which, times the LR size in the relative coordinate, would move queries by whole LR pixels.
+    """
     h, w = feat.shape[-2:]
-    coord = make_coord((h, w), device=feat.device, dtype=feat.dtype).view(h, w, 2)
+    dtype = torch.float32 if feat.dtype in (torch.float16, torch.bfloat16) else feat.dtype
+    coord = make_coord((h, w), device=feat.device, dtype=dtype).view(h, w, 2)
     coord = coord + coord.new_tensor(offset)
     return coord.permute(2, 0, 1).unsqueeze(0).expand(feat.shape[0], 2, h, w)
 
