@@ -33,6 +33,11 @@ def parse_args(argv=None):
     p.add_argument('--scales', type=float, nargs='+', default=[2.0, 3.0, 4.0], help='PSNR scales')
     p.add_argument('--crop', type=int, default=240, help='centre crop of the held-out photos (0: whole)')
     p.add_argument('--gaussiansr-weights', default=None, help='trained GaussianSR weights (any file we write)')
+    p.add_argument(
+        '--gaussiansr-opt',
+        default=None,
+        help="the run's YAML (its network_g), for weights that do not record it (training checkpoints)",
+    )
     p.add_argument('--no-compile', action='store_true', help='skip the compiled variant')
     return p.parse_args(argv)
 
@@ -40,9 +45,9 @@ def parse_args(argv=None):
 def build(args, device) -> dict:
     models = {}
     if args.gaussiansr_weights:
-        from gaussiansr_arch import load_model
+        from gaussiansr_arch.tools.common import load_model
 
-        net = load_model(args.gaussiansr_weights, device=device)
+        net = load_model(args.gaussiansr_weights, args.gaussiansr_opt, None, device)[0].eval()
         models['gaussiansr'] = (net, f'weights {args.gaussiansr_weights}')
     else:
         torch.manual_seed(0)
