@@ -24,6 +24,8 @@ from gaussiansr_arch.utils.resume import find_latest_resume_state, load_training
 
 import train_helpers as th
 
+TINY_SPLAT = th.TINY_NET['splat_channels']
+
 
 def assert_same(a, b, where: str = '') -> None:
     """Exact equality of nested dicts/lists/tensors (optimizer and scheduler states)."""
@@ -71,7 +73,15 @@ def test_training_logs_metrics_and_writes_checkpoints(trained):
     assert all(5 < float(v) < 60 for v in psnr) and all(0 < float(v) <= 1 for v in ssim)
     for it in (3, 6, 'latest'):
         ckpt = checkpoint.load_checkpoint_cpu(str(exp / 'models' / f'net_g_{it}.pth'))
-        assert set(ckpt) == {'params', 'params_ema'}
+        assert set(ckpt) == {'params', 'params_ema', 'network_g'}
+        assert ckpt['network_g'] == th.TINY_NET
+    # self-describing: the checkpoint alone rebuilds the run's arch (splat_channels 4, not a guess)
+    from gaussiansr_arch import load_model
+
+    net = load_model(str(exp / 'models' / 'net_g_latest.pth'))
+    assert net.splat_channels == TINY_SPLAT and all(
+        torch.equal(v, ckpt['params_ema'][k]) for k, v in net.state_dict().items()
+    )
     for it in (3, 6):
         state = load_training_state(str(exp / 'training_states' / f'{it}.state'))
         assert state['iter'] == it and state['name'] == 'tiny'

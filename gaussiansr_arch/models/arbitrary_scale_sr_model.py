@@ -15,6 +15,7 @@ validation loop and metrics included):
   every ``net_g_<iter>.pth`` as a self-describing ``net_g_<iter>.safetensors``.
 """
 
+import json
 import math
 from collections import OrderedDict
 from os import path as osp
@@ -269,6 +270,9 @@ class ArbitraryScaleSRModel(SRModel):
     def save_network(self, net, net_label: str, current_iter, param_key='params') -> None:
         """Save network(s) like BasicSR, atomically (a kill never leaves a partial ``.pth``).
 
+        ``net_g`` files also record the YAML's ``network_g``, so they load without the YAML
+        (``gaussiansr_arch.load_model``, the tools' ``--weights``).
+
         With ``logger.save_safetensors``, also ``<net_label>_<iter>.safetensors``: ``params_ema``
         when saved (EMA on), else the first key, recorded as its ``param_key``, with the YAML's
         ``network_g`` (for ``net_g``).
@@ -282,11 +286,16 @@ class ArbitraryScaleSRModel(SRModel):
         for net_, key_ in zip(nets, keys):
             state_dict = self.get_bare_model(net_).state_dict()
             save_dict[key_] = OrderedDict((k.removeprefix('module.'), v.detach().cpu()) for k, v in state_dict.items())
+        network_g = self.opt.get('network_g') if net_label == 'net_g' else None
+        pth_dict = dict(save_dict)
+        if network_g:
+            # Self-describing checkpoints: load_model / the tools rebuild the arch from the file alone
+            # (BasicSR's load_network reads only its param_key). Plain types for weights_only loading.
+            pth_dict['network_g'] = json.loads(json.dumps(network_g))
         path = osp.join(self.opt['path']['models'], f'{net_label}_{label}.pth')
-        atomic_torch_save(save_dict, path)
+        atomic_torch_save(pth_dict, path)
         if (self.opt.get('logger') or {}).get('save_safetensors'):
             key = 'params_ema' if 'params_ema' in save_dict else keys[0]
-            network_g = self.opt.get('network_g') if net_label == 'net_g' else None
             save_weights(
                 osp.join(self.opt['path']['models'], f'{net_label}_{label}.safetensors'),
                 save_dict[key],
