@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from _common import QUALITY_HELD_OUT_PHOTOS, check_device, gaussiansr, liif, lr_photo, machine_info, median, photo
 
-from gaussiansr_arch.archs.precision import compile_arch, precision_context
+from gaussiansr_arch.archs.precision import compile_arch, upscale_in_precision
 from gaussiansr_arch.data.protocol import hr_crop_and_lr_size, make_lr, to_uint8
 
 
@@ -58,8 +58,7 @@ def build(args, device) -> dict:
 
 
 def upscale(model, lq, size, precision, device):
-    with torch.no_grad(), precision_context(precision, device):
-        return model.upscale(lq, size=size).float()
+    return upscale_in_precision(model, lq, precision, size=size)
 
 
 def timings(models: dict, args, device) -> dict:

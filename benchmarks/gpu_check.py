@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from _common import HERE, check_device, gaussiansr, liif, lr_photo, machine_info, progress
 
-from gaussiansr_arch.archs.precision import precision_context
+from gaussiansr_arch.archs.precision import upscale_in_precision
 
 MODELS = ('gaussiansr', 'liif', 'liif-official-form')
 PAPER_V100_MS = {128: (14.5, 12.6), 256: (43.2, 41.7), 384: (86.4, 106.7)}  # (LIIF, GaussianSR), paper Table 4
@@ -84,8 +84,7 @@ def time_upscale(model, lq, size, precision, device, runs: int) -> tuple[float, 
     """Mean milliseconds over ``runs`` after one warm-up, and peak CUDA MB (None on the CPU)."""
 
     def once():
-        with torch.no_grad(), precision_context(precision, device):
-            model.upscale(lq, size=size)
+        upscale_in_precision(model, lq, precision, size=size)
 
     once()
     sync(device)

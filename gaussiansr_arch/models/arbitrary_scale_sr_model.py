@@ -29,13 +29,12 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from torch.nn.parallel import DistributedDataParallel
 
 from gaussiansr_arch.archs.arbitrary_scale import DEFAULT_CHUNK_SIZE
-from gaussiansr_arch.archs.precision import compile_arch
+from gaussiansr_arch.archs.precision import check_precision, compile_arch
 from gaussiansr_arch.utils.checkpoint import atomic_torch_save
 from gaussiansr_arch.utils.entry_errors import check_network_file
 from gaussiansr_arch.utils.weights import is_safetensors, read_network_state, save_weights
 
 NAN_POLICIES = ('raise', 'skip')
-AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -100,15 +99,13 @@ class ArbitraryScaleSRModel(SRModel):
         """Autocast dtype and (fp16) gradient scaler of ``train.amp``; one-line errors."""
         if amp in (None, False, 'fp32', 'none'):
             return None, None
-        if amp not in AMP_DTYPES:
-            raise ValueError(f'train.amp must be one of {sorted(AMP_DTYPES)} or null, got {amp!r}')
-        if amp == 'fp16' and self.device.type != 'cuda':
-            raise ValueError(
-                f'train.amp: fp16 needs a CUDA device (this run is on {self.device.type}); use bf16 or null'
-            )
+        try:  # the same precisions, and the same fp16-needs-CUDA rule, as inference's --precision
+            dtype = check_precision(amp, self.device)
+        except ValueError as err:
+            raise ValueError(f'train.amp: {err} (or null)') from None
         scaler = torch.amp.GradScaler(self.device.type) if amp == 'fp16' else None
         get_root_logger().info(f'mixed precision: {amp} autocast' + (' with a gradient scaler' if scaler else ''))
-        return AMP_DTYPES[amp], scaler
+        return dtype, scaler
 
     def model_to_device(self, net: torch.nn.Module) -> torch.nn.Module:
         """Like BasicSR's, but DDP on the CPU gets no ``device_ids`` (BasicSR asks CUDA for one)."""
