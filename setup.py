@@ -26,6 +26,10 @@ CONSOLE_SCRIPTS = [
     'gaussiansr-prepare-benchmark = gaussiansr_arch.tools.prepare_benchmark:main',
     'gaussiansr-convert-liif = gaussiansr_arch.tools.convert_liif:main',
     'gaussiansr-convert-weights = gaussiansr_arch.tools.convert_weights:main',
+    'gaussiansr-convert-gsasr = gaussiansr_arch.tools.convert_gsasr:main',
+    'gaussiansr-convert-continuoussr = gaussiansr_arch.tools.convert_continuoussr:main',
+    'gaussiansr-export-onnx = gaussiansr_arch.tools.export_onnx:main',
+    'gaussiansr-model-card = gaussiansr_arch.tools.model_card:main',
 ]
 
 setup(
@@ -52,7 +56,13 @@ setup(
         # mmap-able format SR tools (chaiNNer, spandrel, diffusers) load, with no pickle at all
         'safetensors',
     ],
-    extras_require={'test': ['pytest', 'ruff']},
+    extras_require={
+        # einops: only the parity tests build the official GSASR networks with it (they skip without ../shared)
+        'test': ['pytest', 'ruff', 'einops'],
+        # ONNX export (gaussiansr-export-onnx) and running the exported graph; onnxscript is
+        # torch.onnx's exporter back end
+        'onnx': ['onnx', 'onnxruntime', 'onnxscript'],
+    },
     entry_points={'console_scripts': CONSOLE_SCRIPTS},
     classifiers=[
         'Programming Language :: Python :: 3',

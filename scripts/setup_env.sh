@@ -16,4 +16,4 @@ fi
 if ! python -c 'import basicsr.utils' >/dev/null 2>&1 && ! pip show -q basicsr >/dev/null 2>&1; then
     pip install -q --no-build-isolation 'basicsr==1.4.2'
 fi
-pip install -q -e '.[test]'
+pip install -q -e '.[test,onnx]'
