@@ -81,6 +81,31 @@ def median(values) -> float:
     return statistics.median(values)
 
 
+# The network_g of every arch the benchmarks compare, by benchmark name. GSASR and ContinuousSR
+# run their papers' default configurations (EDSR-baseline encoders), random init.
+NETWORKS = {
+    'gaussiansr': {'type': 'GaussianSR'},
+    'gaussiansr-mlp': {'type': 'GaussianSR', 'decoder': 'mlp'},
+    'liif': {'type': 'LIIF'},
+    'liif-official-form': {'type': 'OfficialFormLIIF'},  # benchmark-only (register_benchmark_archs)
+    'gsasr': {'type': 'GSASR'},
+    'continuoussr': {'type': 'ContinuousSR'},
+}
+
+
+def build_model(name: str, pretrained: bool = True) -> tuple[torch.nn.Module, str]:
+    """A benchmark model by name (``NETWORKS``) and a note on its weights.
+
+    LIIF gets the official weights when the checkpoint is available; every other arch is
+    random-init (speed and memory do not depend on the values).
+    """
+    if name.startswith('liif'):
+        return liif(pretrained, official_form=name == 'liif-official-form')
+    from basicsr.archs import build_network
+
+    return build_network(dict(NETWORKS[name])), 'random-init weights'
+
+
 def gaussiansr(decoder: str = 'lte', **opt) -> GaussianSR:
     """GaussianSR with the paper's defaults (or the ``mlp`` decoder), random init."""
     return GaussianSR(decoder=decoder, **opt)

@@ -14,14 +14,14 @@ import argparse
 import sys
 
 import torch
-from _common import OfficialFormLIIF, check_device, gaussiansr, liif, lr_photo, machine_info, median, progress, timed
+from _common import OfficialFormLIIF, build_model, check_device, lr_photo, machine_info, median, progress, timed
 from torch import nn
 
 from gaussiansr_arch.archs.arbitrary_scale import DEFAULT_CHUNK_SIZE
 from gaussiansr_arch.archs.coordinates import output_size_for_scale
 
 DEFAULT_CASES = ('64:128', '64:256', '64:384', '128:512', '256:1024')
-MODELS = ('gaussiansr', 'gaussiansr-mlp', 'liif', 'liif-official-form')
+MODELS = ('gaussiansr', 'gaussiansr-mlp', 'liif', 'liif-official-form', 'gsasr', 'continuoussr')
 
 
 def parse_args(argv=None):
@@ -62,8 +62,14 @@ def linear_macs(module: nn.Module) -> int:
     return sum(m.in_features * m.out_features for m in module.modules() if isinstance(m, nn.Linear))
 
 
-def macs_breakdown(model: nn.Module, scale2: float) -> dict:
-    """MACs per output pixel: encoder (per LR pixel / scale^2), field/sampling, decoder."""
+def macs_breakdown(model: nn.Module, scale2: float) -> dict | None:
+    """MACs per output pixel: encoder (per LR pixel / scale^2), field/sampling, decoder.
+
+    Counted for GaussianSR and LIIF only (None for the other archs: their heads hold attention
+    and renderer work that these layer counts would not capture).
+    """
+    if type(model).__name__ not in ('GaussianSR', 'LIIF', 'OfficialFormLIIF'):
+        return None
     if hasattr(model, 'imnet'):  # LIIF: 4 local-ensemble MLP evaluations per query
         # Our LIIF applies the first layer's latent-code columns once per LR pixel (in encode),
         # so they count with the encoder; per query only the rest of the MLP runs, 4 times.
@@ -99,13 +105,9 @@ def build_models(names, device, pretrained: bool):
     models, notes = {}, []
     for name in names:
         torch.manual_seed(0)
-        if name.startswith('liif'):
-            m, note = liif(pretrained, official_form=name == 'liif-official-form')
-            notes.append(f'{name}: {note}')
-        else:
-            m = gaussiansr('mlp' if name == 'gaussiansr-mlp' else 'lte')
+        m, note = build_model(name, pretrained)
+        notes.append(f'{name}: {note}, {sum(p.numel() for p in m.parameters()):,} parameters')
         models[name] = m.to(device).eval()
-    notes.append('GaussianSR: random-init weights (speed does not depend on the values; eval = argmax kernels)')
     return models, notes
 
 
@@ -149,7 +151,7 @@ def main(argv=None) -> int:
             scale2 = (hr_side / lr_side) ** 2
             for m, model in models.items():
                 macs = macs_breakdown(model, scale2)
-                total = macs['encoder'] + macs['field'] + macs['decoder']
+                total = macs['encoder'] + macs['field'] + macs['decoder'] if macs else None
                 t = median(times[m])
                 rows.append(
                     {
@@ -158,7 +160,7 @@ def main(argv=None) -> int:
                         'ms': t * 1e3,
                         'macs': macs,
                         'total': total,
-                        'gmacs': total * hr_side * hr_side / t / 1e9,
+                        'gmacs': total * hr_side * hr_side / t / 1e9 if macs else None,
                         'runs': runs,
                     }
                 )
@@ -172,6 +174,9 @@ def main(argv=None) -> int:
             for r in case_rows:
                 ratio = f'{ref / r["ms"]:.2f}' if ref else '-'
                 mc = r['macs']
+                if mc is None:
+                    print(f'  {r["model"]:<15}{r["ms"]:10.1f}{ratio:>8}{"-":>11}{"-":>10}{"-":>9}{"-":>8}{"-":>10}')
+                    continue
                 g = gemm['576x512'] if r['model'] == 'gaussiansr' else gemm['256x256']
                 print(
                     f'  {r["model"]:<15}{r["ms"]:10.1f}{ratio:>8}{r["total"]:11.0f}{mc["encoder/LR px"]:10.0f}'

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-MODELS = ('gaussiansr', 'gaussiansr-mlp', 'liif')
+MODELS = ('gaussiansr', 'gaussiansr-mlp', 'liif', 'gsasr', 'continuoussr')  # names of _common.NETWORKS
 BUDGET_MB = 1536
 
 
@@ -39,13 +39,13 @@ def child(args) -> None:
 
     sys.path.insert(0, str(HERE))
     import torch
-    from _common import check_device, gaussiansr, liif, lr_photo
+    from _common import build_model, check_device, lr_photo
 
     device = check_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     name, size = args.child[0], int(args.child[1])
-    model = liif()[0] if name == 'liif' else gaussiansr('mlp' if name == 'gaussiansr-mlp' else 'lte')
+    model = build_model(name)[0]
     model = model.to(device).eval()
     lq = lr_photo(args.lr, device)
     t0 = time.perf_counter()

@@ -11,6 +11,7 @@ Arms (``--models``; append ``+skip`` for ``image_skip: bilinear``, added by us, 
 - ``bicubic64``:  the paper's Table 5 "Bicubic-64" ablation (``splat_channels: 0``), else identical
 - ``liif``:       LIIF (EDSR-baseline)
 - ``gaussian8-mlp``: GaussianSR with the ``mlp`` decoder
+- ``gsasr``, ``continuoussr``: GSASR and ContinuousSR at their papers' EDSR-baseline settings (no skip)
 
 The comparisons of issue 11: T5 = gaussian8 vs bicubic64, T4 = gaussian8 vs liif, both with and
 without the skip; skip = gaussian8 vs gaussian8+skip. ``--encoder-init liif`` starts every
@@ -48,6 +49,7 @@ from _common import (
     photo,
     progress,
 )
+from basicsr.archs import build_network
 
 from gaussiansr_arch.archs.coordinates import make_cell, make_coord
 from gaussiansr_arch.archs.gaussiansr_arch import GaussianSR
@@ -60,7 +62,11 @@ BASE_ARMS = {
     'bicubic64': lambda skip: GaussianSR(splat_channels=0, image_skip=skip),
     'liif': lambda skip: LIIF(image_skip=skip),
     'gaussian8-mlp': lambda skip: GaussianSR(decoder='mlp', image_skip=skip),
+    'gsasr': lambda skip: build_network({'type': 'GSASR'}),
+    'continuoussr': lambda skip: build_network({'type': 'ContinuousSR'}),
 }
+# Arms without an image-skip option (their papers' models have none).
+NO_SKIP_ARMS = ('gsasr', 'continuoussr')
 SKIP_SUFFIX = '+skip'
 # Paired differences printed when both arms ran: (a, b) -> a - b.
 PAIRS = [(f'gaussian8{s}', f'{other}{s}') for s in ('', SKIP_SUFFIX) for other in ('bicubic64', 'liif')]
@@ -70,6 +76,8 @@ PAIRS += [('gaussian8+skip', 'gaussian8'), ('bicubic64+skip', 'bicubic64'), ('li
 def arm_choice(name: str) -> str:
     if name.removesuffix(SKIP_SUFFIX) not in BASE_ARMS:
         raise argparse.ArgumentTypeError(f'unknown model {name!r}: one of {sorted(BASE_ARMS)}, optionally +skip')
+    if name.endswith(SKIP_SUFFIX) and name.removesuffix(SKIP_SUFFIX) in NO_SKIP_ARMS:
+        raise argparse.ArgumentTypeError(f'{name!r}: {name.removesuffix(SKIP_SUFFIX)} has no image-skip option')
     return name
 
 

@@ -30,16 +30,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import yaml
-from _common import TRAIN_PHOTOS, machine_info, median, photo, progress
+from _common import NETWORKS, TRAIN_PHOTOS, machine_info, median, photo, progress
 
 from gaussiansr_arch.data.protocol import to_uint8
 
-NETWORKS = {
-    'gaussiansr': {'type': 'GaussianSR'},
-    'gaussiansr-mlp': {'type': 'GaussianSR', 'decoder': 'mlp'},
-    'liif': {'type': 'LIIF'},
-    'liif-official-form': {'type': 'OfficialFormLIIF'},  # registered by the benchmark's entry below
-}
 # The trainer with the benchmark-only OfficialFormLIIF registered (same entry point otherwise).
 # On CUDA the trainer prints its peak allocated GPU memory at exit.
 TRAIN_ENTRY = (
