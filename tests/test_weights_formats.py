@@ -6,6 +6,7 @@ loading .safetensors. Tiny models only.
 import argparse
 import copy
 import json
+import os
 
 import pytest
 import torch
@@ -328,3 +329,13 @@ def test_training_with_save_safetensors_writes_loadable_weights(tmp_path):
     model = gaussiansr_arch.load_model(str(models / 'net_g_2.safetensors'))
     reference = _build_with(pth['params_ema'], th.TINY_NET)
     assert torch.equal(_render(model), _render(reference))
+
+
+@pytest.mark.parametrize('suffix', ['.pth', '.safetensors'])
+def test_saved_weights_get_the_default_file_mode(tmp_path, suffix):
+    # safetensors' save_file recreates the file with mode 0600; users expect what open() gives.
+    path = tmp_path / f'w{suffix}'
+    W.save_weights(str(path), {'w': torch.zeros(2)})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask

@@ -2,56 +2,20 @@
 
 Sources per run: BasicSR text logs (``train_*.log``; validation blocks ``Validation <name>``
 followed by ``# psnr: 30.1234`` lines, the iteration taken from the last training line
-``[epoch: .., iter: 5,000, ...]`` before them) and/or TensorBoard event files (scalars
+``[epoch: .., iter: 5,000, ...]`` before them: :mod:`gaussiansr_arch.tools.training_log`, the
+parser ``gaussiansr-model-card`` uses too) and/or TensorBoard event files (scalars
 ``metrics/<dataset>/<metric>``, as BasicSR writes them). One subplot per (dataset, metric).
 """
 
 import argparse
 import glob
 import os
-import re
 import sys
 from collections import defaultdict
 
 from gaussiansr_arch.tools.common import ToolError, check_output_dir, check_output_free, run_tool, save_figure_atomic
 from gaussiansr_arch.tools.plotting import pyplot
-
-ITER_RE = re.compile(r'\biter:\s*([\d,]+)')
-VALIDATION_RE = re.compile(r'Validation\s+(\S+)')
-METRIC_RE = re.compile(r'#\s*([A-Za-z0-9_\-]+):\s*([-+0-9.eE]+|nan|inf)')
-
-# Curves: {(dataset, metric): {iteration: value}}
-Curves = dict
-
-
-def parse_log(path: str) -> Curves:
-    """Validation metrics of one BasicSR text log: {(dataset, metric): {iter: value}}."""
-    curves: Curves = defaultdict(dict)
-    current_iter, dataset = None, None
-    try:
-        with open(path, encoding='utf-8', errors='replace') as f:
-            lines = f.readlines()
-    except OSError as err:
-        raise ToolError(f'log {path}: cannot read ({err.strerror or err})') from None
-    for line in lines:
-        m_val = VALIDATION_RE.search(line)
-        if m_val:
-            dataset = m_val.group(1).rstrip(':,')
-            continue
-        m_metric = METRIC_RE.search(line)
-        if m_metric and dataset is not None:
-            if current_iter is None:
-                continue  # a validation before any training line (e.g. val at start): iter 0
-            try:
-                curves[(dataset, m_metric.group(1))][current_iter] = float(m_metric.group(2))
-            except ValueError:
-                continue
-            continue
-        m_iter = ITER_RE.search(line)
-        if m_iter and 'Best:' not in line:
-            current_iter = int(m_iter.group(1).replace(',', ''))
-            dataset = None
-    return curves
+from gaussiansr_arch.tools.training_log import Curves, parse_logs
 
 
 def parse_events(path: str) -> Curves:
@@ -93,10 +57,7 @@ def find_sources(path: str) -> tuple[list[str], list[str]]:
 def load_run(path: str) -> Curves:
     """All validation curves of one run; later logs (a resumed run) override earlier points."""
     logs, events = find_sources(path)
-    merged: Curves = defaultdict(dict)
-    for log in sorted(logs, key=os.path.getmtime):
-        for key, pts in parse_log(log).items():
-            merged[key].update(pts)
+    merged: Curves = parse_logs(logs)
     for ev in events:
         for key, pts in parse_events(ev).items():
             merged[key].update(pts)

@@ -68,6 +68,8 @@ def atomic_path(path: str) -> Iterator[str]:
         os.close(fd)
         os.chmod(tmp, _default_file_mode())
         yield tmp
+        # Again: writers that recreate the file (safetensors' save_file) leave it mode 0600.
+        os.chmod(tmp, _default_file_mode())
         fd = os.open(tmp, os.O_RDONLY)
         try:
             os.fsync(fd)
