@@ -29,6 +29,7 @@ CONSOLE_SCRIPTS = [
     'gaussiansr-convert-gsasr = gaussiansr_arch.tools.convert_gsasr:main',
     'gaussiansr-convert-continuoussr = gaussiansr_arch.tools.convert_continuoussr:main',
     'gaussiansr-export-onnx = gaussiansr_arch.tools.export_onnx:main',
+    'gaussiansr-onnx-render = gaussiansr_arch.tools.onnx_render:main',
     'gaussiansr-model-card = gaussiansr_arch.tools.model_card:main',
 ]
 

@@ -57,6 +57,16 @@ MODELS = {
         'network_g': {'type': 'LIIF', 'encoder': 'edsr-baseline'},
         'weights': 'experiments/pretrained_models/LIIF_EDSR-baseline_official.pth',
     },
+    # The official paper weights, converted by gaussiansr-convert-gsasr (docs/gsasr.md).
+    'GSASR_EDSR-baseline': {
+        'network_g': {'type': 'GSASR', 'encoder': 'edsr-baseline'},
+        'weights': 'experiments/pretrained_models/GSASR_EDSR-baseline_official.pth',
+    },
+    # Trained here (options/train/train_ContinuousSR_EDSR-baseline_DIV2K.yml): no official EDSR-baseline weights.
+    'ContinuousSR_EDSR-baseline': {
+        'network_g': {'type': 'ContinuousSR', 'encoder': 'edsr-baseline'},
+        'weights': 'experiments/ContinuousSR_EDSR-baseline_DIV2K/models/net_g_latest.pth',
+    },
 }
 
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from test_gaussian_field import SIGMA_MAX, max_premultiplied_amplitude, query_points, random_field
 from test_liif import CASES, LIIF_REF, read_rgb, to_tensor
 
+from gaussiansr_arch.archs.continuoussr_arch import ContinuousSR
 from gaussiansr_arch.archs.coordinates import make_cell, make_coord
 from gaussiansr_arch.archs.gaussian_field import (
     evaluate_gaussian_table,
@@ -25,17 +26,42 @@ from gaussiansr_arch.archs.gaussian_field import (
     truncation_bound,
 )
 from gaussiansr_arch.archs.gaussiansr_arch import GaussianSR
+from gaussiansr_arch.archs.gsasr_arch import GSASR
 from gaussiansr_arch.archs.liif_arch import LIIF, MetaSR
 
 from train_helpers import TINY_NET, unit_model_opt
 
 TINY_GAUSSIANSR = {k: v for k, v in TINY_NET.items() if k != 'type'}
+TINY_GSASR = {
+    'encoder_opt': {'num_feat': 8, 'num_block': 1},
+    'channels': 8,
+    'num_heads': 2,
+    'injection_layers': 1,
+    'interaction_blocks': 1,
+    'interaction_layers': 2,
+    'num_seeds': 4,
+    'window_size': 1,
+    'shuffle_scales': [2],
+}
+TINY_CONTINUOUSSR = {
+    'encoder_opt': {'num_feat': 8, 'num_block': 1},
+    'num_feat': 8,
+    'embed_dim': 16,
+    'colour_hidden': [16],
+    'offset_hidden': [16],
+    'dictionary_hidden': [16],
+}
 ARCHS = {
     'gaussiansr-lte': lambda: GaussianSR(**TINY_GAUSSIANSR),
     'gaussiansr-mlp': lambda: GaussianSR(**TINY_GAUSSIANSR, decoder='mlp'),
     'gaussiansr-bicubic64': lambda: GaussianSR(**{**TINY_GAUSSIANSR, 'splat_channels': 0}),
     'liif': lambda: LIIF(encoder_opt={'num_feat': 8, 'num_block': 1}, hidden=[16, 16]),
     'metasr': lambda: MetaSR(encoder_opt={'num_feat': 8, 'num_block': 1}, hidden=[16]),
+    # Window 1: no padding, so the official canvas is the output grid and upscale == forward here
+    # (tests/test_gsasr.py covers padding); 2x2 seeds (shifted self-attention), 16 Gaussians per pixel.
+    'gsasr': lambda: GSASR(**TINY_GSASR),
+    # The official heads at tiny widths; 4 Gaussians per LR pixel, rule 'gsplat_sum'.
+    'continuoussr': lambda: ContinuousSR(**TINY_CONTINUOUSSR),
 }
 
 
@@ -118,16 +144,17 @@ def test_gaussiansr_scale_consistent_field(device):
     assert (alone - mixed[:, :40]).abs().max().item() <= 1e-6
 
 
-@pytest.mark.parametrize('arch', ['gaussiansr-lte', 'liif'])
+@pytest.mark.parametrize('arch', ['gaussiansr-lte', 'liif', 'gsasr', 'continuoussr'])
 def test_training_step_through_the_model(arch, device, tmp_path):
     """One optimiser step of ArbitraryScaleSRModel on the device lowers the loss on that batch."""
     from gaussiansr_arch.models.arbitrary_scale_sr_model import ArbitraryScaleSRModel
 
-    network = (
-        dict(TINY_NET)
-        if arch == 'gaussiansr-lte'
-        else {'type': 'LIIF', 'hidden': [16, 16], 'encoder_opt': {'num_feat': 8, 'num_block': 1}}
-    )
+    network = {
+        'gaussiansr-lte': dict(TINY_NET),
+        'liif': {'type': 'LIIF', 'hidden': [16, 16], 'encoder_opt': {'num_feat': 8, 'num_block': 1}},
+        'gsasr': {'type': 'GSASR', **TINY_GSASR},
+        'continuoussr': {'type': 'ContinuousSR', **TINY_CONTINUOUSSR},
+    }[arch]
     model = ArbitraryScaleSRModel(unit_model_opt(tmp_path, network, device.type, ema_decay=0))
     assert model.device.type == device.type
     g = torch.Generator().manual_seed(0)

@@ -10,15 +10,18 @@ import math
 import pytest
 import torch
 
+from gaussiansr_arch.archs import gaussian_renderer
 from gaussiansr_arch.archs.coordinates import pixel_position
 from gaussiansr_arch.archs.gaussian_field import (
     evaluate_gaussian_table,
+    field_gaussians,
     gaussian_table,
     gaussian_weight,
     render_gaussian_field,
     render_gaussian_field_exhaustive,
     truncation_bound,
 )
+from gaussiansr_arch.archs.gaussian_renderer import render_anchored_gaussians, render_anchored_gaussians_exhaustive
 
 SIGMA_MIN, SIGMA_MAX, RHO_MAX = 0.1, 0.7, 0.95  # the GaussianSR defaults (selective_splatting.py)
 EPS64 = 1e-12  # float64 summation noise of <= 49 terms of magnitude <= max|o v|
@@ -206,3 +209,51 @@ def test_chunked_evaluation_is_chunk_invariant_and_differentiable():
     assert torch.autograd.gradcheck(field, inputs, eps=1e-6, atol=1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match='chunk_size'):
         evaluate_gaussian_table(table, coord, 3, chunk_size=0)
+
+
+def windowed_field_reference(amplitude, sigma, rho, opacity, coord, radius):
+    """The field's definition written directly: each query sums gaussian_weight * o * v over the
+    (2r+1)^2 LR pixels (inside the image) around its nearest pixel. [B,Q,C]."""
+    b, c, h, w = amplitude.shape
+    pos = pixel_position(coord, (h, w))  # [B,Q,2]
+    limit = pos.new_tensor([h - 1, w - 1])
+    nearest = torch.minimum(torch.floor(pos + 0.5).clamp_min(0), limit)
+    values = (amplitude * opacity).flatten(2).transpose(1, 2)  # [B,hw,C]
+    sigma, rho = sigma.flatten(2).transpose(1, 2), rho.flatten(2)[:, 0]  # [B,hw,2], [B,hw]
+    out = torch.zeros(b, coord.shape[1], c, dtype=amplitude.dtype)
+    for dr in range(-radius, radius + 1):
+        for dc in range(-radius, radius + 1):
+            pixel = nearest + pos.new_tensor([dr, dc])
+            inside = ((pixel >= 0) & (pixel <= limit)).all(-1)
+            index = (pixel[..., 0].clamp(0, h - 1) * w + pixel[..., 1].clamp(0, w - 1)).long()  # [B,Q]
+            value, scale = (t.gather(1, index.unsqueeze(-1).expand(-1, -1, t.shape[-1])) for t in (values, sigma))
+            weight = gaussian_weight(pos - pixel, scale, rho.gather(1, index)) * inside
+            out += weight.unsqueeze(-1) * value
+    return out
+
+
+@pytest.mark.parametrize('radius', [1, 3])
+def test_field_is_the_renderer_special_case(monkeypatch, radius):
+    """The field through the shared renderer (G = 1, no offsets, rule 'gaussian') equals its definition,
+    the renderer's own exhaustive reference within the bound, and the exporters' traceable path."""
+    g = torch.Generator().manual_seed(99)
+    field = random_field(2, 3, 7, 10, generator=g)
+    coord = query_points(2, 150, generator=g)
+    table = gaussian_table(*field, radius)
+    got = evaluate_gaussian_table(table, coord, radius, chunk_size=37)
+    torch.testing.assert_close(got, windowed_field_reference(*field, coord, radius), rtol=0, atol=1e-12)
+    gaussians = field_gaussians(*field)
+    assert gaussians.gaussians_per_pixel == 1 and gaussians.offset is None
+    torch.testing.assert_close(got, render_anchored_gaussians(gaussians, coord, radius=radius), rtol=0, atol=0)
+    tolerance = truncation_bound(SIGMA_MAX, radius) * max_premultiplied_amplitude(field[0], field[3]) + EPS64
+    assert (got - render_anchored_gaussians_exhaustive(gaussians, coord)).abs().max().item() <= tolerance
+
+    inputs = [t.clone().requires_grad_(True) for t in field]
+    chunked = evaluate_gaussian_table(gaussian_table(*inputs, radius), coord, radius, chunk_size=37)
+    want = torch.autograd.grad(chunked.square().sum(), inputs)
+    monkeypatch.setattr(torch.onnx, 'is_in_onnx_export', lambda: True)
+    monkeypatch.setattr(gaussian_renderer._AnchoredRender, 'apply', None)  # the chunked path must not run
+    traced = evaluate_gaussian_table(gaussian_table(*inputs, radius), coord, radius, chunk_size=37)
+    torch.testing.assert_close(traced, chunked, rtol=0, atol=1e-12)
+    for grad, expected in zip(torch.autograd.grad(traced.square().sum(), inputs), want):
+        torch.testing.assert_close(grad, expected, rtol=1e-10, atol=1e-10)

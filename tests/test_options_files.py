@@ -39,7 +39,7 @@ COMMITTED = sorted(TEST_OPTIONS.glob('test_*.yml'))
 
 def test_committed_test_options_are_the_generated_ones():
     files = MTO.render_all()
-    assert len(files) == len(MTO.MODELS) * len(MTO.DATASETS) == 14
+    assert len(files) == len(MTO.MODELS) * len(MTO.DATASETS) == 28
     assert {p.name for p in COMMITTED} == set(files), 'run python scripts/make_test_options.py'
     for path in COMMITTED:
         assert path.read_bytes() == files[path.name].encode(), f'{path.name}: run python scripts/make_test_options.py'

@@ -49,6 +49,14 @@ class ArbitraryScaleArch(nn.Module):
     ``query``; RGB in [0,1] in and out. A state is a dataclass with an ``lq`` field, the [B,3,h,w]
     input (``render`` takes the batch size, device and dtype from it)."""
 
+    def check_output_size(self, lr_size: Sequence[int], size: Sequence[int]) -> None:
+        """Raise ValueError when this arch cannot render ``size`` = (H, W) from an (h, w) input.
+
+        Every size is fine by default; archs with a constraint (GSASR: one scale for both axes)
+        override this, and the tools call it to turn the constraint into a one-line error before
+        any work is done.
+        """
+
     def encoder_input(self, lq: torch.Tensor) -> torch.Tensor:
         """RGB [0,1] -> the encoder's input range [-1,1] (LIIF's normalisation)."""
         return (lq - 0.5) / 0.5

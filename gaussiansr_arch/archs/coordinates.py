@@ -31,6 +31,16 @@ def axis_coord_at(index: torch.Tensor, n: torch.Tensor, dtype=torch.float32) -> 
     return (-1 + r).to(dtype) + (2 * r).to(dtype) * index.to(dtype)
 
 
+def size_tensor(size: Sequence[int], like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """An (h, w) size as a [2] tensor with ``like``'s device and dtype (or ``dtype``).
+
+    Built by ``torch.tensor`` from the integers: under ``torch.export`` (ONNX export) sizes read
+    from input shapes then stay symbolic, where ``float(h)`` or ``like.new_tensor`` would freeze
+    them to the example input's size. Same values as ``like.new_tensor([float(h), float(w)])``.
+    """
+    return torch.tensor([size[0], size[1]], dtype=dtype or like.dtype, device=like.device)
+
+
 def pixel_position(coord: torch.Tensor, size) -> torch.Tensor:
     """Position of [-1, 1] coordinates in pixel units of a grid: ``(coord + 1) * n / 2 - 0.5``.
 
@@ -47,7 +57,7 @@ def pixel_position(coord: torch.Tensor, size) -> torch.Tensor:
         Tensor: shaped like ``coord``; pixel ``(m, n)`` has its centre at ``(m, n)``.
     """
     if isinstance(size, Sequence):
-        size = coord.new_tensor([float(size[0]), float(size[1])])
+        size = size_tensor(size, coord)
     return (coord + 1) * size / 2 - 0.5
 
 

@@ -25,11 +25,21 @@ class EDSRBaselineEncoder(nn.Module):
         num_block (int): Residual blocks. Default: 16.
         res_scale (float): Residual scale of the blocks. Default: 1.
         num_in_ch (int): Input channels. Default: 3.
+        long_skip (bool): Add the first conv's output to the body's (EDSR's long skip). False
+            returns the body's output alone, as GSASR's official ``EDSRNOUP`` does. Default: True.
     """
 
-    def __init__(self, num_feat: int = 64, num_block: int = 16, res_scale: float = 1.0, num_in_ch: int = 3):
+    def __init__(
+        self,
+        num_feat: int = 64,
+        num_block: int = 16,
+        res_scale: float = 1.0,
+        num_in_ch: int = 3,
+        long_skip: bool = True,
+    ):
         super().__init__()
         self.out_channels = num_feat
+        self.long_skip = bool(long_skip)
         self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
         self.body = make_layer(ResidualBlockNoBN, num_block, num_feat=num_feat, res_scale=res_scale, pytorch_init=True)
         self.conv_after_body = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
@@ -37,7 +47,8 @@ class EDSRBaselineEncoder(nn.Module):
     def forward(self, x):
         """x: [B,3,h,w] normalised LR -> [B,num_feat,h,w]."""
         feat = self.conv_first(x)
-        return self.conv_after_body(self.body(feat)) + feat
+        out = self.conv_after_body(self.body(feat))
+        return out + feat if self.long_skip else out
 
 
 class DenseLayer(nn.Module):

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 
 from gaussiansr_arch.archs.arbitrary_scale import DEFAULT_CHUNK_SIZE, ArbitraryScaleArch
-from gaussiansr_arch.archs.coordinates import check_size, make_coord_rows, pixel_position
+from gaussiansr_arch.archs.coordinates import check_size, make_coord_rows, pixel_position, size_tensor
 from gaussiansr_arch.archs.decoders import build_decoder
 from gaussiansr_arch.archs.encoders import build_encoder
 from gaussiansr_arch.archs.gaussian_field import evaluate_gaussian_table, gaussian_table
@@ -53,7 +53,7 @@ def relative_coord_and_cell(coord: torch.Tensor, cell: torch.Tensor, lr_size: Se
     Returns:
         tuple[Tensor, Tensor]: rel_coord in [-1, 1] and rel_cell, both [..., 2].
     """
-    size = coord.new_tensor([float(lr_size[0]), float(lr_size[1])])
+    size = size_tensor(lr_size, coord)
     pos = pixel_position(coord, size)
     rel_coord = 2 * (pos - torch.floor(pos + 0.5))
     return rel_coord, cell * size
@@ -163,7 +163,10 @@ class GaussianSR(ArbitraryScaleArch):
         On a CPU the decoder runs on ``DECODER_ROWS_CPU`` (query, image) rows at a time: the
         same result, but every activation stays under 8 MB, which glibc's allocator recycles;
         whole-batch activations (tens of MB each) are mapped fresh and page-faulted every step.
+        Under ONNX export all queries are decoded at once (see ``_query_for_export``).
         """
+        if torch.onnx.is_in_onnx_export():
+            return self._query_for_export(state, coord, cell)
         lr_size = state.lq.shape[-2:]
         if self.decoder.reads_neighbourhood:
             features_of = self._neighbourhood_lookup(state, coord, cell)
@@ -180,6 +183,24 @@ class GaussianSR(ArbitraryScaleArch):
             rel_coord, rel_cell = relative_coord_and_cell(coord[:, part], cell[:, part], lr_size)
             out.append(self.decoder(features_of(part), rel_coord, rel_cell))
         return (torch.cat(out, dim=1) + image_skip_at(state.image, coord, self.image_skip)) * 0.5 + 0.5
+
+    def _query_for_export(self, state: GaussianSRState, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+        """``query`` as one traceable graph with a symbolic number of queries (ONNX export).
+
+        The same function as ``query``, vectorised: no Python loop over query chunks (its trip
+        count would depend on Q) and always the general 3x3 neighbourhood, never
+        ``grid_neighbourhood``, whose on-grid test and ``torch.unique`` depend on the values
+        (its distinct points are the same points, at float-rounding distance).
+        """
+        if self.decoder.reads_neighbourhood:
+            points = neighbourhood_points(coord, cell)
+            feat = self.render_features(state, points)
+            feat = feat.masked_fill((points.abs() > 1).any(dim=-1, keepdim=True), 0.0)
+        else:
+            feat = self.render_features(state, coord)
+        rel_coord, rel_cell = relative_coord_and_cell(coord, cell, state.lq.shape[-2:])
+        out = self.decoder(feat, rel_coord, rel_cell)
+        return (out + image_skip_at(state.image, coord, self.image_skip)) * 0.5 + 0.5
 
     def _neighbourhood_lookup(self, state, coord, cell) -> Callable[[slice], torch.Tensor]:
         """A function giving the features at the 3x3 HR pixels around queries ``coord[:, part]``:

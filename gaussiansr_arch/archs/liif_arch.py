@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 
 from gaussiansr_arch.archs.arbitrary_scale import ArbitraryScaleArch
-from gaussiansr_arch.archs.coordinates import make_coord
+from gaussiansr_arch.archs.coordinates import make_coord, size_tensor
 from gaussiansr_arch.archs.decoders import build_mlp
 from gaussiansr_arch.archs.encoders import build_encoder
 from gaussiansr_arch.archs.interpolation import check_image_skip, image_skip_at
@@ -54,8 +54,10 @@ def unfold3x3(feat: torch.Tensor) -> torch.Tensor:
     return F.unfold(feat, 3, padding=1).view(b, c * 9, h, w)
 
 
-def feature_coord_map(feat: torch.Tensor, offset: Sequence[float] = (0.0, 0.0)) -> torch.Tensor:
+def feature_coord_map(feat: torch.Tensor, offset: Sequence[float] | torch.Tensor = (0.0, 0.0)) -> torch.Tensor:
     """Coordinates (row, col) of the LR pixel centres plus ``offset``: [B,2,h,w].
+
+    ``offset`` (numbers or a [2] tensor) is rounded once from double to the coordinates' dtype.
 
     Float32 even for bf16/fp16 features (mixed precision): bf16 spaces values near 1 by 2^-8,
     which, times the LR size in the relative coordinate, would move queries by whole LR pixels.
@@ -63,7 +65,7 @@ def feature_coord_map(feat: torch.Tensor, offset: Sequence[float] = (0.0, 0.0)) 
     h, w = feat.shape[-2:]
     dtype = torch.float32 if feat.dtype in (torch.float16, torch.bfloat16) else feat.dtype
     coord = make_coord((h, w), device=feat.device, dtype=dtype).view(h, w, 2)
-    coord = coord + coord.new_tensor(offset)
+    coord = coord + torch.as_tensor(offset, dtype=torch.float64, device=coord.device).to(dtype)
     return coord.permute(2, 0, 1).unsqueeze(0).expand(feat.shape[0], 2, h, w)
 
 
@@ -133,20 +135,23 @@ class LIIF(ArbitraryScaleArch):
     def query(self, state: LIIFState, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         """RGB [B,Q,3] at ``coord`` [B,Q,2] with output cell ``cell`` [B,Q,2]."""
         h, w = state.feat.shape[-2:]
-        lr_size = coord.new_tensor([float(h), float(w)])
+        lr_size = size_tensor((h, w), coord)  # not float(h): h, w stay symbolic in an ONNX export
         if self.local_ensemble:
             # LIIF's loop order: vx (rows) outer, vy (cols) inner.
             shifts, eps = [(-1, -1), (-1, 1), (1, -1), (1, 1)], EPS_SHIFT
         else:
             shifts, eps = [(0, 0)], 0.0
-        rx, ry = 1 / h, 1 / w  # half an LR pixel in [-1, 1] units
+        # half an LR pixel in [-1, 1] units, in double as Python's 1 / h
+        half_pixel = 1 / size_tensor((h, w), coord, torch.float64)
         rel_cell = cell * lr_size if self.cell_decode else None
         first, rest = self.imnet[0], self.imnet[1:]
 
         preds, areas = [], []
         for vx, vy in shifts:
-            # One float32 add of the Python-float offset, then the clamp: as LIIF does.
-            shifted = (coord + coord.new_tensor([vx * rx + eps, vy * ry + eps])).clamp(-COORD_CLAMP, COORD_CLAMP)
+            # The offset in double rounded once to float32 (LIIF's Python-float offset), one float32
+            # add, then the clamp: as LIIF does.
+            offset = (half_pixel * half_pixel.new_tensor([vx, vy]) + eps).to(coord.dtype)
+            shifted = (coord + offset).clamp(-COORD_CLAMP, COORD_CLAMP)
             q_proj, q_coord = self.sample_projected_code(state, shifted)
             # relative to the *unshifted* query, x LR size (LIIF's units: 2 per LR pixel)
             rel_coord = (coord - q_coord) * lr_size
@@ -193,7 +198,8 @@ class MetaSR(ArbitraryScaleArch):
         """Unfolded features with their LR pixels' top-left corners appended."""
         feat = unfold3x3(feat)
         h, w = feat.shape[-2:]
-        corners = feature_coord_map(feat, (-1 / h, -1 / w))
+        # -1 / h in double (as Python's), from a tensor: h, w stay symbolic in an ONNX export
+        corners = feature_coord_map(feat, -1 / size_tensor((h, w), feat, torch.float64))
         return LIIFState(lq=lq, feat=torch.cat([feat, corners], dim=1))
 
     def query(self, state: LIIFState, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
@@ -202,8 +208,9 @@ class MetaSR(ArbitraryScaleArch):
         corner = coord - cell / 2  # top-left corner of the output pixel
         sampled = sample_nearest(state.feat, (corner + EPS_SHIFT).clamp(-COORD_CLAMP, COORD_CLAMP))
         q_feat, q_coord = sampled[..., :-2], sampled[..., -2:]
-        rel_coord = (corner - q_coord) * corner.new_tensor([h / 2, w / 2])  # in LR pixels
-        inv_scale = cell[..., :1] * (h / 2)  # 1 / scale (rows)
+        half_size = size_tensor((h, w), corner) / 2  # not h / 2: h, w stay symbolic in an ONNX export
+        rel_coord = (corner - q_coord) * half_size  # in LR pixels
+        inv_scale = cell[..., :1] * half_size[0]  # 1 / scale (rows)
         weights = self.imnet(torch.cat([rel_coord, inv_scale], dim=-1))
         weights = weights.view(*coord.shape[:2], self.code_dim, 3)
         out = torch.einsum('bqc,bqcr->bqr', q_feat, weights)

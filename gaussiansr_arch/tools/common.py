@@ -347,10 +347,18 @@ def upscale_tensor(
     overlap: int = 0,
     precision: str = 'fp32',
 ) -> torch.Tensor:
-    """Upscale [1,3,h,w] to ``size`` with ``arch`` in ``precision``, tiling the encoder when ``tile`` is set."""
+    """Upscale [1,3,h,w] to ``size`` with ``arch`` in ``precision``, tiling the encoder when ``tile`` is set.
+
+    Raises:
+        ToolError: a size the arch cannot render (its ``check_output_size``, e.g. GSASR's one scale).
+    """
     from gaussiansr_arch.archs.precision import precision_context
 
     size = check_size(size)
+    try:
+        arch.check_output_size(lq.shape[-2:], size)
+    except ValueError as err:
+        raise ToolError(str(err)) from None
     with torch.no_grad(), precision_context(precision, lq.device):
         if not tile or (lq.shape[-2] <= tile and lq.shape[-1] <= tile):
             return arch.upscale(lq, size=size, chunk_size=chunk_size).float()

@@ -153,6 +153,8 @@ def _run(args: argparse.Namespace) -> list[str]:
             sr = upscale_tensor(arch, lq, out_hw, args.chunk_size, args.tile or None, overlap or 0, args.precision)
         except torch.cuda.OutOfMemoryError:
             raise ToolError(f'{path}: out of GPU memory; lower --chunk-size or use --tile') from None
+        except ToolError as err:
+            raise ToolError(f'{path}: {err}') from None
         save_image(names[path], tensor_to_image(sr))
         written.append(names[path])
     if not args.quiet:

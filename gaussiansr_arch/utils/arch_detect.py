@@ -3,8 +3,8 @@
 :func:`gaussiansr_arch.load_model` falls back on :func:`detect_network_opt` for weights that record
 no ``network_g`` (a bare state dict, a BasicSR ``net_g_*.pth``, a converted file without ``--opt``).
 The arch follows from the key names (``decoder.*``: GaussianSR; ``imnet.*`` ending in 3 outputs:
-LIIF; in 9C x 3: MetaSR), the encoder from ``encoder.*`` (EDSR-baseline, RDN, SwinIR) and every
-width, depth and count from the shapes.
+LIIF; in 9C x 3: MetaSR; ``head.embedding``: GSASR; ``dictionary_embedding.*``: ContinuousSR), the
+encoder from ``encoder.*`` (EDSR-baseline, RDN, SwinIR) and every width, depth and count from the shapes.
 
 What has no parameters cannot be seen, and takes the arch's default (the paper's configuration):
 
@@ -14,7 +14,8 @@ What has no parameters cannot be seen, and takes the arch's default (the paper's
 * GaussianSR ``sigma_range``, ``radius``, ``tau`` (training only) and ``decoder_act`` (gelu for
   'lte', relu for 'mlp'); LIIF ``local_ensemble`` (on) and ``image_skip`` ('none');
 * EDSR-baseline ``res_scale``: 1.0 (LIIF's 'edsr' encoder uses 0.1);
-* SwinIR ``drop_path_rate`` and the like (training only).
+* SwinIR ``drop_path_rate`` and the like (training only);
+* GSASR ``step_size`` (1.2) and ``tolerance``; its EDSR-baseline ``long_skip`` (off, GSASR's default).
 
 Weights written by this package's tools and by training with ``logger.save_safetensors`` record
 their ``network_g``; detection is only the fallback. Utils layer: names and shapes only, no import
@@ -163,6 +164,51 @@ def _liif_or_metasr(state: Mapping[str, torch.Tensor], channels: int) -> dict | 
     return None
 
 
+def _gsasr(state: Mapping[str, torch.Tensor], channels: int) -> dict | None:
+    """GSASR's head options from ``head.*`` (``archs/gsasr_head.py`` names); None if they do not fit."""
+    embedding = state.get('head.embedding')
+    feat_proj = state.get('head.feat_proj.0.weight')
+    if embedding is None or embedding.dim() != 2 or feat_proj is None or feat_proj.shape[1] != channels:
+        return None
+    num_seeds, width = (int(n) for n in embedding.shape)
+    injection = _indices(state, r'head\.injection_blocks\.(\d+)\.norm\.weight')
+    interaction = _indices(state, r'head\.interaction_blocks\.(\d+)\.norm\.weight')
+    tables = [k for k in state if k.startswith('head.') and k.endswith('.relative_position_bias_table')]
+    cross_index = state.get('head.injection_blocks.0.layers.0.attn.relative_position_index')
+    upsample = [state[f'head.upsample.{i}.weight'] for i in _indices(state, r'head\.upsample\.(\d+)\.weight')]
+    if not tables or cross_index is None or not upsample:
+        return None
+    return {
+        'type': 'GSASR',
+        'channels': width,
+        'num_heads': int(state[tables[0]].shape[1]),
+        'injection_blocks': len(injection),
+        'injection_layers': len(_indices(state, r'head\.injection_blocks\.0\.layers\.(\d+)\.attn_norm\.weight')),
+        'interaction_blocks': len(interaction),
+        'interaction_layers': len(_indices(state, r'head\.interaction_blocks\.0\.layers\.(\d+)\.attn_norm\.weight')),
+        'num_seeds': num_seeds,
+        'window_size': math.isqrt(int(cross_index.shape[1])),  # [seeds, window^2]
+        'shuffle_scales': [math.isqrt(int(w.shape[0]) // width) for w in upsample],  # conv to C f^2 channels
+    }
+
+
+def _continuoussr(state: Mapping[str, torch.Tensor], channels: int) -> dict | None:
+    """ContinuousSR's head widths (``archs/continuoussr_arch.py`` names); None if they do not fit."""
+    head = state.get('upsampler.conv_before_upsample.0.weight')
+    conv = state.get('covariance_conv.weight')
+    mlps = {name: _mlp(state, f'{name}.') for name in ('colour_mlp', 'offset_mlp', 'dictionary_embedding')}
+    if head is None or conv is None or head.shape[1] != channels or any(m is None for m in mlps.values()):
+        return None
+    return {
+        'type': 'ContinuousSR',
+        'num_feat': int(head.shape[0]),
+        'embed_dim': int(conv.shape[0]),
+        'colour_hidden': mlps['colour_mlp'][1],
+        'offset_hidden': mlps['offset_mlp'][1],
+        'dictionary_hidden': mlps['dictionary_embedding'][1],
+    }
+
+
 def detect_network_opt(state: Mapping[str, torch.Tensor], path: str = 'state dict') -> dict:
     """The ``network_g`` of a GaussianSR / LIIF / MetaSR state dict, from its names and shapes.
 
@@ -190,12 +236,18 @@ def detect_network_opt(state: Mapping[str, torch.Tensor], path: str = 'state dic
     if encoder is None:
         raise unknown('an encoder that is neither EDSR-baseline, RDN nor SwinIR')
     name, encoder_opt, channels = encoder
-    if any(k.startswith('decoder.') for k in state):
+    if 'head.embedding' in state:
+        opt = _gsasr(state, channels)
+    elif 'dictionary_embedding.0.weight' in state:
+        opt = _continuoussr(state, channels)
+    elif any(k.startswith('decoder.') for k in state):
         opt = _gaussiansr(state, channels)
     elif any(k.startswith('imnet.') for k in state):
         opt = _liif_or_metasr(state, channels)
     else:
-        raise unknown('encoder.* only, no decoder.* (GaussianSR) or imnet.* (LIIF, MetaSR): an encoder-only file')
+        raise unknown(
+            'encoder.* only, no decoder.* (GaussianSR), imnet.* (LIIF, MetaSR) or head.* (GSASR): an encoder-only file'
+        )
     if opt is None:
-        raise unknown('decoder/imnet shapes match neither GaussianSR, LIIF nor MetaSR')
+        raise unknown('decoder/imnet/head shapes match neither GaussianSR, LIIF, MetaSR nor GSASR')
     return {'type': opt.pop('type'), 'encoder': name, 'encoder_opt': encoder_opt, **opt}

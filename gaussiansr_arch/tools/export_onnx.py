@@ -1,0 +1,396 @@
+"""Export an arbitrary-scale arch (GaussianSR, LIIF, MetaSR ...) as an ONNX graph in query form.
+
+    gaussiansr-export-onnx --weights gaussiansr_edsr.safetensors -o gaussiansr_edsr.onnx
+    gaussiansr-export-onnx --weights net_g_1000000.pth --opt train_gaussiansr.yml -o gaussiansr.onnx
+
+The graph every arbitrary-scale app can drive, with dynamic h, w and Q:
+
+* inputs ``lq`` [1,3,h,w] (RGB in [0,1]), ``coord`` [1,Q,2] ((row, col) in [-1,1], LIIF's
+  convention: pixel i of n at ``-1 + (2i + 1) / n``) and ``cell`` [1,Q,2] (``(2/H, 2/W)`` for an
+  H x W output);
+* output ``rgb`` [1,Q,3], nominally in [0,1] and not clamped.
+
+It is ``arch.query(arch.encode(lq), coord, cell)``: the encoder runs at every call. The
+weights file's ``network_g`` and the package version are recorded in the model's metadata.
+After the export the graph is validated (``--no-check`` skips it): ``onnx.checker`` and an
+onnxruntime run on the CPU against PyTorch at LR sizes and query counts other than the traced
+ones (proving the axes dynamic), one of them a whole output grid; a graph further than
+``CHECK_TOLERANCE`` from PyTorch is refused. The file is written atomically and only then.
+``gaussiansr_arch.tools.onnx_render`` renders whole images through it.
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import nn
+
+from gaussiansr_arch._version import __version__
+from gaussiansr_arch.archs.arbitrary_scale import ArbitraryScaleArch
+from gaussiansr_arch.archs.encoders import SwinIREncoder
+from gaussiansr_arch.tools.common import (
+    ToolError,
+    add_weights_args,
+    check_output_dir,
+    check_output_free,
+    count_parameters,
+    load_model,
+    run_tool,
+    writing,
+)
+from gaussiansr_arch.tools.onnx_render import INPUT_NAMES, OUTPUT_NAME, import_onnx_module, open_session
+from gaussiansr_arch.utils import atomic
+
+PROG = 'gaussiansr-export-onnx'
+# The example the graph is traced with: sizes no other size equals (h != w, Q != h*w ...), >= 2
+# because torch.export specialises sizes 0 and 1.
+EXAMPLE_LR_SIZE = (19, 23)
+EXAMPLE_QUERIES = 97
+# The validation after export, at LR sizes and query counts unlike the example's: random queries,
+# or every pixel centre of a 'grid' output size (what rendering sends; GaussianSR's PyTorch path
+# then takes its grid-neighbourhood form, the graph the general one).
+CHECK_CASES = ({'lr_size': (13, 17), 'queries': 211}, {'lr_size': (24, 9), 'grid': (41, 20)})
+CHECK_TOLERANCE = 1e-4
+# The lowest opset torch.onnx's exporter writes (its version conversion below it fails on Pad).
+MIN_OPSET = 18
+DIM_NAMES = {'height': 'h', 'width': 'w', 'queries': 'Q'}
+# Encoders known not to trace with symbolic sizes, and why (checked before the slow capture).
+UNEXPORTABLE_ENCODERS = {
+    SwinIREncoder: (
+        "the 'swinir' encoder pads to its window size and builds its shifted-window attention masks in "
+        'Python from the input size, so a graph would only work at one LR size'
+    ),
+}
+
+
+class QueryGraph(nn.Module):
+    """What is exported: ``arch.query(arch.encode(lq), coord, cell)`` as one ``forward`` of three tensors.
+
+    Args:
+        arch (ArbitraryScaleArch): the arch, in eval mode.
+    """
+
+    def __init__(self, arch: ArbitraryScaleArch):
+        super().__init__()
+        self.arch = arch
+
+    def forward(self, lq: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+        """lq [1,3,h,w], coord [1,Q,2], cell [1,Q,2] -> rgb [1,Q,3]."""
+        return self.arch.query(self.arch.encode(lq), coord, cell)
+
+
+@contextlib.contextmanager
+def onnx_export_mode() -> Iterator[None]:
+    """``torch.onnx.is_in_onnx_export()`` is True inside: the archs then take their traceable paths.
+
+    ``torch.onnx.export`` sets this flag only around its own capture; we capture with
+    ``torch.export.export`` ourselves (see :func:`capture`), so we set the same (private) flag.
+    """
+    try:
+        from torch.onnx._internal.exporter import _flags
+    except ImportError:
+        raise ToolError(
+            f'torch {torch.__version__} has no torch.onnx._internal.exporter._flags; {PROG} needs an update'
+        ) from None
+    previous = _flags._is_onnx_exporting
+    _flags._is_onnx_exporting = True
+    try:
+        if not torch.onnx.is_in_onnx_export():
+            raise ToolError(
+                f'torch {torch.__version__}: setting the ONNX export flag had no effect; {PROG} needs an update'
+            )
+        yield
+    finally:
+        _flags._is_onnx_exporting = previous
+
+
+def example_inputs(lr_size: Sequence[int], queries: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Random lq [1,3,h,w] in [0,1], coord [1,Q,2] in [-1,1] and cells of scales 1 to 4."""
+    gen = torch.Generator().manual_seed(seed)
+    h, w = lr_size
+    lq = torch.rand(1, 3, h, w, generator=gen)
+    coord = torch.rand(1, queries, 2, generator=gen) * 2 - 1
+    scale = 1 + 3 * torch.rand(1, queries, 1, generator=gen)
+    cell = 2 / (torch.tensor([float(h), float(w)]) * scale)
+    return lq, coord, cell
+
+
+def grid_inputs(lr_size: Sequence[int], out_size: Sequence[int], seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Random lq [1,3,h,w] and every pixel centre of an (H, W) output with its cell (as ``render`` sends)."""
+    from gaussiansr_arch.archs.coordinates import make_cell, make_coord
+
+    gen = torch.Generator().manual_seed(seed)
+    lq = torch.rand(1, 3, *lr_size, generator=gen)
+    coord = make_coord(out_size)
+    return lq, coord[None], make_cell(out_size, coord.shape[0])[None]
+
+
+def failure_reason(err: BaseException) -> str:
+    """One line saying why ``torch.export`` could not capture the graph with dynamic sizes."""
+    text = str(err)
+    fixed = dict(
+        re.findall(r'You marked (\w+) as dynamic but your code specialized it to be a constant \((\d+)\)', text)
+    )
+    if fixed:
+        sizes = ', '.join(f'{DIM_NAMES.get(name, name)} to {value}' for name, value in fixed.items())
+        return (
+            f'the traced code fixes {sizes} (the example input): a Python loop, float(), int() or new_tensor '
+            'over a size, or a module without a traceable path under torch.onnx.is_in_onnx_export()'
+        )
+    guard = re.search(r'satisfy the generated guard (.+?)\.?\s*$', text, re.MULTILINE)
+    if guard:
+        return f'the traced code depends on the size values (guard {guard.group(1)})'
+    if 'data-dependent' in text.lower() or 'DataDependent' in type(err).__name__:
+        op = re.search(r'aten\.\w+(\.\w+)?', text)
+        where = f' ({op.group(0)})' if op else ''
+        return f'the traced code branches on tensor values{where}, e.g. torch.unique, .item(), bool(tensor)'
+    first = ' '.join(text.strip().splitlines()[0].split()) if text.strip() else type(err).__name__
+    return f'{type(err).__name__}: {first[:300]}'
+
+
+def capture(arch: ArbitraryScaleArch, verbose: bool = False) -> torch.export.ExportedProgram:
+    """Trace ``QueryGraph(arch)`` with symbolic h, w and Q.
+
+    Why ``torch.export`` (torch.onnx's dynamo exporter) and not the TorchScript exporter
+    (``dynamo=False``): TorchScript tracing records Python numbers derived from sizes as
+    constants, so ``dynamic_axes`` only relabels the inputs and the graph silently computes with
+    the example's h and w (LIIF at another size: 0.05 off). ``torch.export`` with ``Dim``\\ s
+    raises instead whenever the code fixes a size. We call it ourselves, not through
+    ``torch.onnx.export(module)``, because the latter retries with the sizes the error suggests
+    (a graph for one size, without a word).
+
+    Raises:
+        ToolError: one line saying what kept the graph from being captured.
+    """
+    dim = torch.export.Dim
+    h, w, q = dim('height', min=2), dim('width', min=2), dim('queries', min=1)
+    dynamic = {'lq': {2: h, 3: w}, 'coord': {1: q}, 'cell': {1: q}}
+    name = type(arch).__name__
+    try:
+        with onnx_export_mode(), torch.no_grad():
+            return torch.export.export(
+                QueryGraph(arch).eval(), example_inputs(EXAMPLE_LR_SIZE, EXAMPLE_QUERIES), dynamic_shapes=dynamic
+            )
+    except ToolError:
+        raise
+    except Exception as err:  # torch.export raises many unrelated types; all mean "not capturable"
+        if verbose:
+            print(f'{PROG}: torch.export failed:\n{err}', file=sys.stderr)
+        raise ToolError(f'cannot export {name} to ONNX with dynamic h, w and Q: {failure_reason(err)}') from None
+
+
+def check_exportable(arch: torch.nn.Module, network_opt: dict) -> str:
+    """The arch's name, or a one-line ToolError when it has no query form or a known untraceable part."""
+    name = network_opt.get('type', type(arch).__name__)
+    if not isinstance(arch, ArbitraryScaleArch):
+        raise ToolError(
+            f'{name} is not an arbitrary-scale arch (no encode/query to export as lq, coord, cell -> rgb); '
+            'use the weights of an arbitrary-scale arch such as GaussianSR or LIIF'
+        )
+    for encoder_type, reason in UNEXPORTABLE_ENCODERS.items():
+        if isinstance(getattr(arch, 'encoder', None), encoder_type):
+            raise ToolError(f'cannot export {name} to ONNX with dynamic h, w and Q: {reason}')
+    return name
+
+
+def to_onnx(arch: ArbitraryScaleArch, network_opt: dict, opset: int | None = None, verbose: bool = False):
+    """The ONNX model (``onnx.ModelProto``) of ``arch`` in query form, axes named height/width/queries.
+
+    Raises:
+        ToolError: the onnx/onnxscript packages are missing, or the arch cannot be captured or converted.
+    """
+    name = check_exportable(arch, network_opt)
+    import_onnx_module('onnx', PROG)
+    import_onnx_module('onnxscript', f'{PROG} (torch.onnx exporter)')
+    program = capture(arch, verbose)
+    try:
+        onnx_program = torch.onnx.export(
+            program,
+            input_names=list(INPUT_NAMES),
+            output_names=[OUTPUT_NAME],
+            opset_version=opset,
+            dynamo=True,
+            verbose=verbose,
+        )
+    except Exception as err:  # the exporter's ConversionError and friends
+        first = ' '.join(str(err).strip().splitlines()[0].split()) if str(err).strip() else type(err).__name__
+        raise ToolError(f'cannot convert {name} to ONNX: {first[:300]}') from None
+    graph_inputs = onnx_program.model.graph.inputs
+    onnx_program.rename_axes(
+        {graph_inputs[0].shape[2]: 'height', graph_inputs[0].shape[3]: 'width', graph_inputs[1].shape[1]: 'queries'}
+    )
+    model = onnx_program.model_proto
+    model.doc_string = (
+        f'{name} (gaussiansr_arch {__version__}) in query form: rgb [1,Q,3] (nominally [0,1], not clamped) '
+        'at coord [1,Q,2] ((row, col) pixel centres in [-1,1], LIIF convention) with cell [1,Q,2] '
+        '((2/H, 2/W) for an HxW output), from lq [1,3,h,w] (RGB in [0,1]).'
+    )
+    for key, value in (('network_g', json.dumps(network_opt)), ('gaussiansr_arch_version', __version__)):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    check_dynamic_axes(model, name)
+    return model
+
+
+def check_dynamic_axes(model, name: str) -> None:
+    """ToolError unless h, w of lq and Q of coord, cell and rgb are symbolic in the graph's signature."""
+    expected = {'lq': ['1', '3', 'height', 'width'], 'coord': ['1', 'queries', '2'], 'cell': ['1', 'queries', '2']}
+    expected['rgb'] = ['1', 'queries', '3']
+    for value in [*model.graph.input, *model.graph.output]:
+        dims = [d.dim_param or str(d.dim_value) for d in value.type.tensor_type.shape.dim]
+        if value.name in expected and dims != expected[value.name]:
+            raise ToolError(f'exported {name} graph has {value.name} {dims}, expected {expected[value.name]}')
+
+
+def validate(model, arch: ArbitraryScaleArch, threads: int = 0) -> list[dict]:
+    """``onnx.checker`` on ``model``, then onnxruntime (CPU) against PyTorch on every case of ``CHECK_CASES``.
+
+    Returns:
+        list[dict]: per case ``lr_size``, ``queries``, ``kind`` ('random' or 'grid HxW') and ``max_diff``.
+
+    Raises:
+        ToolError: the checker's complaint, or a case further than ``CHECK_TOLERANCE`` from PyTorch.
+    """
+    onnx = import_onnx_module('onnx', f'{PROG} (the check; --no-check skips it)')
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as err:  # onnx.checker.ValidationError, onnx.shape_inference.InferenceError
+        first = ' '.join(str(err).strip().splitlines()[0].split()) if str(err).strip() else type(err).__name__
+        raise ToolError(f'exported {type(arch).__name__} graph fails onnx.checker: {first[:300]}') from None
+    session = open_session(model.SerializeToString(), threads=threads)
+    results = []
+    for seed, case in enumerate(CHECK_CASES):
+        h, w = case['lr_size']
+        if 'grid' in case:
+            lq, coord, cell = grid_inputs((h, w), case['grid'], seed)
+            kind = f'grid {case["grid"][0]}x{case["grid"][1]}'
+        else:
+            lq, coord, cell = example_inputs((h, w), case['queries'], seed)
+            kind = 'random'
+        with torch.no_grad():
+            ref = arch(lq, coord, cell)
+        (got,) = session.run([OUTPUT_NAME], {'lq': lq.numpy(), 'coord': coord.numpy(), 'cell': cell.numpy()})
+        diff = float((torch.from_numpy(got) - ref).abs().max())
+        results.append({'lr_size': (h, w), 'queries': coord.shape[1], 'kind': kind, 'max_diff': diff})
+        if not diff <= CHECK_TOLERANCE:  # also catches NaN
+            raise ToolError(
+                f'exported {type(arch).__name__} graph differs from PyTorch by {diff:.2e} > {CHECK_TOLERANCE:g} '
+                f'(lq {h}x{w}, {coord.shape[1]} {kind} queries); nothing written'
+            )
+    return results
+
+
+def export_onnx(
+    arch: torch.nn.Module,
+    network_opt: dict,
+    path: str,
+    opset: int | None = None,
+    check: bool = True,
+    force: bool = False,
+    verbose: bool = False,
+) -> dict:
+    """Export ``arch`` to ``path`` (atomically, after the check); returns what was done.
+
+    Returns:
+        dict: ``path``, ``arch``, ``parameters``, ``opset``, ``export_seconds``, ``bytes`` and
+        ``checks`` (the :func:`validate` results, empty with ``check`` False).
+
+    Raises:
+        ToolError: one line; ``path`` is then untouched.
+    """
+    name = check_exportable(arch, network_opt)
+    check_output_free(path, force)
+    check_output_dir(os.path.dirname(path))
+    arch.eval()
+    start = time.time()
+    model = to_onnx(arch, network_opt, opset, verbose)
+    seconds = time.time() - start
+    checks = validate(model, arch) if check else []
+    try:
+        data = model.SerializeToString()
+    except ValueError as err:  # protobuf's 2 GB limit
+        raise ToolError(f'exported {name} graph cannot be serialized as one file: {err}') from None
+    with writing(path):
+        atomic.write_bytes_atomic(path, data)
+    opset_used = next((o.version for o in model.opset_import if o.domain in ('', 'ai.onnx')), None)
+    return {
+        'path': path,
+        'arch': name,
+        'parameters': count_parameters(arch),
+        'opset': opset_used,
+        'export_seconds': seconds,
+        'bytes': len(data),
+        'checks': checks,
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface of ``gaussiansr-export-onnx``."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=(
+            'Export an arbitrary-scale SR model as an ONNX graph in query form: inputs lq [1,3,h,w], '
+            'coord [1,Q,2], cell [1,Q,2], output rgb [1,Q,3], with dynamic h, w and Q; validated with '
+            'onnx.checker and onnxruntime against PyTorch before it is written (atomically). Needs the '
+            "[onnx] extra: pip install 'gaussiansr_arch[onnx]'."
+        ),
+    )
+    add_weights_args(
+        parser,
+        'weights file (.pth or .safetensors): a file that records its network_g, or a BasicSR net_g_*.pth with --opt',
+    )
+    parser.add_argument('-o', '--output', required=True, help='the .onnx file to write')
+    parser.add_argument('--force', action='store_true', help='overwrite the output if it exists')
+    parser.add_argument(
+        '--opset', type=int, default=None, help="ONNX opset (default: the torch.onnx exporter's, 20 with torch 2.14)"
+    )
+    parser.add_argument(
+        '--no-check', action='store_true', help='skip onnx.checker and the onnxruntime-vs-PyTorch comparison'
+    )
+    parser.add_argument('--verbose', action='store_true', help="print the exporter's progress and full errors")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> dict:
+    if not args.output.lower().endswith('.onnx'):
+        raise ToolError(f'output {args.output}: name it .onnx')
+    if args.opset is not None and args.opset < MIN_OPSET:
+        raise ToolError(f'--opset {args.opset}: the torch.onnx exporter writes opset {MIN_OPSET} or later')
+    check_output_free(args.output, args.force)
+    check_output_dir(os.path.dirname(args.output))
+    arch, network_opt = load_model(args.weights, args.opt, args.param_key, 'cpu')
+    result = export_onnx(
+        arch, network_opt, args.output, args.opset, check=not args.no_check, force=args.force, verbose=args.verbose
+    )
+    print(
+        f'wrote {args.output}: {result["arch"]} ({result["parameters"]:,} parameters, opset '
+        f'{result["opset"]}, {result["bytes"] / 1e6:.1f} MB), exported in {result["export_seconds"]:.1f}s'
+    )
+    for c in result['checks']:
+        print(
+            f'  onnxruntime vs PyTorch: max |diff| {c["max_diff"]:.1e} '
+            f'(lq {c["lr_size"][0]}x{c["lr_size"][1]}, {c["queries"]} {c["kind"]} queries)'
+        )
+    if args.no_check:
+        print('  not checked (--no-check)')
+    return result
+
+
+def run(argv: list[str] | None = None) -> dict:
+    """Parse ``argv`` and export; returns what :func:`export_onnx` returns (errors exit with 2)."""
+    return run_tool(build_parser, _run, argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``gaussiansr-export-onnx``."""
+    run(argv)
+
+
+if __name__ == '__main__':
+    main()

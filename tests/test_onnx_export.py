@@ -1,0 +1,294 @@
+"""ONNX export (gaussiansr-export-onnx) and rendering through onnxruntime (tools/onnx_render.py).
+
+Tiny LIIF and GaussianSR (every decoder of ``DECODERS``) are exported through the command line,
+then run by onnxruntime on the CPU at LR sizes and query counts other than the traced ones
+(which proves h, w and Q dynamic) against the PyTorch arch: max |diff| <= 1e-4. Skipped when the
+[onnx] extra (onnx, onnxruntime, onnxscript) is not installed.
+"""
+
+import copy
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+onnx = pytest.importorskip('onnx')
+pytest.importorskip('onnxruntime')
+pytest.importorskip('onnxscript')
+
+from gaussiansr_arch.archs.decoders import DECODERS  # noqa: E402
+from gaussiansr_arch.archs.liif_arch import LIIF  # noqa: E402
+from gaussiansr_arch.tools import export_onnx, onnx_render  # noqa: E402
+from gaussiansr_arch.tools.common import image_to_tensor, tensor_to_image  # noqa: E402
+from gaussiansr_arch.utils.image_io import read_image, write_image_atomic  # noqa: E402
+from gaussiansr_arch.utils.weights import build_arch, save_weights  # noqa: E402
+
+import train_helpers as th  # noqa: E402
+from conftest import REPO_ROOT  # noqa: E402
+
+TOLERANCE = 1e-4
+LIIF_REF = REPO_ROOT.parent / 'shared' / 'reference' / 'liif'
+TINY_LIIF = {
+    'type': 'LIIF',
+    'encoder': 'edsr-baseline',
+    'encoder_opt': {'num_feat': 8, 'num_block': 1},
+    'hidden': [16, 16],
+}
+ARCHS = {'liif': TINY_LIIF, **{f'gaussiansr-{name}': {**th.TINY_NET, 'decoder': name} for name in sorted(DECODERS)}}
+# (LR h, w, queries): neither equals the traced example (19x23, 97 queries), nor each other.
+PARITY_CASES = ((9, 11, 50), (17, 6, 333))
+
+
+def _error(capsys, func, argv) -> str:
+    with pytest.raises(SystemExit) as exc:
+        func(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if line.startswith('error: ')]
+    assert len(errors) == 1 and err[-1] == errors[0] and 'Traceback' not in '\n'.join(err), err
+    return errors[0]
+
+
+def _weights(folder, opt: dict, seed: int = 0) -> tuple[str, torch.nn.Module]:
+    """A random arch saved as .safetensors with its network_g; arbitrary-scale ones with lively outputs."""
+    torch.manual_seed(seed)
+    net = build_arch(copy.deepcopy(opt), 'test').eval()
+    linears = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    if linears:
+        # Freshly initialised, the output varies by ~0.03 over an image: a graph computing at the
+        # wrong place (half a cell off) would still pass 1e-4 by only ~100x. x30 on the last layer
+        # (the decoder's) gives O(1) outputs, as a trained model has.
+        with torch.no_grad():
+            linears[-1].weight.mul_(30)
+            linears[-1].bias.mul_(30)
+    path = os.path.join(folder, f'{opt["type"]}.safetensors')
+    save_weights(path, net.state_dict(), network_g=copy.deepcopy(opt))
+    return path, net
+
+
+@pytest.fixture(scope='module', params=sorted(ARCHS))
+def exported(request, tmp_path_factory):
+    """One arch exported through the command line (with its built-in check): (name, net, .onnx path, result)."""
+    folder = tmp_path_factory.mktemp(request.param)
+    weights, net = _weights(str(folder), ARCHS[request.param])
+    path = str(folder / 'model.onnx')
+    try:
+        result = export_onnx.run(['--weights', weights, '-o', path])
+    except SystemExit as exc:  # a BaseException: pytest would not report it as this fixture's error
+        raise AssertionError(
+            f'gaussiansr-export-onnx exited with {exc.code} for {request.param} (see stderr)'
+        ) from None
+    return request.param, net, path, result
+
+
+def _queries(h: int, w: int, q: int, seed: int):
+    gen = torch.Generator().manual_seed(seed)
+    lq = torch.rand(1, 3, h, w, generator=gen)
+    coord = torch.rand(1, q, 2, generator=gen) * 2.1 - 1.05  # a few beyond the image border too
+    scale = 1 + 5 * torch.rand(1, q, 1, generator=gen)
+    cell = 2 / (torch.tensor([float(h), float(w)]) * scale)
+    return lq, coord, cell
+
+
+# ---------------------------------------------------------------------------- parity
+def test_onnxruntime_matches_pytorch_at_other_sizes(exported):
+    name, net, path, _ = exported
+    session = onnx_render.open_session(path, threads=2)
+    shapes = {i.name: i.shape for i in session.get_inputs()} | {o.name: o.shape for o in session.get_outputs()}
+    assert shapes == {
+        'lq': [1, 3, 'height', 'width'],
+        'coord': [1, 'queries', 2],
+        'cell': [1, 'queries', 2],
+        'rgb': [1, 'queries', 3],
+    }
+    diffs = []
+    for seed, (h, w, q) in enumerate(PARITY_CASES):
+        assert (h, w) != export_onnx.EXAMPLE_LR_SIZE and q != export_onnx.EXAMPLE_QUERIES
+        lq, coord, cell = _queries(h, w, q, seed)
+        with torch.no_grad():
+            ref = net(lq, coord, cell)
+        (got,) = session.run(['rgb'], {'lq': lq.numpy(), 'coord': coord.numpy(), 'cell': cell.numpy()})
+        assert got.shape == (1, q, 3)
+        diffs.append(float(np.abs(got - ref.numpy()).max()))
+    print(f'{name}: max |onnxruntime - PyTorch| {diffs} at (h, w, Q) {PARITY_CASES}')
+    assert max(diffs) <= TOLERANCE, diffs
+
+
+def test_outputs_vary_enough_for_the_tolerance_to_mean_something(exported):
+    _, net, _, _ = exported
+    lq, coord, cell = _queries(9, 11, 300, 0)
+    with torch.no_grad():
+        rgb = net(lq, coord, cell)
+        shifted = net(lq, coord + cell / 2, cell)
+    assert rgb.std() > 0.1 and (rgb - shifted).abs().max() > 1000 * TOLERANCE
+
+
+def test_export_checks_and_records_network_g(exported):
+    name, _, path, result = exported
+    assert [c['kind'] for c in result['checks']] == ['random', 'grid 41x20']
+    assert all(c['max_diff'] <= TOLERANCE for c in result['checks']), result['checks']
+    assert result['opset'] >= export_onnx.MIN_OPSET and result['bytes'] == os.path.getsize(path)
+    model = onnx.load(path)
+    onnx.checker.check_model(model, full_check=True)
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(meta['network_g']) == ARCHS[name]
+    assert 'query form' in model.doc_string
+
+
+def test_upscale_onnx_equals_arch_upscale(exported):
+    """Whole images through the graph, in several chunks, equal arch.upscale (one encoding, dense render)."""
+    _, net, path, _ = exported
+    gen = torch.Generator().manual_seed(5)
+    img = (torch.rand(9, 11, 3, generator=gen) * 255).round().to(torch.uint8).numpy()
+    size = (23, 26)  # x2.56 x 2.36; 100-pixel chunks are 3 rows: 8 graph calls
+    with torch.no_grad():
+        ref = net.upscale(image_to_tensor(img), size=size)[0].permute(1, 2, 0).numpy()
+    got = onnx_render.upscale_onnx(path, img, size, chunk_size=100)
+    assert got.shape == (23, 26, 3) and got.dtype == np.float32
+    assert np.abs(got - ref).max() <= TOLERANCE
+    session = onnx_render.open_session(path, threads=2)  # a session works as well as a path
+    np.testing.assert_array_equal(onnx_render.upscale_onnx(session, img, size, chunk_size=100), got)
+
+
+# ---------------------------------------------------------------------------- command lines
+@pytest.fixture(scope='module')
+def liif_onnx(tmp_path_factory):
+    """A tiny LIIF, its weights file and its exported graph (without the check: tested above)."""
+    folder = tmp_path_factory.mktemp('liif_cli')
+    weights, net = _weights(str(folder), TINY_LIIF)
+    path = str(folder / 'liif.onnx')
+    result = export_onnx.run(['--weights', weights, '-o', path, '--no-check'])
+    assert result['checks'] == []
+    return {'folder': folder, 'weights': weights, 'net': net, 'onnx': path}
+
+
+def test_onnx_render_command_line(liif_onnx, tmp_path, capsys):
+    gen = torch.Generator().manual_seed(2)
+    img = (torch.rand(10, 12, 3, generator=gen) * 255).round().to(torch.uint8).numpy()
+    src = str(tmp_path / 'in.png')
+    write_image_atomic(src, img)
+    out = str(tmp_path / 'sub' / 'out.png')
+    assert onnx_render.run([liif_onnx['onnx'], src, '--scale', '2.5', '-o', out, '--chunk-size', '64']) == out
+    got = read_image(out)
+    assert got.shape == (25, 30, 3)
+    with torch.no_grad():
+        ref = tensor_to_image(liif_onnx['net'].upscale(image_to_tensor(img), size=(25, 30)))
+    assert np.abs(got.astype(int) - ref.astype(int)).max() <= 1  # float rounding at a .5 level at most
+
+    # one-line errors, nothing written
+    assert 'exists; pass --force' in _error(
+        capsys, onnx_render.run, [liif_onnx['onnx'], src, '--size', '9x9', '-o', out]
+    )
+    missing = str(tmp_path / 'none.onnx')
+    assert 'no such file' in _error(
+        capsys, onnx_render.run, [missing, src, '--size', '9x9', '-o', str(tmp_path / 'a.png')]
+    )
+    identity = onnx.helper.make_model(
+        onnx.helper.make_graph(
+            [onnx.helper.make_node('Identity', ['x'], ['y'])],
+            'identity',
+            [onnx.helper.make_tensor_value_info('x', onnx.TensorProto.FLOAT, [1])],
+            [onnx.helper.make_tensor_value_info('y', onnx.TensorProto.FLOAT, [1])],
+        ),
+        opset_imports=[onnx.helper.make_opsetid('', 18)],
+    )
+    other = str(tmp_path / 'identity.onnx')
+    onnx.save(identity, other)
+    line = _error(capsys, onnx_render.run, [other, src, '--size', '9x9', '-o', str(tmp_path / 'b.png')])
+    assert 'not a gaussiansr-export-onnx graph' in line and 'identity.onnx' in line
+    garbage = tmp_path / 'garbage.onnx'
+    garbage.write_bytes(b'not a model')
+    line = _error(capsys, onnx_render.run, [str(garbage), src, '--size', '9x9', '-o', str(tmp_path / 'c.png')])
+    assert 'onnxruntime cannot load it' in line
+    assert not any((tmp_path / n).exists() for n in ('a.png', 'b.png', 'c.png'))
+
+
+def test_export_errors_are_one_line_and_write_nothing(liif_onnx, tmp_path, capsys):
+    weights = liif_onnx['weights']
+    out = str(tmp_path / 'm.onnx')
+    assert 'name it .onnx' in _error(capsys, export_onnx.run, ['--weights', weights, '-o', str(tmp_path / 'm.pth')])
+    assert 'exists; pass --force' in _error(capsys, export_onnx.run, ['--weights', weights, '-o', liif_onnx['onnx']])
+    blocker = tmp_path / 'file'
+    blocker.write_text('x')
+    line = _error(capsys, export_onnx.run, ['--weights', weights, '-o', str(blocker / 'm.onnx')])
+    assert 'is an existing file, not a folder' in line
+    assert 'opset 18 or later' in _error(capsys, export_onnx.run, ['--weights', weights, '-o', out, '--opset', '13'])
+
+    # a fixed-scale BasicSR arch has no query form
+    edsr = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 2}
+    edsr_weights, _ = _weights(str(tmp_path), edsr)
+    line = _error(capsys, export_onnx.run, ['--weights', edsr_weights, '-o', out])
+    assert line.startswith('error: EDSR is not an arbitrary-scale arch')
+    assert sorted(os.listdir(tmp_path)) == ['EDSR.safetensors', 'file']
+
+
+def test_swinir_encoder_is_refused_with_the_reason(tmp_path, capsys):
+    opt = {
+        'type': 'LIIF',
+        'encoder': 'swinir',
+        'encoder_opt': {'embed_dim': 12, 'depths': [1], 'num_heads': [2], 'window_size': 4, 'img_size': 16},
+        'hidden': [16],
+    }
+    weights, _ = _weights(str(tmp_path), opt)
+    line = _error(capsys, export_onnx.run, ['--weights', weights, '-o', str(tmp_path / 'm.onnx')])
+    assert line.startswith('error: cannot export LIIF to ONNX with dynamic h, w and Q: ') and "'swinir' encoder" in line
+    assert not (tmp_path / 'm.onnx').exists()
+
+
+def test_untraceable_arch_is_one_line_naming_the_size(liif_onnx, tmp_path, capsys, monkeypatch):
+    """A query that loops over chunks in Python (trip count = f(Q)) cannot be a graph with dynamic Q."""
+    query = LIIF.query
+
+    def chunked_query(self, state, coord, cell):
+        parts = [query(self, state, coord[:, s : s + 10], cell[:, s : s + 10]) for s in range(0, coord.shape[1], 10)]
+        return torch.cat(parts, dim=1)
+
+    monkeypatch.setattr(LIIF, 'query', chunked_query)
+    out = tmp_path / 'm.onnx'
+    line = _error(capsys, export_onnx.run, ['--weights', liif_onnx['weights'], '-o', str(out)])
+    assert line.startswith('error: cannot export LIIF to ONNX with dynamic h, w and Q: ') and 'Q to 97' in line
+    assert not out.exists()
+
+
+def test_missing_onnx_extra_is_one_line(liif_onnx, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, 'onnxruntime', None)  # import onnxruntime now raises ImportError
+    line = _error(
+        capsys, onnx_render.run, [liif_onnx['onnx'], __file__, '--size', '9x9', '-o', str(tmp_path / 'o.png')]
+    )
+    assert "pip install 'gaussiansr_arch[onnx]'" in line
+    monkeypatch.setitem(sys.modules, 'onnxscript', None)
+    line = _error(capsys, export_onnx.run, ['--weights', liif_onnx['weights'], '-o', str(tmp_path / 'm.onnx')])
+    assert 'onnxscript' in line and "pip install 'gaussiansr_arch[onnx]'" in line
+
+
+def test_tool_modules_import_without_the_onnx_packages():
+    """``--help`` and ``import`` work without the [onnx] extra: onnx, onnxruntime, onnxscript are imported lazily."""
+    code = (
+        'import sys, gaussiansr_arch.tools.export_onnx, gaussiansr_arch.tools.onnx_render; '
+        "print([m for m in ('onnx', 'onnxruntime', 'onnxscript') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, '-c', code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == '[]'
+
+
+def test_official_liif_through_onnxruntime_reproduces_the_official_output(tmp_path):
+    """The official EDSR-baseline-LIIF, converted, exported and run by onnxruntime, equals its official output."""
+    if not (LIIF_REF / 'edsr-baseline-liif.pth').is_file():
+        pytest.skip(f'{LIIF_REF} is absent')
+    from gaussiansr_arch.tools import convert_liif
+
+    weights = str(tmp_path / 'liif.pth')
+    assert convert_liif.main([str(LIIF_REF / 'edsr-baseline-liif.pth'), weights]) == 0
+    path = str(tmp_path / 'liif.onnx')
+    result = export_onnx.run(['--weights', weights, '-o', path])
+    assert result['parameters'] == 1_567_299
+    lr = read_image(LIIF_REF / 'outputs' / 'chelsea_x3_lr.png')  # 100x150 -> 300x450, one graph call
+    sr = onnx_render.upscale_onnx(path, lr, (300, 450), chunk_size=300 * 450)
+    official = np.load(LIIF_REF / 'outputs' / 'chelsea_x3_liif.npz')['sr']
+    diff = float(np.abs(np.clip(sr, 0, 1) - official).max())
+    print(f'official LIIF via onnxruntime vs the official output: max |diff| {diff:.2e}')
+    assert diff <= TOLERANCE
