@@ -43,6 +43,7 @@ def parse_args(argv=None):
     )
     p.add_argument('--multi-lr', type=int, default=64, help='LR side of the multi-scale test (0: skip it)')
     p.add_argument('--multi-n', type=int, default=40, help='output sizes x1.1 ... x4 of the multi-scale test')
+    p.add_argument('--multi-runs', type=int, default=3, help='repetitions of the multi-scale test (default 3)')
     p.add_argument('--gemm-rows', type=int, default=65536, help='rows of the reference GEMM')
     p.add_argument('--no-pretrained', action='store_true', help='random-init LIIF even if the checkpoint exists')
     return p.parse_args(argv)
@@ -201,13 +202,13 @@ def multi_scale(args, models, device) -> None:
     print(
         f'\nmulti-scale: {n} output sizes from one {args.multi_lr}x{args.multi_lr} LR '
         f'({sizes[0][0]}..{sizes[-1][0]} px): upscale_many (one encoding) vs {n} upscale calls '
-        f'(median of 3 interleaved runs)'
+        f'(median of {args.multi_runs} interleaved run(s))'
     )
     with torch.no_grad():
         for m, model in models.items():
             model.upscale_many(lq, sizes[:2], chunk_size=args.chunk_size)  # warm-up
             many, single = [], []
-            for _ in progress(range(3), desc=f'multi-scale {m}', leave=False):
+            for _ in progress(range(args.multi_runs), desc=f'multi-scale {m}', leave=False):
                 many.append(
                     timed(lambda model=model: model.upscale_many(lq, sizes, chunk_size=args.chunk_size), device)
                 )

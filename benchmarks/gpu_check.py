@@ -5,13 +5,14 @@
 
 1. ``pytest tests/test_device.py --device D`` (every arch's method tests on the device);
 2. inference through ``upscale`` (encoder included) at the paper's sizes (64x64 -> 128, 256,
-   384), 128 -> 512 and 510 -> 2040, for GaussianSR, LIIF and LIIF in its official formulation,
-   in fp32 and bf16 (autocast): mean of ``--runs`` runs after a warm-up, synchronised, and
-   ``torch.cuda.max_memory_allocated`` on CUDA;
+   384), 128 -> 512 and 510 -> 2040, for GaussianSR, LIIF, LIIF in its official formulation,
+   GSASR and ContinuousSR (``--models``), in fp32 and bf16 (autocast): mean of ``--runs`` runs
+   after a warm-up, synchronised, and ``torch.cuda.max_memory_allocated`` on CUDA;
 3. training seconds/iteration through BasicSR's trainer (batch 16, 48x48, 2304 queries) for
-   GaussianSR and LIIF in fp32 and bf16 (``train.amp``), with peak memory (bench_train.py).
+   the same models in fp32 and bf16 (``train.amp``), with peak memory (bench_train.py).
 
-``--quick`` (for CPUs): 2 runs, 255 -> 1020 instead of 510 -> 2040, 3 training iterations.
+``--quick`` (for CPUs): 2 runs, 255 -> 1020 instead of 510 -> 2040, 3 training iterations, and
+GaussianSR and LIIF only (GSASR's head alone is ~30x GaussianSR's work per training step).
 Writes the table to ``--out`` (Markdown) and prints it.
 """
 
@@ -23,11 +24,12 @@ import time
 from pathlib import Path
 
 import torch
-from _common import HERE, check_device, gaussiansr, liif, lr_photo, machine_info, progress
+from _common import HERE, build_model, check_device, lr_photo, machine_info, progress
 
 from gaussiansr_arch.archs.precision import upscale_in_precision
 
-MODELS = ('gaussiansr', 'liif', 'liif-official-form')
+MODELS = ('gaussiansr', 'liif', 'liif-official-form', 'gsasr', 'continuoussr')  # names of _common.NETWORKS
+QUICK_MODELS = ('gaussiansr', 'liif', 'liif-official-form')
 PAPER_V100_MS = {128: (14.5, 12.6), 256: (43.2, 41.7), 384: (86.4, 106.7)}  # (LIIF, GaussianSR), paper Table 4
 
 
@@ -42,6 +44,9 @@ def parse_args(argv=None):
         default=None,
         help='LR:HR sizes (default 64:128 64:256 64:384 128:512 510:2040; --quick 255:1020 last)',
     )
+    p.add_argument(
+        '--models', nargs='+', default=None, choices=MODELS, help='default: all; --quick: ' + ' '.join(QUICK_MODELS)
+    )
     p.add_argument('--precisions', nargs='+', default=['fp32', 'bf16'], choices=['fp32', 'bf16', 'fp16'])
     p.add_argument('--train-iters', type=int, default=None, help='training iterations per run (default 20; --quick 3)')
     p.add_argument('--train-batch', type=int, default=16)
@@ -54,6 +59,7 @@ def parse_args(argv=None):
     args.runs = args.runs or (2 if args.quick else 100)
     args.cases = args.cases or ['64:128', '64:256', '64:384', '128:512', '255:1020' if args.quick else '510:2040']
     args.train_iters = args.train_iters or (3 if args.quick else 20)
+    args.models = args.models or list(QUICK_MODELS if args.quick else MODELS)
     return args
 
 
@@ -76,8 +82,7 @@ def run_device_tests(device: str) -> str:
 
 def build(name: str, device) -> torch.nn.Module:
     torch.manual_seed(0)
-    model = liif(official_form=name == 'liif-official-form')[0] if name.startswith('liif') else gaussiansr()
-    return model.to(device).eval()
+    return build_model(name)[0].to(device).eval()
 
 
 def time_upscale(model, lq, size, precision, device, runs: int) -> tuple[float, float | None]:
@@ -100,15 +105,15 @@ def time_upscale(model, lq, size, precision, device, runs: int) -> tuple[float, 
 
 
 def inference_table(args, device) -> list[str]:
-    models = {m: build(m, device) for m in MODELS}
+    models = {m: build(m, device) for m in args.models}
     cases = [tuple(int(v) for v in c.split(':')) for c in args.cases]
-    head = ['LR -> output'] + [f'{m} {p}' for m in MODELS for p in args.precisions]
+    head = ['LR -> output'] + [f'{m} {p}' for m in args.models for p in args.precisions]
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for lr_side, hr_side in progress(cases, desc='inference'):
         lq = lr_photo(lr_side, device)
         runs = args.runs if hr_side <= 512 else max(1, min(args.runs, 5))
         cells = []
-        for m in MODELS:
+        for m in args.models:
             for p in args.precisions:
                 ms, peak = time_upscale(models[m], lq, (hr_side, hr_side), p, device, runs)
                 cells.append(f'{ms:.1f} ms' + (f', {peak:.0f} MB' if peak is not None else ''))
@@ -130,8 +135,7 @@ def training_table(args) -> list[str]:
             '--device',
             args.device,
             '--models',
-            'gaussiansr',
-            'liif',
+            *[m for m in args.models if m != 'liif-official-form'],
             '--amp',
             *amps,
             '--iters',
@@ -160,7 +164,7 @@ def training_table(args) -> list[str]:
     for name, r in results.items():
         gpu = f'{max(r["gpu_mb"]):.0f}' if r['gpu_mb'] else '-'
         lines.append(f'| {name} | {bench_train.median(r["times"]):.3f} | {gpu} | {max(r["rss_mb"]):.0f} |')
-    for amp in amps:
+    for amp in amps if {'gaussiansr', 'liif'} <= set(args.models) else []:
         g, lf = results[bench_train.label('gaussiansr', amp)], results[bench_train.label('liif', amp)]
         ratio = bench_train.median(g['times']) / bench_train.median(lf['times'])
         lines.append(f'\nGaussianSR / LIIF ({amp}): {ratio:.2f}')

@@ -155,6 +155,30 @@ def test_gpu_check_cpu_tiny(tmp_path):
     assert '| gaussiansr (bf16) |' in table and 'GaussianSR / LIIF (fp32)' in out
 
 
+def test_gpu_check_takes_the_other_gaussian_archs(tmp_path):
+    run(
+        'gpu_check.py',
+        '--device',
+        'cpu',
+        '--skip-tests',
+        '--skip-train',
+        '--models',
+        'gsasr',
+        'continuoussr',
+        '--cases',
+        '12:30',
+        '--runs',
+        '1',
+        '--precisions',
+        'fp32',
+        '--out',
+        str(tmp_path / 'check.md'),
+        timeout=300,
+    )
+    table = (tmp_path / 'check.md').read_text()
+    assert '| LR -> output | gsasr fp32 | continuoussr fp32 |' in table and '| 12 -> 30 (1 runs) |' in table
+
+
 def test_precision_tiny():
     out = run(
         'bench_precision.py',

@@ -89,11 +89,16 @@ REFERENCE_SCHEDULES = {
         2_000_000, 16, 48, 'the GaussianSR paper (Hu et al., AAAI 2025; 2000 epochs x 1000 iterations)'
     ),
     'LIIF': ReferenceSchedule(1_000_000, 16, 48, 'LIIF (Chen et al., CVPR 2021; 1000 epochs x 1000 iterations)'),
+    # The official paper YAML: batch 16 per GPU on the 4 GPUs of its README's command.
+    'GSASR': ReferenceSchedule(500_000, 64, 48, 'GSASR (Chen et al., ICCV 2025; official paper options, 4 GPUs)'),
+    # ContinuousSR: the paper states no schedule and no training code is public (docs/continuoussr.md).
 }
 # What an arch built with no options is (said when a run's network_g is not that).
 DEFAULT_MODELS = {
     'GaussianSR': ("the paper's model", "EDSR-baseline encoder, the authors' LTE-style decoder, no image skip"),
     'LIIF': ('the official EDSR-baseline-LIIF', 'EDSR-baseline encoder, MLP [256] x 4, all three LIIF options on'),
+    'GSASR': ("the paper's EDSR-baseline model", 'EDSR-baseline encoder without long skip, the official Fea2GS head'),
+    'ContinuousSR': ('our EDSR-baseline configuration', 'EDSR-baseline encoder and the official Gaussian heads'),
 }
 
 
