@@ -47,6 +47,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from gaussiansr_arch.archs.arbitrary_scale import ArbitraryScaleArch
+from gaussiansr_arch.archs.coordinates import pixel_grid
 from gaussiansr_arch.archs.decoders import build_mlp
 from gaussiansr_arch.archs.encoders import build_encoder
 from gaussiansr_arch.archs.gaussian_renderer import (
@@ -201,14 +202,7 @@ class ContinuousGaussians:
             t = t.reshape(b, h, GAUSSIANS_PER_SIDE, w, GAUSSIANS_PER_SIDE, t.shape[-1])
             return t.permute(0, 1, 3, 2, 4, 5).reshape(b, h, w, GAUSSIANS_PER_SIDE**2, -1)
 
-        anchors = torch.stack(
-            torch.meshgrid(
-                torch.arange(h, device=self.centre.device, dtype=self.centre.dtype),
-                torch.arange(w, device=self.centre.device, dtype=self.centre.dtype),
-                indexing='ij',
-            ),
-            dim=-1,
-        ).view(1, h, w, 1, 2)
+        anchors = pixel_grid((h, w), self.centre.device, self.centre.dtype).view(1, h, w, 1, 2)
         colour = per_pixel(self.colour)
         opacity, conic = conic_of_cholesky(per_pixel(self.cholesky))
         return AnchoredGaussians(colour=colour, opacity=opacity, conic=conic, offset=per_pixel(self.centre) - anchors)
@@ -294,14 +288,7 @@ class ContinuousSR(ArbitraryScaleArch):
         with torch.autocast(vectors.device.type, enabled=False):  # the factors set every conic: float32
             weights = torch.softmax(logits.float(), dim=-1)
             cholesky = weights @ self.dictionary.float() / DICTIONARY_UNITS_PER_LR_PIXEL
-            grid = torch.stack(
-                torch.meshgrid(
-                    torch.arange(rows, device=vectors.device, dtype=torch.float32),
-                    torch.arange(cols, device=vectors.device, dtype=torch.float32),
-                    indexing='ij',
-                ),
-                dim=-1,
-            )
+            grid = pixel_grid((rows, cols), vectors.device)
             # Grid point i of the 2h x 2w grid: i / 2 - 0.5 in LR pixels, the top-left corner of its
             # sub-pixel (the official grid 2 i / 2h - 1 in [-1, 1], its "- 1 / W" cancelling the
             # rasteriser's pixel-index convention); then the drift, (x, y) -> (row, col).

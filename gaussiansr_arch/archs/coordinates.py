@@ -61,6 +61,15 @@ def pixel_position(coord: torch.Tensor, size) -> torch.Tensor:
     return (coord + 1) * size / 2 - 0.5
 
 
+def pixel_grid(size: Sequence[int], device=None, dtype=torch.float32) -> torch.Tensor:
+    """Every pixel's (row, col) index of an (h, w) grid, [h,w,2]: the pixel centres in the units of
+    :func:`pixel_position` (where the Gaussians of an LR image are anchored)."""
+    h, w = size
+    rows = torch.arange(h, device=device, dtype=dtype)
+    cols = torch.arange(w, device=device, dtype=dtype)
+    return torch.stack(torch.meshgrid(rows, cols, indexing='ij'), dim=-1)
+
+
 def make_coord(size: Sequence[int], device=None, dtype=torch.float32) -> torch.Tensor:
     """Coordinates of every pixel centre of an image.
 

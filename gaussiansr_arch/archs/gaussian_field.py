@@ -24,7 +24,7 @@ image) that tests compare against.
 
 import torch
 
-from gaussiansr_arch.archs.coordinates import pixel_position
+from gaussiansr_arch.archs.coordinates import pixel_grid, pixel_position
 from gaussiansr_arch.archs.gaussian_renderer import (
     AnchoredGaussians,
     GaussianTable,
@@ -188,14 +188,7 @@ def render_gaussian_field_exhaustive(
     """
     b, c, h, w = amplitude.shape
     pos = pixel_position(coord, (h, w))  # [B,Q,2]
-    centres = torch.stack(
-        torch.meshgrid(
-            torch.arange(h, device=coord.device, dtype=pos.dtype),
-            torch.arange(w, device=coord.device, dtype=pos.dtype),
-            indexing='ij',
-        ),
-        dim=-1,
-    ).reshape(1, 1, h * w, 2)
+    centres = pixel_grid((h, w), coord.device, pos.dtype).reshape(1, 1, h * w, 2)
     offset = pos.unsqueeze(2) - centres  # [B,Q,hw,2]
     weight = gaussian_weight(
         offset, sigma.flatten(2).transpose(1, 2).unsqueeze(1), rho.flatten(2).transpose(1, 2)[..., 0].unsqueeze(1)

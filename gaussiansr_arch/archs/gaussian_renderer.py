@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from gaussiansr_arch.archs.coordinates import pixel_position
+from gaussiansr_arch.archs.coordinates import pixel_grid, pixel_position
 
 RULES = ('gaussian', 'gsplat_sum')
 # 'gsplat_sum': alpha is clamped to ALPHA_MAX and terms below ALPHA_MIN are dropped.
@@ -492,9 +492,7 @@ def render_anchored_gaussians_exhaustive(
     check_rule(rule)
     b, h, w, n, c = g.colour.shape
     pos = pixel_position(coord, (h, w)).reshape(b, -1, 1, 2)  # [B,Q,1,2]
-    rows = torch.arange(h, device=coord.device, dtype=pos.dtype)
-    cols = torch.arange(w, device=coord.device, dtype=pos.dtype)
-    anchors = torch.stack(torch.meshgrid(rows, cols, indexing='ij'), dim=-1).view(1, h, w, 1, 2)
+    anchors = pixel_grid((h, w), coord.device, pos.dtype).view(1, h, w, 1, 2)
     centres = anchors + (g.offset if g.offset is not None else 0)
     d = pos - centres.expand(b, h, w, n, 2).reshape(b, 1, -1, 2)  # [B,Q,h*w*G,2]
     a, bb, cc = g.conic.reshape(b, 1, -1, 3).unbind(-1)
