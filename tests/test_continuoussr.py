@@ -590,3 +590,18 @@ def test_optimiser_steps_lower_the_loss(tmp_path):
         model.optimize_parameters(it)
         losses.append(model.get_current_log()['l_pix'])
     assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0]
+
+
+def test_strips_of_lr_rows_give_the_whole_image_gaussians(monkeypatch):
+    # Inference computes the Gaussians in strips (bounded memory); they must be the whole image's.
+    from gaussiansr_arch.archs import continuoussr_arch
+
+    net = tiny().eval()
+    feat = net.encoder(net.encoder_input(torch.rand(1, 3, 11, 7)))
+    with torch.no_grad():
+        whole = net.gaussians_from_vectors(net.gaussian_vectors(feat))
+        monkeypatch.setattr(continuoussr_arch, 'HEAD_STRIP_GAUSSIANS', 2 * 4 * 7)  # 2 LR rows per strip
+        strips = net.gaussians_from_features(feat)
+    for name in ('centre', 'cholesky', 'colour'):
+        assert getattr(strips, name).shape == getattr(whole, name).shape
+        assert torch.allclose(getattr(strips, name), getattr(whole, name), atol=1e-6, rtol=0), name

@@ -75,6 +75,13 @@ GAUSSIANS_PER_SIDE = 2
 # Negative slope of the LeakyReLUs (PyTorch's default, which the official modules use).
 LEAKY_SLOPE = 0.01
 RULE = 'gsplat_sum'
+# Without a gradient (inference) the Gaussians are computed in strips of LR rows, at most this many
+# Gaussians each: the heads hold ~20 KB per Gaussian (1024-wide MLP layers, 730 dictionary logits),
+# 11 GB for a 510x510 input at once. Each strip reads STRIP_HALO LR rows beyond its own, more than
+# the receptive field of the upsampler and the covariance conv (1 + 1/2 + 1/4 + 1/2 LR rows), so
+# the strips give the whole-image Gaussians (tested).
+HEAD_STRIP_GAUSSIANS = 65536
+STRIP_HALO = 3
 
 
 def cholesky_dictionary(dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
@@ -276,8 +283,24 @@ class ContinuousSR(ArbitraryScaleArch):
         """Encoder features [B,C,h,w] -> one 4F-vector per Gaussian [B,4F,2h,2w]."""
         return F.pixel_unshuffle(self.upsampler(feat), GAUSSIANS_PER_SIDE)
 
-    def gaussians_from_vectors(self, vectors: torch.Tensor) -> ContinuousGaussians:
-        """The Gaussians of [B,4F,2h,2w] vectors (colour, dictionary-weighted Cholesky, drifted centre)."""
+    def gaussians_from_features(self, feat: torch.Tensor) -> ContinuousGaussians:
+        """The Gaussians of encoder features [B,C,h,w]; in strips of LR rows when no gradient is needed."""
+        h, w = feat.shape[-2:]
+        rows_per_strip = max(1, HEAD_STRIP_GAUSSIANS // (GAUSSIANS_PER_SIDE**2 * w))
+        if torch.is_grad_enabled() or is_tracing() or rows_per_strip >= h:
+            return self.gaussians_from_vectors(self.gaussian_vectors(feat))
+        parts = []
+        for r0 in range(0, h, rows_per_strip):
+            r1 = min(h, r0 + rows_per_strip)
+            top, bottom = max(0, r0 - STRIP_HALO), min(h, r1 + STRIP_HALO)
+            strip = self.gaussians_from_vectors(self.gaussian_vectors(feat[:, :, top:bottom]), first_row=top)
+            keep = slice(GAUSSIANS_PER_SIDE * (r0 - top), GAUSSIANS_PER_SIDE * (r1 - top))
+            parts.append([strip.centre[:, keep], strip.cholesky[:, keep], strip.colour[:, keep]])
+        return ContinuousGaussians(*(torch.cat(column, dim=1) for column in zip(*parts)))
+
+    def gaussians_from_vectors(self, vectors: torch.Tensor, first_row: int = 0) -> ContinuousGaussians:
+        """The Gaussians of [B,4F,2h,2w] vectors (colour, dictionary-weighted Cholesky, drifted centre);
+        ``first_row``: the LR row of the vectors' first row (strips of an image)."""
         b, _, rows, cols = vectors.shape
         colour = self.colour_mlp(vectors.permute(0, 2, 3, 1))
         activated = F.leaky_relu(vectors, LEAKY_SLOPE)
@@ -293,11 +316,13 @@ class ContinuousSR(ArbitraryScaleArch):
             # sub-pixel (the official grid 2 i / 2h - 1 in [-1, 1], its "- 1 / W" cancelling the
             # rasteriser's pixel-index convention); then the drift, (x, y) -> (row, col).
             centre = grid / GAUSSIANS_PER_SIDE - 0.5 + drift.float().flip(-1)
+            if first_row:
+                centre[..., 0] += first_row
         return ContinuousGaussians(centre=centre, cholesky=cholesky, colour=colour.float())
 
     def state_from_features(self, lq: torch.Tensor, feat: torch.Tensor) -> ContinuousSRState:
         """The Gaussians and their renderer table from the encoder features [B,C,h,w]."""
-        gaussians = self.gaussians_from_vectors(self.gaussian_vectors(feat))
+        gaussians = self.gaussians_from_features(feat)
         anchored = gaussians.anchored()
         # The window that keeps every term with alpha >= 1/255 (exact: the rule drops the rest);
         # a traced graph cannot read the data and takes the bound every field satisfies.
