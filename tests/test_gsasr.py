@@ -288,12 +288,7 @@ def test_converter_errors_are_one_line(tmp_path, capsys):
     torch.save({'params': {**head, 'extra.weight': torch.zeros(1)}}, h)
 
     def fails(*args) -> str:
-        with pytest.raises(SystemExit) as exc:
-            convert_gsasr.run([str(a) for a in args])
-        assert exc.value.code == 2
-        err = capsys.readouterr().err.strip()
-        assert '\n' not in err and err.startswith('error:')
-        return err
+        return th.tool_error(capsys, convert_gsasr.run, [str(a) for a in args])
 
     assert f"head file {h}: unexpected Fea2GS key 'extra.weight'" in fails(g, h, dst)
     torch.save({'params': head}, h)
@@ -525,9 +520,6 @@ def test_upscale_tool_refuses_a_non_isotropic_size_in_one_line(tmp_path, capsys)
     save_weights(str(weights), net.state_dict(), network_g={'type': 'GSASR', **TINY})
     image = tmp_path / 'in.png'
     cv2.imwrite(str(image), np.random.default_rng(0).integers(0, 256, (10, 13, 3), dtype=np.uint8))
-    with pytest.raises(SystemExit) as exc:
-        upscale.run([str(image), '--weights', str(weights), '--size', '25x40', '-o', str(tmp_path / 'out'), '--quiet'])
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert '\n' not in err and err.startswith('error:') and f'{image}: GSASR upscales both axes by one factor' in err
+    argv = [str(image), '--weights', str(weights), '--size', '25x40', '-o', str(tmp_path / 'out'), '--quiet']
+    assert f'{image}: GSASR upscales both axes by one factor' in th.tool_error(capsys, upscale.run, argv)
     assert not (tmp_path / 'out' / 'in.png').exists()

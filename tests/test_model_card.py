@@ -44,12 +44,7 @@ def _front_matter(text: str) -> tuple[dict, str]:
 
 
 def _error(capsys, argv) -> str:
-    with pytest.raises(SystemExit) as exc:
-        model_card.run(argv)
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith('error: ') and 'Traceback' not in err[0], err
-    return err[0]
+    return th.tool_error(capsys, model_card.run, argv)
 
 
 def _copy_run(run, tmp_path) -> Path:

@@ -44,13 +44,7 @@ PARITY_CASES = ((9, 11, 50), (17, 6, 333))
 
 
 def _error(capsys, func, argv) -> str:
-    with pytest.raises(SystemExit) as exc:
-        func(argv)
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    errors = [line for line in err if line.startswith('error: ')]
-    assert len(errors) == 1 and err[-1] == errors[0] and 'Traceback' not in '\n'.join(err), err
-    return errors[0]
+    return th.tool_error(capsys, func, argv, progress=True)  # progress-bar lines may precede it
 
 
 def _weights(folder, opt: dict, seed: int = 0) -> tuple[str, torch.nn.Module]:

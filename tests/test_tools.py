@@ -68,14 +68,7 @@ def _up(env, *args):
 
 
 def _error(capsys, func, argv) -> str:
-    with pytest.raises(SystemExit) as exc:
-        func(argv)
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    # progress-bar lines may precede it; the error itself is exactly one line, no traceback
-    errors = [line for line in err if line.startswith('error: ')]
-    assert len(errors) == 1 and err[-1] == errors[0] and 'Traceback' not in '\n'.join(err), err
-    return errors[0]
+    return th.tool_error(capsys, func, argv, progress=True)  # progress-bar lines may precede it
 
 
 # ---------------------------------------------------------------------------- upscale

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 import torch
 import yaml
 
@@ -285,3 +286,20 @@ def fail_fsync(monkeypatch) -> None:
 def hidden_or_tmp(folder: Path) -> list[str]:
     """Temporary files (``.name.XXXX.tmp``) and unfinished builds (``*.tmp-<pid>``) anywhere under ``folder``."""
     return sorted(str(p) for p in Path(folder).rglob('*') if p.name.endswith('.tmp') or '.tmp-' in p.name)
+
+
+def tool_error(capsys, run, argv, progress: bool = False) -> str:
+    """The one ``error: ...`` line a tool's ``run(argv)`` prints when it exits with status 2.
+
+    Asserts there is exactly one error line, last, and no traceback; ``progress``: tqdm lines may
+    precede it (else stderr is that one line).
+    """
+    with pytest.raises(SystemExit) as exc:
+        run(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if line.startswith('error: ')]
+    assert len(errors) == 1 and err[-1] == errors[0] and 'Traceback' not in '\n'.join(err), err
+    if not progress:
+        assert len(err) == 1, err
+    return errors[0]
