@@ -20,8 +20,9 @@ import cv2
 import numpy as np
 import torch
 
+import gaussiansr_arch
 from gaussiansr_arch.data.protocol import crop_border, to_float, to_uint8
-from gaussiansr_arch.tools.convert_liif import build_from_weights, convert_file
+from gaussiansr_arch.tools.convert_liif import convert_file
 from gaussiansr_arch.utils.image_io import imresize_to
 
 DEFAULT_SHARED = Path(__file__).resolve().parents[1].parent / 'shared'
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         if weights is None:
             weights = Path(tmp) / 'liif.pth'
             convert_file(str(ref / 'edsr-baseline-liif.pth'), str(weights))
-        net = build_from_weights(str(weights))
+        net = gaussiansr_arch.load_model(str(weights))
     torch.set_grad_enabled(False)
 
     rows = []

@@ -18,6 +18,7 @@ import pytest
 import torch
 import yaml
 
+import gaussiansr_arch
 from gaussiansr_arch.archs.coordinates import make_cell, make_coord
 from gaussiansr_arch.archs.gaussiansr_arch import GaussianSR
 from gaussiansr_arch.archs.liif_arch import LIIF, MetaSR
@@ -65,7 +66,7 @@ def official_weights(tmp_path_factory) -> Path:
 @pytest.fixture(scope='module')
 def parity_outputs(official_weights) -> dict:
     """Our LIIF's output (HxWx3 float RGB, unclamped) for every reference case, rendered once."""
-    net = convert_liif.build_from_weights(str(official_weights))
+    net = gaussiansr_arch.load_model(str(official_weights))
     outputs = {}
     with torch.no_grad():
         for case in CASES:
@@ -168,7 +169,7 @@ def test_converter_round_trip_and_encoder_only(tmp_path):
     src = fake_official(tmp_path)
     dst, enc = tmp_path / 'out' / 'liif.pth', tmp_path / 'enc.pth'
     assert convert_liif.main([str(src), str(dst)]) == 0
-    net = convert_liif.build_from_weights(str(dst))
+    net = gaussiansr_arch.load_model(str(dst))
     official_sd = torch.load(src, weights_only=True)['model']['sd']
     assert torch.equal(net.encoder.body[0].conv2.weight, official_sd['encoder.body.0.body.2.weight'])
     assert torch.equal(net.encoder.conv_after_body.bias, official_sd['encoder.body.1.bias'])

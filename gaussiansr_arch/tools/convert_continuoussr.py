@@ -38,7 +38,7 @@ from gaussiansr_arch.tools.common import (
 )
 from gaussiansr_arch.utils.arch_detect import detect_encoder
 from gaussiansr_arch.utils.checkpoint import atomic_torch_save
-from gaussiansr_arch.utils.weights import as_state_dict, build_arch, check_fits, load_into, read_weights
+from gaussiansr_arch.utils.weights import build_arch, check_fits, read_weights
 
 PROG = 'gaussiansr-convert-continuoussr'
 OFFICIAL_NAME = 'continuous-gaussian'
@@ -202,16 +202,6 @@ def convert_file(src: str, dst: str, force: bool = False) -> dict:
     with writing(dst):
         atomic_torch_save(converted, dst)
     return converted
-
-
-def build_from_weights(path: str) -> torch.nn.Module:
-    """Rebuild the arch a converted file records (``network_g``) and load it strictly; eval mode, CPU."""
-    data = read_weights(path)
-    if not isinstance(data, dict) or 'network_g' not in data:
-        raise ToolError(f'{path} records no network_g options')
-    what = f'weights file {path}'
-    net = build_arch(data['network_g'], what)
-    return load_into(net, as_state_dict(data.get('params'), path), what, 'the network_g it records').eval()
 
 
 def build_parser() -> argparse.ArgumentParser:

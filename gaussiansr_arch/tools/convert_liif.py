@@ -28,7 +28,7 @@ import torch
 
 from gaussiansr_arch.tools.common import USER_ERRORS, ToolError, check_output_dir, report_error, writing
 from gaussiansr_arch.utils.checkpoint import atomic_torch_save
-from gaussiansr_arch.utils.weights import as_state_dict, build_arch, check_fits, load_into, read_weights
+from gaussiansr_arch.utils.weights import build_arch, check_fits, read_weights
 
 PROG = 'gaussiansr-convert-liif'
 # LIIF's encoder names -> ours and the res_scale its factory uses.
@@ -213,25 +213,6 @@ def convert_file(src: str, dst: str, force: bool = False, encoder_only: bool = F
     with writing(dst):
         atomic_torch_save(converted, dst)
     return converted
-
-
-def build_from_weights(path: str) -> torch.nn.Module:
-    """Rebuild the arch recorded in a converted weights file (``network_g``) and load it strictly.
-
-    Returns:
-        nn.Module: The arch in eval mode, on the CPU.
-
-    Raises:
-        ToolError: the file records no ``network_g`` (an ``--encoder-only`` file).
-        WeightsError: unreadable, or parameters that do not fit the recorded arch.
-    """
-    data = read_weights(path)
-    if not isinstance(data, dict) or 'network_g' not in data:
-        raise ToolError(f'{path} records no network_g options (convert it without --encoder-only)')
-    what = f'weights file {path}'
-    net = build_arch(data['network_g'], what)
-    state = as_state_dict(data.get('params'), path)
-    return load_into(net, state, what, 'the network_g it records').eval()
 
 
 def main(argv: list[str] | None = None) -> int:
