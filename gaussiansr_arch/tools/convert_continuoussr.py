@@ -28,6 +28,7 @@ from collections import OrderedDict
 
 import torch
 
+from gaussiansr_arch.tools import convert_liif
 from gaussiansr_arch.tools.common import (
     USER_ERRORS,
     ToolError,
@@ -38,7 +39,7 @@ from gaussiansr_arch.tools.common import (
 )
 from gaussiansr_arch.utils.arch_detect import detect_encoder
 from gaussiansr_arch.utils.checkpoint import atomic_torch_save
-from gaussiansr_arch.utils.weights import build_arch, check_fits, read_weights
+from gaussiansr_arch.utils.weights import read_weights
 
 PROG = 'gaussiansr-convert-continuoussr'
 OFFICIAL_NAME = 'continuous-gaussian'
@@ -69,16 +70,12 @@ def split_official(ckpt) -> tuple[str, dict, dict]:
     Raises:
         ToolError: not such a checkpoint, or not a ContinuousSR one.
     """
-    model = ckpt.get('model') if isinstance(ckpt, dict) else None
-    if not isinstance(model, dict) or not {'name', 'sd'} <= set(model):
-        raise ToolError(
-            "not an official ContinuousSR checkpoint (expected a dict with 'model': {'name', 'args', 'sd'})"
-        )
-    if model['name'] != OFFICIAL_NAME:
-        raise ToolError(f'model {model["name"]!r} is not ContinuousSR (expected {OFFICIAL_NAME!r})')
-    if not isinstance(model['sd'], dict) or not all(torch.is_tensor(v) for v in model['sd'].values()):
+    name, args, sd = convert_liif.split_official(ckpt, 'an official ContinuousSR checkpoint')
+    if name != OFFICIAL_NAME:
+        raise ToolError(f'model {name!r} is not ContinuousSR (expected {OFFICIAL_NAME!r})')
+    if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
         raise ToolError("the checkpoint's 'sd' is not a dict of tensors")
-    return model['name'], model.get('args') or {}, model['sd']
+    return name, args, sd
 
 
 def _renamed(sd: dict, prefixes: dict) -> tuple['OrderedDict[str, torch.Tensor]', list[str]]:
@@ -174,16 +171,6 @@ def convert_checkpoint(ckpt) -> dict:
     return {'params': params, 'network_g': network_options(params, encoder, encoder_opt)}
 
 
-def check_loadable(converted: dict, src: str = '') -> None:
-    """Build the recorded arch and check that the parameters load strictly.
-
-    Raises:
-        WeightsError: the mismatch report of :mod:`gaussiansr_arch.utils.weights`.
-    """
-    what = f'the weights converted from {src}' if src else 'the converted weights'
-    check_fits(build_arch(converted['network_g'], what), converted['params'], what)
-
-
 def convert_file(src: str, dst: str, force: bool = False) -> dict:
     """Convert ``src`` to a BasicSR weights file at ``dst`` (atomic write).
 
@@ -197,7 +184,7 @@ def convert_file(src: str, dst: str, force: bool = False) -> dict:
     check_output_dir(os.path.dirname(dst))
     ckpt = read_weights(src, 'input checkpoint')
     converted = convert_checkpoint(ckpt)
-    check_loadable(converted, src)
+    convert_liif.check_loadable(converted, src)
     converted['source'] = {'file': os.path.basename(src)}
     with writing(dst):
         atomic_torch_save(converted, dst)

@@ -98,15 +98,16 @@ def _hidden_widths(imnet_sd: dict) -> list[int]:
     return [int(imnet_sd[f'imnet.{i}.weight'].shape[0]) for i in idx[:-1]]
 
 
-def split_official(ckpt) -> tuple[str, dict, dict]:
-    """Name, args and state dict of an official LIIF-repo checkpoint (``{'model': {...}}``).
+def split_official(ckpt, what: str = 'a LIIF checkpoint') -> tuple[str, dict, dict]:
+    """Name, args and state dict of an official LIIF-repo checkpoint (``{'model': {...}}``), the
+    layout LIIF-derived code (ContinuousSR's) saves too; ``what`` names it in the error.
 
     Raises:
         ToolError: not such a checkpoint.
     """
     model = ckpt.get('model') if isinstance(ckpt, dict) else None
     if not isinstance(model, dict) or not {'name', 'sd'} <= set(model):
-        raise ToolError("not a LIIF checkpoint (expected a dict with 'model': {'name', 'args', 'sd'})")
+        raise ToolError(f"not {what} (expected a dict with 'model': {{'name', 'args', 'sd'}})")
     return model['name'], model.get('args') or {}, model['sd']
 
 
