@@ -72,3 +72,39 @@ def test_every_train_yaml_header_names_its_source():
         header = path.read_text().split('\nname:')[0]
         assert 'Schedule' in header or 'schedule' in header, path.name
         assert f'gaussiansr-train -opt options/train/{path.name}' in header or 'LIIF' in path.name, path.name
+
+
+METASR = 'train_MetaSR_EDSR-baseline_DIV2K.yml'
+
+
+def test_metasr_yaml_is_the_liif_yaml_with_the_metasr_network():
+    """The paper's MetaSR row: LIIF's schedule and data, only name and network_g differ."""
+    from basicsr.archs import build_network
+
+    import gaussiansr_arch  # noqa: F401  (registers the archs)
+
+    liif, metasr = load('train_LIIF_EDSR-baseline_DIV2K.yml'), load(METASR)
+    changed = differences(liif, metasr)
+    assert 'name' in changed and all(k == 'name' or k.startswith('network_g.') for k in changed), changed
+    assert metasr['network_g'] == {
+        'type': 'MetaSR',
+        'encoder': 'edsr-baseline',
+        'encoder_opt': {'num_feat': 64, 'num_block': 16, 'res_scale': 1.0},
+        'hidden': [256],
+    }
+    assert metasr['train']['total_iter'] == 1_000_000
+    assert metasr['train']['scheduler']['milestones'] == [200_000, 400_000, 600_000, 800_000]
+    net = build_network(dict(metasr['network_g']))
+    assert sum(p.numel() for p in net.parameters()) == 1_665_536  # README's parameter table
+    header = (TRAIN / METASR).read_text().split('\nname:')[0]
+    assert 'EDSR-baseline-MetaSR' in header and '34.64/30.93/28.92' in header  # paper Table 1, DIV2K-val
+
+
+@pytest.mark.parametrize('name', ['train_GaussianSR_RDN_DIV2K.yml', 'train_GaussianSR_SwinIR_DIV2K.yml'])
+def test_rdn_swinir_headers_say_the_paper_reports_edsr_baseline_only(name):
+    header = ' '.join((TRAIN / name).read_text().split('\nname:')[0].replace('#', ' ').split())
+    assert 'The paper reports EDSR-baseline only' in header
+    assert 'its schedule is applied unchanged' in header
+    assert differences(load(PAPER), load(name)) <= {'name', 'datasets.train.name'} | {
+        k for k in flatten(load(name)) | flatten(load(PAPER)) if k.startswith('network_g.')
+    }
