@@ -1,42 +1,45 @@
 """Write the test option files in options/test/ (one per model x dataset, every scale).
 
-Each benchmark has its own evaluation protocol (design doc, section 7), so every test
-dataset carries its own ``metrics`` (ArbitraryScaleSRModel uses a dataset's ``metrics`` in
-place of ``val.metrics``), written by ``gaussiansr_arch.data.protocol.metric_options``:
+Each method is tested under its own paper's evaluation protocol by default (``MODELS[...]['protocol']``,
+a name of ``gaussiansr_arch.data.protocol.PROTOCOLS``; the header of every generated file names it
+and its source):
 
-- Set5, Set14, B100, Urban100, Manga109, General100: Y channel, crop border = ceil(scale).
-- DIV2K-val (as in the LIIF/GaussianSR tables): RGB, crop border = ceil(scale) + 6.
+- ``liif`` (LIIF, and GaussianSR and MetaSR, whose tables are LIIF's): x2/x3/x4 read the
+  MATLAB-bicubic LR of the set (``dataroot_lq``, ``filename_tmpl: '{}x<s>'``: shipped, or made by
+  ``gaussiansr-prepare-benchmark`` for a set released without LR), x6 and up make it from the HR by
+  PIL bicubic (LIIF's ``resize_fn``), x1.5/x2.4/x3.6 by MATLAB bicubic (no official protocol there:
+  the kernel of the x2-x4 files); benchmarks Y with crop ceil(s), DIV2K-val RGB with ceil(s) + 6.
+- ``gsasr``: MATLAB bicubic (BasicSR's ``imresize``) from the HR at every scale, Y channel
+  everywhere, crop min(ceil(s), 8).
+- ``continuoussr``: PIL bicubic from the HR at every scale; crop and channel as LIIF's.
 
-LR images (the same decision is written at the top of every generated file):
+Every dataset entry carries its own ``metrics`` (ArbitraryScaleSRModel uses a dataset's ``metrics``
+in place of ``val.metrics``) and, where the LR is made on the fly, ``lr_degradation``, both written
+from the protocol object. ``val.pbar`` is on: BasicSR prints a progress bar per test set.
 
-- x2/x3/x4 read the MATLAB-bicubic LR of the set (``dataroot_lq``, ``filename_tmpl: '{}x<s>'``):
-  shipped with the benchmark, or, for a set released without LR (General100 is HR only), made
-  from the HR with the same kernel by ``gaussiansr-prepare-benchmark``.
-- Every other scale crops the HR so that h_lr = floor(H/s) and makes the LR on the fly; the
-  entry's ``lr_degradation`` says how. ``pil`` from x6 up: LIIF's own x6-x30 benchmark protocol
-  (``resize_fn`` = PIL bicubic). ``matlab`` below x6 (x1.5, x2.4, x3.6): no official protocol,
-  so the kernel of the shipped x2-x4 LR.
+``--protocol NAME`` writes every model's files under one protocol instead (file and run names end
+in ``_<NAME>-protocol``), e.g. to test GaussianSR under GSASR's rules with ``gaussiansr-test``.
 
 The output is deterministic (same script, same bytes), so ``--check`` can compare it.
 
 Usage:
     python scripts/make_test_options.py           # rewrites options/test/test_*.yml
     python scripts/make_test_options.py --check   # exit 1 listing files that differ, are missing or stale
+    python scripts/make_test_options.py --protocol gsasr --out /tmp/gsasr_options
 """
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
 
 import yaml
 
-from gaussiansr_arch.data.protocol import metric_options
+from gaussiansr_arch.data.protocol import PROTOCOLS, dataset_family, get_protocol, metric_options
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = ROOT / 'options' / 'test'
 SCALES = [2, 3, 4, 1.5, 2.4, 3.6, 6, 8, 12, 18, 24, 30]
-SHIPPED_LR_SCALES = (2, 3, 4)
-PIL_FROM_SCALE = 6  # on-the-fly LR: PIL bicubic from here up (LIIF's x6-x30 protocol), MATLAB bicubic below
 
 BENCHMARKS = {
     'Set5': 'datasets/benchmark/Set5',
@@ -52,20 +55,41 @@ MODELS = {
     'GaussianSR_EDSR-baseline': {
         'network_g': {'type': 'GaussianSR', 'encoder': 'edsr-baseline'},
         'weights': 'experiments/GaussianSR_EDSR-baseline_DIV2K/models/net_g_latest.pth',
+        'protocol': 'liif',  # the GaussianSR paper reports LIIF's protocol (its tables are LIIF's)
+    },
+    # Trained here (options/train/train_GaussianSR_{RDN,SwinIR}_DIV2K.yml); the paper reports EDSR-baseline only.
+    'GaussianSR_RDN': {
+        'network_g': {'type': 'GaussianSR', 'encoder': 'rdn'},
+        'weights': 'experiments/GaussianSR_RDN_DIV2K/models/net_g_latest.pth',
+        'protocol': 'liif',
+    },
+    'GaussianSR_SwinIR': {
+        'network_g': {'type': 'GaussianSR', 'encoder': 'swinir'},
+        'weights': 'experiments/GaussianSR_SwinIR_DIV2K/models/net_g_latest.pth',
+        'protocol': 'liif',
     },
     'LIIF_EDSR-baseline': {
         'network_g': {'type': 'LIIF', 'encoder': 'edsr-baseline'},
         'weights': 'experiments/pretrained_models/LIIF_EDSR-baseline_official.pth',
+        'protocol': 'liif',
+    },
+    # Trained here (options/train/train_MetaSR_EDSR-baseline_DIV2K.yml); its published row is in LIIF's tables.
+    'MetaSR_EDSR-baseline': {
+        'network_g': {'type': 'MetaSR', 'encoder': 'edsr-baseline'},
+        'weights': 'experiments/MetaSR_EDSR-baseline_DIV2K/models/net_g_latest.pth',
+        'protocol': 'liif',
     },
     # The official paper weights, converted by gaussiansr-convert-gsasr (docs/gsasr.md).
     'GSASR_EDSR-baseline': {
         'network_g': {'type': 'GSASR', 'encoder': 'edsr-baseline'},
         'weights': 'experiments/pretrained_models/GSASR_EDSR-baseline_official.pth',
+        'protocol': 'gsasr',
     },
     # Trained here (options/train/train_ContinuousSR_EDSR-baseline_DIV2K.yml): no official EDSR-baseline weights.
     'ContinuousSR_EDSR-baseline': {
         'network_g': {'type': 'ContinuousSR', 'encoder': 'edsr-baseline'},
         'weights': 'experiments/ContinuousSR_EDSR-baseline_DIV2K/models/net_g_latest.pth',
+        'protocol': 'continuoussr',
     },
 }
 
@@ -74,76 +98,80 @@ def scale_tag(scale: float) -> str:
     return f'x{scale:g}'
 
 
-def lr_degradation(scale: float) -> str:
-    """How an on-the-fly LR is made (scales without shipped LR)."""
-    return 'pil' if scale >= PIL_FROM_SCALE else 'matlab'
-
-
-def dataset_entry(name: str, scale: float) -> dict:
+def dataset_entry(name: str, scale: float, protocol='liif') -> dict:
+    proto = get_protocol(protocol)
     if name == 'DIV2K-val':
         gt, lq = 'datasets/DIV2K/DIV2K_valid_HR', f'datasets/DIV2K/DIV2K_valid_LR_bicubic/X{int(scale)}'
-        protocol = 'div2k'
     else:
         root = BENCHMARKS[name]
         gt, lq = f'{root}/HR', f'{root}/LR_bicubic/X{int(scale)}'
-        protocol = 'benchmark'
     entry = {
         'name': f'{name}-{scale_tag(scale)}',
         'type': 'ArbitraryScalePairedDataset',
         'dataroot_gt': gt,
         'scale': scale,
         'io_backend': {'type': 'disk'},
-        'metrics': metric_options(scale, protocol),
+        'metrics': metric_options(scale, dataset_family(name), proto),
     }
-    if scale in SHIPPED_LR_SCALES:
+    if proto.reads_lr_files(scale):
         entry['dataroot_lq'] = lq
         entry['filename_tmpl'] = f'{{}}x{int(scale)}'
     else:
-        entry['lr_degradation'] = lr_degradation(scale)
+        entry['lr_degradation'] = proto.lr_degradation(scale)
     return entry
 
 
-def test_options(model: str, dataset: str) -> dict:
+def _suffix(override) -> str:
+    return f'_{override}-protocol' if override else ''
+
+
+def test_options(model: str, dataset: str, override=None) -> dict:
     spec = MODELS[model]
+    protocol = override or spec['protocol']
     return {
-        'name': f'test_{model}_{dataset}',
+        'name': f'test_{model}_{dataset}{_suffix(override)}',
         'model_type': 'ArbitraryScaleSRModel',
         'num_gpu': 'auto',
         'manual_seed': 0,
-        'datasets': {f'test_{i + 1}': dataset_entry(dataset, s) for i, s in enumerate(SCALES)},
+        'datasets': {f'test_{i + 1}': dataset_entry(dataset, s, protocol) for i, s in enumerate(SCALES)},
         'network_g': spec['network_g'],
         'path': {'pretrain_network_g': spec['weights'], 'strict_load_g': True, 'param_key_g': 'params'},
         'val': {
             'save_img': False,
             'suffix': None,
+            'pbar': True,
             'chunk_size': 65536,
             'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 4, 'test_y_channel': True}},
         },
     }
 
 
-def header() -> str:
-    def tags(scales):
-        return ', '.join(scale_tag(s) for s in scales)
+def header(model: str, override=None) -> str:
+    """The comment block of a file: generator, protocol (and whether it is the method's own), source, rules."""
+    own = MODELS[model]['protocol']
+    proto = get_protocol(override or own)
+    whose = "this method's own" if proto.name == own else f"not this method's own ({own}): written with --protocol"
+    tags = ', '.join(scale_tag(s) for s in SCALES)
+    lines = [
+        'Generated by scripts/make_test_options.py; edit that script, not this file.',
+        f'Protocol: {proto.name}, {proto.title}; {whose}.',
+        f'Source: {proto.source}.',
+        f'{proto.describe()}.',
+        f'Scales: {tags}. Each dataset entry carries the protocol in `metrics` and, where the LR is made '
+        'from the HR on the fly, `lr_degradation` (matlab = MATLAB bicubic, pil = PIL bicubic as resize_fn).',
+    ]
+    if proto.name == 'liif':
+        lines.append('x1.5, x2.4, x3.6 have no official protocol: MATLAB bicubic, the kernel of the x2-x4 LR files.')
+    lines.append(f'Metrics: BasicSR calculate_psnr/ssim on 8-bit outputs; the official code: {proto.official_psnr}.')
+    wrapped = [textwrap.fill(line, 110, initial_indent='# ', subsequent_indent='#   ') for line in lines]
+    return '\n'.join(wrapped) + '\n'
 
-    fly = [s for s in SCALES if s not in SHIPPED_LR_SCALES]
-    return (
-        '# Generated by scripts/make_test_options.py; edit that script, not this file.\n'
-        f'# Scales: {tags(SCALES)}. Each dataset entry carries its own protocol in `metrics`.\n'
-        f'# LR: {tags(s for s in SCALES if s in SHIPPED_LR_SCALES)} read the MATLAB-bicubic LR of the set '
-        '(shipped, or made by gaussiansr-prepare-benchmark);\n'
-        '# the other scales make it from the HR on the fly as `lr_degradation` says:\n'
-        f'# matlab for {tags(s for s in fly if lr_degradation(s) == "matlab")} '
-        '(no official protocol; same kernel as the shipped LR),\n'
-        f'# pil for {tags(s for s in fly if lr_degradation(s) == "pil")} '
-        "(LIIF's x6-x30 protocol: resize_fn = PIL bicubic).\n"
-    )
 
-
-def render_all() -> dict:
-    """File name -> text of every test option file, in a fixed order."""
+def render_all(protocol=None) -> dict:
+    """File name -> text of every test option file, in a fixed order (``protocol``: one for every model)."""
     return {
-        f'test_{model}_{dataset}.yml': header() + yaml.safe_dump(test_options(model, dataset), sort_keys=False)
+        f'test_{model}_{dataset}{_suffix(protocol)}.yml': header(model, protocol)
+        + yaml.safe_dump(test_options(model, dataset, protocol), sort_keys=False)
         for model in MODELS
         for dataset in DATASETS
     }
@@ -154,8 +182,8 @@ def _shown(path: Path) -> str:
     return str(full.relative_to(ROOT)) if full.is_relative_to(ROOT) else str(path)
 
 
-def check(out_dir: Path, files: dict) -> list:
-    """Problems of ``out_dir`` against ``files``: differing, missing and stale test_*.yml files."""
+def check(out_dir: Path, files: dict, pattern: str = 'test_*.yml') -> list:
+    """Problems of ``out_dir`` against ``files``: differing, missing and stale (``pattern``) files."""
     problems = []
     for name, text in files.items():
         path = out_dir / name
@@ -163,7 +191,7 @@ def check(out_dir: Path, files: dict) -> list:
             problems.append(f'missing: {_shown(path)}')
         elif path.read_bytes() != text.encode():
             problems.append(f'differs: {_shown(path)}')
-    stale = [p for p in sorted(out_dir.glob('test_*.yml')) if p.name not in files]
+    stale = [p for p in sorted(out_dir.glob(pattern)) if p.name not in files]
     return problems + [f'not generated (stale?): {_shown(p)}' for p in stale]
 
 
@@ -176,10 +204,16 @@ def main(argv=None) -> int:
         'are missing, or are test_*.yml files this script does not write',
     )
     parser.add_argument('--out', type=Path, default=OUT_DIR, help='output folder (default: options/test)')
+    parser.add_argument(
+        '--protocol',
+        choices=list(PROTOCOLS),
+        default=None,
+        help="every model under this protocol instead of its paper's own (files named *_<NAME>-protocol.yml)",
+    )
     args = parser.parse_args(argv)
-    files = render_all()
+    files = render_all(args.protocol)
     if args.check:
-        problems = check(args.out, files)
+        problems = check(args.out, files, f'test_*{_suffix(args.protocol)}.yml')
         for line in problems:
             print(line)
         if problems:

@@ -8,6 +8,7 @@ options/compare/compare_example.yml.
 
 import argparse
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -17,11 +18,14 @@ import torch
 
 from gaussiansr_arch.archs.arbitrary_scale import DEFAULT_CHUNK_SIZE
 from gaussiansr_arch.data.protocol import (
+    DEFAULT_PROTOCOL,
+    EVAL_PROTOCOLS,
+    PROTOCOLS,
     crop_border,
-    hr_crop_and_lr_size,
+    dataset_family,
+    get_protocol,
     hr_crop_for_lr,
     lr_size_matches,
-    make_lr_uint8,
     to_float,
     to_uint8,
 )
@@ -62,7 +66,11 @@ class ModelEntry:
 
 @dataclass
 class DatasetEntry:
-    """One dataset: HR folder, optional LR folder (``{scale}`` is substituted), scales, protocol."""
+    """One dataset: HR folder, optional LR folder (``{scale}`` is substituted), scales, protocol.
+
+    ``protocol`` (a :data:`~gaussiansr_arch.data.protocol.PROTOCOLS` name) makes the LR and, with the
+    dataset's ``family`` (``benchmark`` or ``div2k``), gives ``crop_border`` and ``test_y_channel``
+    unless the dataset sets them."""
 
     name: str
     hr: str
@@ -71,6 +79,8 @@ class DatasetEntry:
     filename_tmpl: str = '{}'
     crop_border: object = 'scale'
     test_y_channel: bool = True
+    protocol: str = DEFAULT_PROTOCOL
+    family: str = 'benchmark'
 
 
 @dataclass
@@ -109,15 +119,27 @@ def build_parser() -> argparse.ArgumentParser:
         action='append',
         default=[],
         metavar='HR_FOLDER',
-        help='add a dataset from an HR folder (LR made by MATLAB bicubic), named after the folder',
+        help='add a dataset from an HR folder (LR made by the protocol), named after the folder, or after its '
+        'parent for a folder called HR (<root>/Set5/HR is Set5); two datasets of the same name are an error',
+    )
+    parser.add_argument(
+        '--protocol',
+        default=None,
+        metavar='NAME',
+        help=f'evaluation protocol ({", ".join(PROTOCOLS)}) of every dataset that names none (LR per scale, '
+        'channel, crop border; '
+        f'gaussiansr_arch/data/protocol.py); default: config "protocol" or {DEFAULT_PROTOCOL}',
     )
     parser.add_argument('--scales', nargs='+', type=float, help='scales for --hr datasets (default: 2 3 4)')
     parser.add_argument(
         '--crop-border',
         default=None,
-        help="crop border for --hr datasets: an int, 'scale' (ceil of the scale, benchmarks) or 'scale+6' (DIV2K)",
+        help="crop border for --hr datasets instead of the protocol's: an int, 'scale' (ceil of the scale), "
+        "'scale+N' or 'min(scale,N)'",
     )
-    parser.add_argument('--rgb', action='store_true', help='--hr datasets: RGB metrics instead of the Y channel')
+    parser.add_argument(
+        '--rgb', action='store_true', help="--hr datasets: RGB metrics instead of the protocol's channel"
+    )
     parser.add_argument(
         '-o', '--output', default=None, help='output folder (default: config "output" or results/compare)'
     )
@@ -170,7 +192,22 @@ def _parse_cli_model(text: str) -> dict:
     return {'name': name, 'weights': weights, **({'opt': opt} if opt else {})}
 
 
-def _dataset_from_mapping(item: dict, where: str) -> DatasetEntry:
+def default_dataset_name(hr: str) -> str:
+    """A dataset's name from its HR folder: the folder's name, or its parent's for a folder called
+    ``HR`` (``<root>/Set5/HR`` -> ``Set5``, the layout of gaussiansr-prepare-benchmark)."""
+    path = os.path.normpath(os.path.abspath(hr))
+    base = os.path.basename(path)
+    return os.path.basename(os.path.dirname(path)) or base if base == 'HR' else base
+
+
+def _protocol_border(proto, family: str) -> str:
+    """The protocol's crop border as a ``crop_border`` value ('scale', 'scale+6', 'min(scale,8)')."""
+    extra = proto.div2k_extra_border if family == 'div2k' else 0
+    text = f'scale+{extra}' if extra else 'scale'
+    return f'min({text},{proto.max_border})' if proto.max_border is not None else text
+
+
+def _dataset_from_mapping(item: dict, where: str, default_protocol: str = DEFAULT_PROTOCOL) -> DatasetEntry:
     if not isinstance(item, dict) or 'hr' not in item:
         raise ToolError(f'{where}: each dataset needs an "hr" folder')
     scales = item.get('scales', [2, 3, 4])
@@ -179,17 +216,36 @@ def _dataset_from_mapping(item: dict, where: str) -> DatasetEntry:
     for s in scales:
         if not is_finite_number(s) or s <= 0:
             raise ToolError(f'{where}: dataset {item.get("name", item["hr"])!r}: scale {s!r} is not a number > 0')
-    name = str(item.get('name') or os.path.basename(os.path.normpath(item['hr'])))
+    name = str(item.get('name') or default_dataset_name(item['hr']))
+    try:
+        proto = get_protocol(item.get('protocol') or default_protocol)
+    except ValueError as e:
+        raise ToolError(f'{where}: dataset {name!r}: {e}') from None
+    family = item.get('family') or dataset_family(name)
+    if family not in EVAL_PROTOCOLS:
+        raise ToolError(f'{where}: dataset {name!r}: family must be one of {", ".join(EVAL_PROTOCOLS)}, got {family!r}')
+    crop = item.get('crop_border')
+    y_channel = item.get('test_y_channel')
     ds = DatasetEntry(
         name=name,
         hr=item['hr'],
         scales=[float(s) for s in scales],
         lr=item.get('lr'),
         filename_tmpl=item.get('filename_tmpl', '{}'),
-        crop_border=item.get('crop_border', 'scale'),
-        test_y_channel=bool(item.get('test_y_channel', True)),
+        crop_border=_protocol_border(proto, family) if crop is None else crop,
+        test_y_channel=proto.test_y_channel(family) if y_channel is None else bool(y_channel),
+        protocol=proto.name,
+        family=family,
     )
     crop_border_for(ds, ds.scales[0], where)  # validate early
+    if ds.lr:
+        made = [s for s in ds.scales if not proto.reads_lr_files(s)]
+        if made:
+            files = ', '.join(f'x{format_scale(s)}' for s in proto.lr_file_scales) or 'no scale'
+            raise ToolError(
+                f'{where}: dataset {name!r} has an "lr" folder, but protocol {proto.name} reads LR files at {files} '
+                f'and makes the LR from the HR at x{format_scale(made[0])}: drop "lr" or those scales'
+            )
     if not os.path.isdir(ds.hr):
         raise ToolError(f'{where}: dataset {name!r}: HR folder {ds.hr} does not exist')
     return ds
@@ -205,7 +261,13 @@ def crop_border_for(ds: DatasetEntry, scale: float, where: str = 'dataset') -> i
         return crop_border(scale)
     if text.startswith('scale+') and text[6:].isdigit():
         return crop_border(scale, int(text[6:]))
-    raise ToolError(f"{where}: dataset {ds.name!r}: crop_border {value!r} must be an int >= 0, 'scale' or 'scale+N'")
+    capped = re.fullmatch(r'min\((scale(?:\+\d+)?),(\d+)\)', text)
+    if capped:
+        inner = DatasetEntry(ds.name, ds.hr, ds.scales, crop_border=capped.group(1))
+        return min(crop_border_for(inner, scale, where), int(capped.group(2)))
+    raise ToolError(
+        f"{where}: dataset {ds.name!r}: crop_border {value!r} must be an int >= 0, 'scale', 'scale+N' or 'min(scale,N)'"
+    )
 
 
 # ---------------------------------------------------------------------------- data
@@ -220,12 +282,13 @@ def _lr_path(ds: DatasetEntry, hr_path: str, scale: float) -> str:
 
 
 def make_pair(ds: DatasetEntry, hr_path: str, scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """(LR, HR) uint8 RGB for one image at ``scale``, by the evaluation protocol
+    """(LR, HR) uint8 RGB for one image at ``scale``, by the dataset's evaluation protocol
     (:mod:`gaussiansr_arch.data.protocol`, the same as the datasets').
 
     Without an LR folder: HR is cropped (top-left) so that h_lr = floor(H / s), w_lr = floor(W / s)
-    and the HR crop is round(h_lr * s) x round(w_lr * s); LR is MATLAB bicubic of the crop, rounded
-    to uint8 like a saved LR file. With an LR folder the LR must be floor(HR / s) (as the datasets
+    and the HR crop is round(h_lr * s) x round(w_lr * s); the LR is made from the crop as the protocol
+    says at that scale (MATLAB or PIL bicubic, :meth:`~gaussiansr_arch.data.protocol.Protocol.make_pair`),
+    8-bit like a saved LR file. With an LR folder the LR must be floor(HR / s) (as the datasets
     require) and the HR is cropped to round(lr * s).
     """
     from gaussiansr_arch.utils.image_io import read_image
@@ -243,11 +306,9 @@ def make_pair(ds: DatasetEntry, hr_path: str, scale: float) -> tuple[np.ndarray,
             )
         return lr, hr[:hh, :ww]
     try:
-        (hh, ww), lr_size = hr_crop_and_lr_size(hr.shape[:2], scale)
+        return get_protocol(ds.protocol).make_pair(hr, scale)
     except ValueError:
         raise ToolError(f'{hr_path}: image {hr.shape[0]}x{hr.shape[1]} is too small for scale {scale:g}') from None
-    hr = hr[:hh, :ww]
-    return make_lr_uint8(hr, lr_size), hr
 
 
 def bicubic_upscale(lr: np.ndarray, size) -> np.ndarray:
@@ -300,17 +361,31 @@ def _run(args: argparse.Namespace) -> dict:
     n_crops = args.crops if args.crops is not None else int(config.get('crops', 1))
     crop_side = args.crop_size or int(config.get('crop_size', 96))
 
+    default_protocol = args.protocol or config.get('protocol') or DEFAULT_PROTOCOL
+    if default_protocol not in PROTOCOLS:
+        raise ToolError(f'{where}: unknown protocol {default_protocol!r}: choose one of {", ".join(PROTOCOLS)}')
     dataset_items = list(config.get('datasets') or [])
     for hr in args.hr:
         dataset_items.append(
             {
                 'hr': hr,
                 'scales': args.scales or [2, 3, 4],
-                'crop_border': args.crop_border if args.crop_border is not None else 'scale',
-                'test_y_channel': not args.rgb,
+                'crop_border': args.crop_border,
+                'test_y_channel': False if args.rgb else None,
             }
         )
-    datasets = [_dataset_from_mapping(item, f'{where}: datasets[{i}]') for i, item in enumerate(dataset_items)]
+    datasets = [
+        _dataset_from_mapping(item, f'{where}: datasets[{i}]', default_protocol) for i, item in enumerate(dataset_items)
+    ]
+    seen = {}
+    for i, ds in enumerate(datasets):
+        if ds.name in seen:
+            j, other = seen[ds.name]
+            raise ToolError(
+                f'{where}: datasets[{j}] ({other.hr}) and datasets[{i}] ({ds.hr}) are both named {ds.name!r}: '
+                'give them distinct names (config "name")'
+            )
+        seen[ds.name] = (i, ds)
     model_items = list(config.get('models') or []) + [_parse_cli_model(t) for t in args.model]
     if not datasets or not model_items:
         raise ToolError(f'{where}: give at least one model (--model / models:) and one dataset (--hr / datasets:)')
