@@ -58,8 +58,9 @@ setup(
         'safetensors',
     ],
     extras_require={
-        # einops: only the parity tests build the official GSASR networks with it (they skip without ../shared)
-        'test': ['pytest', 'ruff', 'einops'],
+        # einops: only the parity tests build the official GSASR networks with it (they skip without ../shared);
+        # selenium: the browser tests of report.html drive the system Chromium through chromedriver
+        'test': ['pytest', 'ruff', 'einops', 'selenium'],
         # ONNX export (gaussiansr-export-onnx) and running the exported graph; onnxscript is
         # torch.onnx's exporter back end
         'onnx': ['onnx', 'onnxruntime', 'onnxscript'],

@@ -7,7 +7,7 @@ scikit-image, on the CPU, in a few minutes, with nothing downloaded.
    see ``DEMO_NETWORK``) briefly with BasicSR's own trainer (``gaussiansr-train``), validating x2,
    x3.5 and x4 on the held-out photos with BasicSR's PSNR/SSIM;
 4. evaluates the trained model against bicubic on the held-out photos (``gaussiansr-compare``:
-   table, PSNR-vs-scale plot, crop comparisons);
+   table, PSNR-vs-scale plot, crop comparisons, the interactive ``report.html``);
 5. upscales one held-out photo x3.7 to a PNG (``gaussiansr-upscale``);
 6. prints where everything is. Exit code 1 when the model does not beat bicubic everywhere.
 """
@@ -139,10 +139,37 @@ def train_options(lmdb_path: str, val_dir: str, args: argparse.Namespace) -> dic
     }
 
 
+def compare_heldout(weights: str, option_path: str, val_dir: str, compare_dir: str) -> dict:
+    """Step 4: the trained model against bicubic on the held-out photos (``gaussiansr-compare``: tables,
+    plot, crops and the interactive ``report.html``); prints where the report is and returns the results."""
+    from gaussiansr_arch.tools import compare
+    from gaussiansr_arch.tools.compare_html import REPORT_NAME
+
+    scales = [f'{s:g}' for s in VAL_SCALES]
+    results = compare.run(
+        [
+            '--model',
+            f'{MODEL_LABEL}={weights},{option_path}',
+            '--model',
+            'bicubic',
+            '--hr',
+            val_dir,
+            '--scales',
+            *scales,
+            '-o',
+            compare_dir,
+            '--force',
+            '--quiet',
+        ]
+    )
+    print(f'interactive comparison report (open it in a browser): {osp.join(compare_dir, REPORT_NAME)}', flush=True)
+    return results
+
+
 def run_demo(args: argparse.Namespace) -> int:
     """Run every step; returns the exit code (0 when the model beats bicubic at every scale)."""
     from gaussiansr_arch import train
-    from gaussiansr_arch.tools import compare, prepare_div2k, upscale
+    from gaussiansr_arch.tools import prepare_div2k, upscale
 
     workdir = osp.abspath(args.workdir)
     data_root = osp.join(workdir, 'data')
@@ -163,23 +190,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     print(f'[4/5] held-out photos: {MODEL_LABEL} vs bicubic (BasicSR calculate_psnr/ssim, Y, crop ceil(s))', flush=True)
     compare_dir = osp.join(workdir, 'results', 'compare')
-    scales = [f'{s:g}' for s in VAL_SCALES]
-    results = compare.run(
-        [
-            '--model',
-            f'{MODEL_LABEL}={weights},{option_path}',
-            '--model',
-            'bicubic',
-            '--hr',
-            val_dir,
-            '--scales',
-            *scales,
-            '-o',
-            compare_dir,
-            '--force',
-            '--quiet',
-        ]
-    )
+    results = compare_heldout(weights, option_path, val_dir, compare_dir)
 
     print('[5/5] upscaling chelsea x3.7', flush=True)
     upscale_dir = osp.join(workdir, 'results', 'upscaled')
@@ -211,6 +222,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print('\n'.join(rows))
     print(f'\ntraining log and checkpoints: {exp_dir}')
     print(f'comparison table, PSNR-vs-scale plot, crops: {compare_dir}')
+    print(f'interactive comparison report: {osp.join(compare_dir, "report.html")}')
     print(f'upscaled photo: {upscale_dir}')
     print(f'{MODEL_LABEL} {"beats" if wins else "does NOT beat"} bicubic at every scale.')
     return 0 if wins else 1

@@ -13,9 +13,10 @@ and its source):
   everywhere, crop min(ceil(s), 8).
 - ``continuoussr``: PIL bicubic from the HR at every scale; crop and channel as LIIF's.
 
-Every dataset entry carries its own ``metrics`` (ArbitraryScaleSRModel uses a dataset's ``metrics``
-in place of ``val.metrics``) and, where the LR is made on the fly, ``lr_degradation``, both written
-from the protocol object. ``val.pbar`` is on: BasicSR prints a progress bar per test set.
+Every dataset entry names its ``protocol`` (the dataset checks the entry against it) and carries its
+own ``metrics`` (ArbitraryScaleSRModel uses a dataset's ``metrics`` in place of ``val.metrics``) and,
+where the LR is made on the fly, ``lr_degradation``, all written from the protocol object.
+``val.pbar`` is on: BasicSR prints a progress bar per test set.
 
 ``--protocol NAME`` writes every model's files under one protocol instead (file and run names end
 in ``_<NAME>-protocol``), e.g. to test GaussianSR under GSASR's rules with ``gaussiansr-test``.
@@ -110,6 +111,7 @@ def dataset_entry(name: str, scale: float, protocol='liif') -> dict:
         'type': 'ArbitraryScalePairedDataset',
         'dataroot_gt': gt,
         'scale': scale,
+        'protocol': proto.name,
         'io_backend': {'type': 'disk'},
         'metrics': metric_options(scale, dataset_family(name), proto),
     }

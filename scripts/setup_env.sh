@@ -17,3 +17,14 @@ if ! python -c 'import basicsr.utils' >/dev/null 2>&1 && ! pip show -q basicsr >
     pip install -q --no-build-isolation 'basicsr==1.4.2'
 fi
 pip install -q -e '.[test,onnx]'
+# Headless Chromium for the browser tests of gaussiansr-compare's report.html (tests/test_compare_html.py):
+# Debian's chromium + chromium-driver. Where apt-get is missing, we are not root or the install fails, this
+# says so in one line and those tests skip (they say why). GAUSSIANSR_NO_CHROMIUM=1 skips the install.
+if [ -z "${GAUSSIANSR_NO_CHROMIUM:-}" ] && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; }; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } \
+            >/dev/null 2>&1 || echo 'setup_env: apt-get install chromium chromium-driver failed; browser tests will skip' >&2
+    else
+        echo 'setup_env: no apt-get as root here: chromium not installed; browser tests will skip' >&2
+    fi
+fi

@@ -76,6 +76,7 @@ def _check_entries(opt: dict, proto_name: str) -> None:
     assert [d['scale'] for d in opt['datasets'].values()] == MTO.SCALES
     for entry in opt['datasets'].values():
         s, div2k = entry['scale'], entry['name'].startswith('DIV2K-val')
+        assert entry['protocol'] == proto_name
         files = proto_name == 'liif' and s in (2, 3, 4)
         if files:
             assert entry['filename_tmpl'] == f'{{}}x{s}' and entry['dataroot_lq'].endswith(f'/X{s}')

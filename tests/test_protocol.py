@@ -112,6 +112,38 @@ def test_protocol_rules_per_scale():
     assert protocol.dataset_family('Set5') == 'benchmark'
 
 
+def test_paired_dataset_follows_and_checks_its_protocol(tmp_path):
+    hr = np.random.default_rng(4).integers(0, 256, (50, 47, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / 'a.png'), hr[:, :, ::-1])
+    ds_cls = arbitrary_scale_dataset.ArbitraryScalePairedDataset
+    for name, scale, degradation in (
+        ('liif', 8, 'pil'),
+        ('liif', 2.4, 'matlab'),
+        ('gsasr', 8, 'matlab'),
+        ('continuoussr', 2, 'pil'),
+    ):
+        ds = ds_cls({'dataroot_gt': str(tmp_path), 'scale': scale, 'protocol': name})
+        assert ds.lr_degradation == degradation, (name, scale)
+        lr, crop = protocol.get_protocol(name).make_pair(hr, scale)
+        np.testing.assert_array_equal(np.round(ds[0]['lq'].permute(1, 2, 0).numpy() * 255), lr)
+        np.testing.assert_array_equal(np.round(ds[0]['gt'].permute(1, 2, 0).numpy() * 255), crop)
+    with pytest.raises(ValueError) as err:
+        ds_cls({'dataroot_gt': str(tmp_path), 'scale': 4, 'protocol': 'gsasr', 'dataroot_lq': str(tmp_path)})
+    assert str(err.value) == (
+        'ArbitraryScalePairedDataset: protocol gsasr makes the LR from the HR at x4 (matlab bicubic): drop dataroot_lq'
+    )
+    with pytest.raises(ValueError) as err:
+        ds_cls({'dataroot_gt': str(tmp_path), 'scale': 6, 'protocol': 'liif', 'lr_degradation': 'matlab'})
+    assert str(err.value) == (
+        'ArbitraryScalePairedDataset: protocol liif makes the LR by pil bicubic at x6, not lr_degradation matlab'
+    )
+    with pytest.raises(ValueError) as err:
+        ds_cls({'dataroot_gt': str(tmp_path), 'scale': 6, 'protocol': 'PIL'})
+    assert str(err.value) == (
+        "ArbitraryScalePairedDataset: option protocol: unknown protocol 'PIL': choose one of liif, gsasr, continuoussr"
+    )
+
+
 # Real image, official rules computed independently --------------------------------------------
 def _official_matlab_lr(hr: np.ndarray, scale: int) -> np.ndarray:
     """BasicSR's MATLAB imresize by 1/scale of an HR cropped to a multiple of the scale (GSASR; the

@@ -34,6 +34,7 @@ from gaussiansr_arch.data.dataset_options import check_options, option_value
 from gaussiansr_arch.data.image_sources import ImageIndex, LmdbKeyError, backend_of, make_file_client
 from gaussiansr_arch.data.protocol import (  # make_lr, hr_crop_and_lr_size, LR_DEGRADATIONS: re-exported
     LR_DEGRADATIONS,
+    get_protocol,
     hr_crop_and_lr_size,
     hr_crop_for_lr,
     lr_size_matches,
@@ -243,6 +244,10 @@ class ArbitraryScalePairedDataset(data.Dataset):
                 benchmark LR files) or ``pil`` (LIIF's ``resize_fn``, as in LIIF's x6-x30 DIV2K
                 evaluation). See :func:`make_lr`. With ``dataroot_lq`` the LR files are used as
                 they are and this option has no effect (any allowed value is accepted).
+            protocol (str, optional): A paper's evaluation protocol (``liif``, ``gsasr``,
+                ``continuoussr``; :data:`~gaussiansr_arch.data.protocol.PROTOCOLS`): ``lr_degradation``
+                defaults to the protocol's at this scale, and an entry that contradicts the protocol
+                (LR files where it makes the LR from the HR, another ``lr_degradation``) is an error.
 
     Returns (per sample):
         dict: ``lq`` [3, h, w], ``gt`` [3, H, W] float32 RGB in [0, 1], ``lq_path``, ``gt_path`` (str),
@@ -257,6 +262,7 @@ class ArbitraryScalePairedDataset(data.Dataset):
         'scale',
         'meta_info_file',
         'lr_degradation',
+        'protocol',
     )
 
     def __init__(self, opt: dict):
@@ -268,9 +274,18 @@ class ArbitraryScalePairedDataset(data.Dataset):
                 raise ValueError(f'{name}: option {key} is required')
         self.opt = opt
         self.scale = check_scale(option_value(opt, 'scale', None, name, 'number'))
+        self.protocol = None
+        if opt.get('protocol') is not None:
+            try:
+                self.protocol = get_protocol(opt['protocol'])
+            except ValueError as e:
+                raise ValueError(f'{name}: option protocol: {e}') from None
+        default_degradation = self.protocol.lr_degradation(self.scale) if self.protocol else LR_DEGRADATIONS[0]
         self.lr_degradation = option_value(
-            opt, 'lr_degradation', LR_DEGRADATIONS[0], name, 'choice', choices=LR_DEGRADATIONS
+            opt, 'lr_degradation', default_degradation, name, 'choice', choices=LR_DEGRADATIONS
         )
+        if self.protocol:
+            self._check_protocol(opt, name)
         self.io_backend_opt = dict(opt.get('io_backend') or {'type': 'disk'})
         backend = backend_of(opt, name)
         self.filename_tmpl = opt.get('filename_tmpl', '{}')
@@ -289,6 +304,20 @@ class ArbitraryScalePairedDataset(data.Dataset):
                     )
                 self.lq_of.append(self.lq_index.by_stem[lq_stem])
         self.file_client = None
+
+    def _check_protocol(self, opt: dict, name: str) -> None:
+        """One-line errors for an entry that contradicts its ``protocol``."""
+        proto, scale = self.protocol, f'x{self.scale:g}'
+        if opt.get('dataroot_lq') and not proto.reads_lr_files(self.scale):
+            raise ValueError(
+                f'{name}: protocol {proto.name} makes the LR from the HR at {scale} '
+                f'({proto.lr_degradation(self.scale)} bicubic): drop dataroot_lq'
+            )
+        if not opt.get('dataroot_lq') and self.lr_degradation != proto.lr_degradation(self.scale):
+            raise ValueError(
+                f'{name}: protocol {proto.name} makes the LR by {proto.lr_degradation(self.scale)} bicubic at '
+                f'{scale}, not lr_degradation {self.lr_degradation}'
+            )
 
     def __len__(self) -> int:
         return len(self.gt_index.locations)

@@ -2,7 +2,8 @@
 
 Writes into ``--output``: ``results.md`` and ``results.csv`` (PSNR/SSIM per dataset x scale,
 parameters, seconds per image), ``psnr_vs_scale.png`` and ``crops/*.png`` (the same region of
-every model's output beside bicubic and HR). See docs/tools.md and
+every model's output beside bicubic and HR), and ``report.html`` (``--html``, see
+:mod:`gaussiansr_arch.tools.compare_html`). See docs/tools.md and
 options/compare/compare_example.yml.
 """
 
@@ -48,6 +49,7 @@ from gaussiansr_arch.tools.common import (
     tensor_to_image,
     upscale_tensor,
 )
+from gaussiansr_arch.tools.compare_html import HtmlReport
 from gaussiansr_arch.tools.compare_report import pick_crop, plot_crops, plot_psnr_vs_scale, write_tables
 
 OUTPUT_FILES = ('results.md', 'results.csv', 'psnr_vs_scale.png')
@@ -147,6 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--max-images', type=int, default=None, help='use only the first N images per dataset')
     parser.add_argument('--crops', type=int, default=None, help='crop-comparison PNGs per dataset x scale (default 1)')
     parser.add_argument('--crop-size', type=int, default=None, help='side of the crop region in HR pixels (default 96)')
+    parser.add_argument(
+        '--html',
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help='write report.html (+ report_files/), an interactive page of the outputs (default: on when --crops > 0)',
+    )
     parser.add_argument(
         '--chunk-size', type=int, default=DEFAULT_CHUNK_SIZE, help='queries per chunk for arbitrary-scale models'
     )
@@ -360,6 +368,8 @@ def _run(args: argparse.Namespace) -> dict:
     max_images = args.max_images if args.max_images is not None else config.get('max_images')
     n_crops = args.crops if args.crops is not None else int(config.get('crops', 1))
     crop_side = args.crop_size or int(config.get('crop_size', 96))
+    want_html = args.html if args.html is not None else bool(config.get('html', n_crops > 0))
+    report = HtmlReport(out_dir, args.force) if want_html else None
 
     default_protocol = args.protocol or config.get('protocol') or DEFAULT_PROTOCOL
     if default_protocol not in PROTOCOLS:
@@ -410,7 +420,7 @@ def _run(args: argparse.Namespace) -> dict:
                     results[(m.name, ds.name, s)].note = f'skipped: fixed-scale model (x{format_scale(m.scale)} only)'
             for idx, path in enumerate(progress(paths, f'{ds.name} x{format_scale(s)}', disable=args.quiet)):
                 lr, hr = make_pair(ds, path, s)
-                outputs = []
+                outputs, report_outputs = [], {}
                 for m in models:
                     r = results[(m.name, ds.name, s)]
                     if r.note:
@@ -425,6 +435,8 @@ def _run(args: argparse.Namespace) -> dict:
                     psnr, ssim = metrics(sr, hr, border, ds.test_y_channel)
                     r.psnr.append(psnr)
                     r.ssim.append(ssim)
+                    if report:
+                        report_outputs[m.name] = (sr, psnr, ssim)
                     if m.kind != 'bicubic':  # the crop figure always has its own bicubic panel
                         outputs.append((f'{m.name} {psnr:.2f} dB', sr))
                 if idx < n_crops:
@@ -435,8 +447,13 @@ def _run(args: argparse.Namespace) -> dict:
                     crop_path = os.path.join(crops_dir, f'{ds.name}_x{format_scale(s)}_{stem}.png')
                     check_output_free(crop_path, args.force)
                     plot_crops(crop_path, f'{ds.name} {stem} x{format_scale(s)}', panels, pick_crop(hr, crop_side))
+                if report:
+                    crop = crop_path if idx < n_crops else None
+                    report.add(ds, s, border, path, lr, hr, report_outputs, crop)
     write_tables(out_dir, models, datasets, results)
     plot_psnr_vs_scale(os.path.join(out_dir, 'psnr_vs_scale.png'), models, datasets, results)
+    if report:
+        report.write(models, datasets, results)
     if not args.quiet:
         print(f'wrote results to {out_dir}', file=sys.stderr)
     return results
