@@ -1,10 +1,56 @@
 """Install gaussiansr_arch, the GaussianSR plugin for BasicSR."""
 
+import os
 from pathlib import Path
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+from setuptools.command.develop import develop
 
 HERE = Path(__file__).parent
+
+# site-packages/gaussiansr_arch_hook.pth: its one line makes the first `import basicsr` register the
+# plugin (and apply the torchvision shim), so BasicSR's own `python -m basicsr.train` runs our YAMLs;
+# nothing is imported at interpreter start (_gaussiansr_arch_hook.py). site reads .pth files in name
+# order: this one comes after an editable install's `__editable__.*.pth`, which makes the hook importable.
+HOOK_PTH = 'gaussiansr_arch_hook.pth'
+# A no-op where the hook is gone (pip uninstall of a legacy `develop` install leaves the .pth behind).
+HOOK_LINE = (
+    "import sys; exec('try: import _gaussiansr_arch_hook as h\\nexcept ImportError: pass\\nelse: h.install()')\n"
+)
+
+
+class BuildPyWithHook(build_py):
+    """build_py that also writes :data:`HOOK_PTH` at the root of what is installed into site-packages."""
+
+    def run(self) -> None:
+        super().run()
+        if self.editable_mode:
+            # `pip install -e .` (PEP 660): setuptools packs the `install` command's install_lib (the
+            # unpacked editable wheel) into the wheel, not build_lib, so the .pth goes there
+            target = self.get_finalized_command('install').install_lib
+        else:  # a regular wheel: bdist_wheel installs build_lib into the wheel's root
+            target = self.build_lib
+        write_hook(target)
+
+
+class DevelopWithHook(develop):
+    """Legacy `setup.py develop` (setuptools < 80; what pip < 25 runs for `pip install -e .` here)."""
+
+    def run(self) -> None:
+        super().run()  # setuptools >= 80: runs `pip install -e .`, i.e. BuildPyWithHook above
+        if hasattr(self, 'install_for_development') and getattr(self, 'install_dir', None):
+            if getattr(self, 'uninstall', False):
+                if os.path.exists(os.path.join(self.install_dir, HOOK_PTH)):
+                    os.remove(os.path.join(self.install_dir, HOOK_PTH))
+            else:  # the egg-link's easy-install.pth (read before this .pth) puts the hook on sys.path
+                write_hook(self.install_dir)
+
+
+def write_hook(folder: str) -> None:
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, HOOK_PTH), 'w') as f:
+        f.write(HOOK_LINE)
 
 
 def read_version() -> str:
@@ -41,6 +87,8 @@ setup(
     long_description_content_type='text/markdown',
     license='Apache-2.0',
     packages=find_packages(include=['gaussiansr_arch', 'gaussiansr_arch.*']),
+    py_modules=['_gaussiansr_arch_hook'],
+    cmdclass={'build_py': BuildPyWithHook, 'develop': DevelopWithHook},
     python_requires='>=3.10',
     install_requires=[
         'basicsr>=1.4.2',

@@ -22,7 +22,7 @@ import train_helpers as th
 HOOKS = Path(__file__).resolve().parent / 'ddp_hooks.py'
 
 
-def _torchrun(yml: str, root: Path, *extra: str) -> None:
+def _torchrun(yml: str, root: Path, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         port = s.getsockname()[1]
@@ -44,7 +44,8 @@ def _torchrun(yml: str, root: Path, *extra: str) -> None:
     ]
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == 0 or not check, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
 
 
 def _step(dump: Path, rank: int, it: int) -> dict:
@@ -108,3 +109,32 @@ def test_ddp_every_step_and_resume(data, tmp_path):
     for it in (5, 6):
         _assert_same_weights(_step(dump, 0, it)['net_g'], _step(dump, 1, it)['net_g'], f'resumed iter {it}')
     assert 'Resuming training from epoch: 0, iter: 4.' in th.read_logs(exp, 'train')
+
+
+def test_ddp_total_batch_size_is_split_over_the_processes(data, tmp_path):
+    """total_batch_size 4 on 2 processes: 2 samples per rank per step, and the log states the total of 4."""
+    root, dump = tmp_path / 'root', tmp_path / 'dump'
+    opt = th.train_opt(
+        data, 'ddp_total', total_iter=1, ckpt_freq=1, val_freq=10, model_type='DDPHookedArbitraryScaleSRModel'
+    )
+    opt['test_dump_dir'] = str(dump)
+    del opt['datasets']['train']['batch_size_per_gpu']
+    opt['datasets']['train'].update(total_batch_size=4, batch_scale=True)
+    _torchrun(th.write_yaml(opt, tmp_path / 'total.yml'), root)
+    for rank in (0, 1):
+        assert _step(dump, rank, 1)['scale'].shape == (2,), f'rank {rank}'
+    log = th.read_logs(root / 'experiments' / 'ddp_total', 'train')
+    assert 'Total batch per iteration: 4 (batch_size_per_gpu 2 x 2 processes)' in log
+    assert 'Batch size per gpu: 2' in log and 'World size (gpu number): 2' in log  # BasicSR's own statistics
+
+    # a total the processes do not divide: one line saying how to get it, before any training
+    opt['name'], opt['datasets']['train']['total_batch_size'] = 'ddp_total_3', 3
+    proc = _torchrun(th.write_yaml(opt, tmp_path / 'total3.yml'), root, check=False)
+    expected = (
+        'gaussiansr-train: error: datasets.train.total_batch_size 3 cannot be split over 2 processes: use a '
+        'number of GPUs/processes that divides 3 (torchrun --nproc_per_node=N), or set '
+        'datasets.train.batch_size_per_gpu (the total is then batch_size_per_gpu x 2)'
+    )
+    assert proc.returncode != 0 and expected in proc.stderr, proc.stderr[-3000:]
+    assert 'total_batch.py' not in proc.stderr  # one line, not the traceback of the worker processes
+    assert not (root / 'experiments' / 'ddp_total_3').exists()  # stopped while parsing the options

@@ -4,6 +4,7 @@ The paper's schedule (2000 epochs x 1000 iterations, lr halved every 200 epochs)
 GaussianSR paper and the authors' config; LIIF-length and ablation YAMLs against the paper YAML.
 """
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,9 @@ def test_paper_yamls_are_the_paper_model_and_schedule(name):
     assert train['scheduler']['milestones'] == list(range(200_000, 2_000_000, 200_000))
     assert train['scheduler']['gamma'] == 0.5 and train['optim_g']['lr'] == 1e-4
     data = opt['datasets']['train']
-    assert (data['batch_size_per_gpu'], data['lr_size'], data['sample_q']) == (16, 48, 2304)
+    # the paper's batch is the total over all processes (4 V100s, DataParallel): no per-process batch
+    assert (data['total_batch_size'], data['lr_size'], data['sample_q']) == (16, 48, 2304)
+    assert 'batch_size_per_gpu' not in data
     assert (data['scale_min'], data['scale_max'], data['batch_scale']) == (1, 4, True)
     assert data['lr_degradation'] == 'pil'
 
@@ -108,3 +111,55 @@ def test_rdn_swinir_headers_say_the_paper_reports_edsr_baseline_only(name):
     assert differences(load(PAPER), load(name)) <= {'name', 'datasets.train.name'} | {
         k for k in flatten(load(name)) | flatten(load(PAPER)) if k.startswith('network_g.')
     }
+
+
+def test_every_train_yaml_gives_the_total_batch_not_a_per_process_one():
+    """BasicSR multiplies batch_size_per_gpu by the process count; the YAMLs give the total instead."""
+    for path in sorted(TRAIN.glob('*.yml')):
+        data = load(path.name)['datasets']['train']
+        assert data.get('total_batch_size') == 16 and 'batch_size_per_gpu' not in data, path.name
+
+
+@pytest.mark.parametrize(
+    'launch, per_gpu',
+    [
+        ({'dist': False, 'num_gpu': 0}, 16),  # CPU
+        ({'dist': False, 'num_gpu': 1}, 16),
+        ({'dist': True, 'world_size': 2, 'num_gpu': 2}, 8),  # torchrun --nproc_per_node=2
+        ({'dist': True, 'world_size': 4, 'num_gpu': 4}, 4),  # README's 4-GPU command: the authors' 4 x 4
+        ({'dist': False, 'num_gpu': 4}, 4),  # BasicSR's DataParallel: one process, batch x num_gpu
+    ],
+)
+def test_paper_total_batch_is_16_whatever_the_launch(launch, per_gpu):
+    from gaussiansr_arch.utils.total_batch import check_total_batch, resolve_total_batch
+
+    opt = {**load(PAPER), **launch, 'is_train': True}
+    resolve_total_batch(opt)
+    assert opt['datasets']['train']['batch_size_per_gpu'] == per_gpu
+    assert check_total_batch(opt) == 16
+
+
+def test_total_batch_not_divisible_stops_and_explicit_per_gpu_wins(caplog):
+    from gaussiansr_arch.utils.total_batch import TotalBatchError, check_total_batch, resolve_total_batch
+
+    opt = {**load(PAPER), 'dist': True, 'world_size': 3, 'num_gpu': 3, 'is_train': True}
+    with pytest.raises(TotalBatchError, match=r'total_batch_size 16 cannot be split over 3 processes'):
+        resolve_total_batch(opt)
+    for bad in (0, 16.0, '16', True):
+        opt['datasets']['train']['total_batch_size'] = bad
+        with pytest.raises(TotalBatchError, match='must be a positive integer'):
+            resolve_total_batch(opt)
+    # --force_yml datasets:train:batch_size_per_gpu=4 (or a YAML giving both): BasicSR's meaning, logged
+    opt = {**load(PAPER), 'dist': False, 'num_gpu': 0, 'is_train': True}
+    opt['datasets']['train']['batch_size_per_gpu'] = 4
+    resolve_total_batch(opt)
+    assert opt['datasets']['train']['batch_size_per_gpu'] == 4
+    logger = logging.getLogger('basicsr')  # BasicSR's root logger does not propagate
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger='basicsr'):
+            assert check_total_batch(opt) == 4
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert 'Total batch per iteration: 4 (batch_size_per_gpu 4 x 1 process)' in caplog.text
+    assert 'batch_size_per_gpu 4 given: it wins over total_batch_size 16 (total batch 4, not 16)' in caplog.text

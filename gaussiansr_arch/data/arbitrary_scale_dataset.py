@@ -81,6 +81,8 @@ class ArbitraryScaleImageDataset(data.Dataset):
                 8-bit-truncated crop). See :func:`make_lr`.
             batch_scale (bool): One scale per batch (see below). Default False.
             scale_seed (int): Seed of the per-batch scale sequence. Default 0.
+            total_batch_size (int): The batch of one optimizer step over all processes; BasicSR's
+                option parsing sets ``batch_size_per_gpu`` from it (:mod:`gaussiansr_arch.utils.total_batch`).
             batch_size_per_gpu (int): Needed by ``batch_scale``; multiplied by ``num_gpu`` when that key
                 is present and ``dist`` is false (BasicSR's DataParallel batching).
 
@@ -111,6 +113,7 @@ class ArbitraryScaleImageDataset(data.Dataset):
         'batch_scale',
         'scale_seed',
         'lr_degradation',
+        'total_batch_size',
     )
 
     def __init__(self, opt: dict):

@@ -32,6 +32,7 @@ from gaussiansr_arch.archs.arbitrary_scale import DEFAULT_CHUNK_SIZE
 from gaussiansr_arch.archs.precision import check_precision, compile_arch
 from gaussiansr_arch.utils.checkpoint import atomic_torch_save
 from gaussiansr_arch.utils.entry_errors import check_network_file
+from gaussiansr_arch.utils.total_batch import check_total_batch
 from gaussiansr_arch.utils.weights import is_safetensors, read_network_state, save_weights
 
 NAN_POLICIES = ('raise', 'skip')
@@ -68,6 +69,7 @@ class ArbitraryScaleSRModel(SRModel):
     """
 
     def __init__(self, opt: dict) -> None:
+        check_total_batch(opt)  # logs the total batch (before num_gpu changes: the dataloader used it)
         if opt.get('num_gpu', 0) != 0 and not torch.cuda.is_available():
             # BasicSR would put the nets on 'cuda' and crash; a YAML written for a GPU
             # box should still run (slowly) on a CPU one.

@@ -513,6 +513,16 @@ def _world_size(facts: CardFacts) -> int:
     return facts.progress.world_size or 1
 
 
+def _batch_per_process(sets, world: int) -> int | None:
+    """The train set's ``batch_size_per_gpu``, else its ``total_batch_size`` / processes (as the dataset sets it)."""
+    for _, ds in sets:
+        if ds.get('batch_size_per_gpu'):
+            return ds['batch_size_per_gpu']
+        if isinstance(ds.get('total_batch_size'), int) and ds['total_batch_size'] % world == 0:
+            return ds['total_batch_size'] // world
+    return None
+
+
 def architecture_section(facts: CardFacts) -> list[str]:
     net_yaml = yaml.safe_dump({'network_g': plain(facts.network_g)}, sort_keys=False, default_flow_style=None)
     lines = [
@@ -607,7 +617,7 @@ def training_section(facts: CardFacts) -> list[str]:
             f'  - LR made by {DEGRADATIONS.get(get("lr_degradation"), get("lr_degradation"))}'
             + (f'; augmentation: {", ".join(aug)}' if aug else '; no augmentation'),
         ]
-    batch = next((ds.get('batch_size_per_gpu') for _, ds in sets if ds.get('batch_size_per_gpu')), None)
+    batch = _batch_per_process(sets, _world_size(facts))
     world = _world_size(facts)
     optim = dict(train.get('optim_g') or {})
     sched = dict(train.get('scheduler') or {})
@@ -751,7 +761,7 @@ def limitations_section(facts: CardFacts) -> list[str]:
     items = []
     it, total = facts.weights.iteration, train.get('total_iter')
     sets = _train_sets(opt)
-    batch = next((ds.get('batch_size_per_gpu') for _, ds in sets if ds.get('batch_size_per_gpu')), None)
+    batch = _batch_per_process(sets, _world_size(facts))
     lr_size = next((ds.get('lr_size', TRAIN_DEFAULTS['lr_size']) for _, ds in sets), None)
     reference = REFERENCE_SCHEDULES.get(facts.arch)
     if it is None:

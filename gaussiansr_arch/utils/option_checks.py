@@ -4,7 +4,8 @@ Pure functions on the dict the YAML holds; each returns one line naming the firs
 
 * :func:`options_error`: the top-level keys BasicSR reads unconditionally before building anything
   (``name``, ``model_type``, ``num_gpu``, ``datasets``, ``path``; to train also ``train``, ``logger``,
-  a train set, ``train.total_iter``, ``datasets.train.batch_size_per_gpu``), then :func:`trainer_numbers_error`;
+  a train set, ``train.total_iter``, ``datasets.train.batch_size_per_gpu`` or ``total_batch_size``),
+  then :func:`trainer_numbers_error`;
 * :func:`trainer_numbers_error`: numbers BasicSR's trainer converts or compares itself (``train.total_iter``,
   ``logger.print_freq`` ...), then :func:`optimization_error`;
 * :func:`optimization_error`: ``train.optim_g`` / ``train.scheduler`` / ``train.pixel_opt`` and the
@@ -29,6 +30,7 @@ TRAINER_NUMBERS = (
     ('val', 'val_freq'),
     ('manual_seed',),
     ('datasets', 'train', 'batch_size_per_gpu'),
+    ('datasets', 'train', 'total_batch_size'),
     ('datasets', 'train', 'num_worker_per_gpu'),
     ('datasets', 'train', 'dataset_enlarge_ratio'),
 )
@@ -99,8 +101,8 @@ def options_error(opt: dict, pipeline: str) -> str | None:
         return 'datasets has no train set'
     if 'total_iter' not in opt['train']:
         return 'missing option train.total_iter'
-    if 'batch_size_per_gpu' not in opt['datasets']['train']:
-        return 'missing option datasets.train.batch_size_per_gpu'
+    if not {'batch_size_per_gpu', 'total_batch_size'} & set(opt['datasets']['train']):
+        return 'missing option datasets.train.batch_size_per_gpu (or total_batch_size)'
     return trainer_numbers_error(opt)
 
 
