@@ -6,6 +6,10 @@ builders directly keep BasicSR's behaviour. Each patch works around an upstream 
 to override (it runs before any model exists); ``tests/test_basicsr_patches.py`` shows for each one
 that BasicSR's own function misbehaves and the patched pipeline does not.
 
+One more wrapper is installed by ``import gaussiansr_arch`` itself, so BasicSR's own entry gets it too:
+``parse_options`` also resolves ``datasets.train.total_batch_size`` (:mod:`gaussiansr_arch.utils.total_batch`;
+options without that key are untouched).
+
 Everything else the entries add needs no patch: one-line errors are read off the exception
 (:mod:`gaussiansr_arch.utils.entry_errors`), the options are checked before BasicSR reads them
 (:mod:`gaussiansr_arch.utils.option_checks`), and network files are checked by
