@@ -122,6 +122,7 @@ def test_page_figures_equal_the_csv(run):
     text = (run.out / 'report.html').read_text()
     assert '2 images at 2 scales (x2, x3) in 1 dataset' in text
     assert 'Tiny: PSNR and SSIM on the Y channel' in text and '2 px at x2, 3 px at x3' in text
+    assert 'MATLAB-style bicubic at x2, x3' in text
 
 
 def test_page_images_exist_and_gap_is_shown_and_named(run):

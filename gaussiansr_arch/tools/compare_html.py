@@ -217,26 +217,43 @@ def _num(value: float | None, digits: int = 4) -> str:
     return '' if value is None or not math.isfinite(value) else f'{value:.{digits}f}'
 
 
-def protocol_lines(datasets, results=None) -> list[str]:
-    """One sentence per dataset: channel, crop border per scale, where the LR comes from."""
+def protocol_lines(datasets) -> list[str]:
+    """One sentence per dataset: channel, crop border per scale, how the LR is made (its protocol's rule)."""
     from gaussiansr_arch.tools.compare import crop_border_for
 
     lines = []
     for ds in datasets:
         borders = ', '.join(f'{crop_border_for(ds, s)} px at x{format_scale(s)}' for s in ds.scales)
         channel = 'the Y channel (BT.601, test_y_channel)' if ds.test_y_channel else 'RGB'
-        lr = (
-            f'LR read from {ds.lr} (HR cropped to round(LR size x scale))'
-            if ds.lr
-            else 'LR made from the HR (cropped to floor(H/s) x s) by MATLAB-style bicubic, rounded to uint8'
-        )
-        extra = getattr(ds, 'protocol', None)
-        extra = f' Protocol: {extra}.' if extra else ''
+        proto = _protocol(ds)
+        if ds.lr:
+            lr = f'LR read from {ds.lr} (HR cropped to round(LR size x scale))'
+        else:
+            kernels = {}
+            for s in ds.scales:
+                kind = proto.lr_degradation(s) if proto is not None else 'matlab'
+                kernels.setdefault('PIL' if kind == 'pil' else 'MATLAB-style', []).append(f'x{format_scale(s)}')
+            how = '; '.join(f'{k} bicubic at {", ".join(v)}' for k, v in kernels.items())
+            lr = f'LR made from the HR (cropped to floor(H/s) x s), rounded to uint8: {how}'
+        extra = f' Protocol {proto.name}: {proto.title}.' if proto is not None else ''
         lines.append(
             f'{ds.name}: PSNR and SSIM on {channel} of uint8 images, crop border {ds.crop_border!s} '
             f'({borders}); {lr}.{extra}'
         )
     return lines
+
+
+def _protocol(ds):
+    """The dataset's :class:`~gaussiansr_arch.data.protocol.Protocol`, or None where it names none."""
+    name = getattr(ds, 'protocol', None)
+    if not name:
+        return None
+    from gaussiansr_arch.data.protocol import get_protocol
+
+    try:
+        return get_protocol(name)
+    except ValueError:
+        return None
 
 
 def _summary_table(models, datasets, results) -> str:
@@ -373,7 +390,7 @@ def render_page(items, models, datasets, results, plot_uri: str = '') -> str:
     """The whole page as one string (see the module docstring)."""
     n_images = len({(it.dataset, it.stem) for it in items})
     scales = sorted({it.scale for it in items} | {s for ds in datasets for s in ds.scales})
-    protocol = ''.join(f'<li>{_esc(line)}</li>' for line in protocol_lines(datasets, results))
+    protocol = ''.join(f'<li>{_esc(line)}</li>' for line in protocol_lines(datasets))
     notes = [
         f'<li>{_esc(m.name)} on {_esc(ds.name)} x{format_scale(s)}: {_esc(results[(m.name, ds.name, s)].note)}</li>'
         for m in models
