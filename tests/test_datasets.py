@@ -191,6 +191,8 @@ def test_meta_info_listing_absent_keys_fails_at_init(roots, tmp_path):
         ({'io_backend': {'type': 'ftp'}}, ValueError, "io_backend type must be 'disk' or 'lmdb'"),
         ({'dataroot_gt': '/nonexistent/x'}, FileNotFoundError, 'dataroot_gt /nonexistent/x does not exist'),
         ({'batch_scale': True}, ValueError, 'batch_scale needs batch_size_per_gpu'),
+        ({'sample_seed': 1}, ValueError, 'sample_seed needs batch_size_per_gpu'),
+        ({'sample_seed': 'x', 'batch_size_per_gpu': 2}, ValueError, 'sample_seed'),
     ],
 )
 def test_train_option_errors(roots, change, exc, pattern):
@@ -231,6 +233,36 @@ def test_batch_scale_is_identical_across_ranks_and_constant_in_batch(roots):
         assert [b[0] for b in scales] == [b[0] for b in ref]  # same sequence on every rank and worker count
         assert all(len(set(b)) == 1 for b in scales)  # one scale per batch
     assert len({b[0] for b in ref}) > 1  # but the scale varies from batch to batch
+
+
+def _seeded_batches(root, num_workers, rng_seed, sample_seed, batch_size=2):
+    opt = _train_opt(root, sample_seed=sample_seed, batch_size_per_gpu=batch_size, use_hflip=True, use_rot=True)
+    ds = ArbitraryScaleImageDataset(opt)
+    sampler = EnlargedSampler(ds, num_replicas=1, rank=0, ratio=2)
+    loader = DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=True)
+    torch.manual_seed(rng_seed)  # as weight initialisation of different models leaves the global RNG
+    batches = []
+    for batch in loader:
+        batches.append({k: batch[k].clone() for k in ('lq', 'gt', 'coord', 'cell', 'scale')})
+        torch.rand(1000)  # training consumes the global RNG between batches (Gumbel noise, dropout)
+    return batches
+
+
+def _same_batches(a, b):
+    return len(a) == len(b) and all(torch.equal(x[k], y[k]) for x, y in zip(a, b, strict=True) for k in x)
+
+
+def test_sample_seed_gives_identical_batches_whatever_the_global_rng(roots):
+    ref = _seeded_batches(roots['disk'], 0, rng_seed=1, sample_seed=5)
+    assert len(ref) == 6  # 6 images x ratio 2 / batch 2
+    assert _same_batches(ref, _seeded_batches(roots['disk'], 0, rng_seed=2, sample_seed=5))
+    assert _same_batches(ref, _seeded_batches(roots['disk'], 2, rng_seed=3, sample_seed=5))  # workers too
+    assert not _same_batches(ref, _seeded_batches(roots['disk'], 0, rng_seed=1, sample_seed=6))
+    # the draws differ from sample to sample (not one generator state reused)
+    assert len({round(float(s), 6) for b in ref for s in b['scale']}) > 1
+    # without sample_seed the batches follow the global RNG, so they differ
+    unseeded = [_seeded_batches(roots['disk'], 0, rng_seed=r, sample_seed=None) for r in (1, 2)]
+    assert not _same_batches(*unseeded)
 
 
 def test_basicsr_build_dataset_and_dataloader_with_enlarge_ratio(roots):

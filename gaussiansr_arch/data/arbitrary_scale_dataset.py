@@ -62,7 +62,8 @@ class ArbitraryScaleImageDataset(data.Dataset):
     replacement. All samples have the same shapes, so BasicSR's default collate works.
 
     Randomness uses torch's global RNG: the DataLoader reseeds it per worker *and per epoch*,
-    whereas basicsr's ``worker_init_fn`` reseeds numpy identically every epoch.
+    whereas basicsr's ``worker_init_fn`` reseeds numpy identically every epoch. With ``sample_seed``
+    it comes from a generator of the sample's position in the stream instead (below).
 
     Args:
         opt (dict): Options (YAML ``datasets.train``):
@@ -81,6 +82,8 @@ class ArbitraryScaleImageDataset(data.Dataset):
                 8-bit-truncated crop). See :func:`make_lr`.
             batch_scale (bool): One scale per batch (see below). Default False.
             scale_seed (int): Seed of the per-batch scale sequence. Default 0.
+            sample_seed (int | None): Seed of every sample's random draws (scale unless
+                ``batch_scale``, crop position, flips, queries). Default None (torch's global RNG).
             total_batch_size (int): The batch of one optimizer step over all processes; BasicSR's
                 option parsing sets ``batch_size_per_gpu`` from it (:mod:`gaussiansr_arch.utils.total_batch`).
             batch_size_per_gpu (int): Needed by ``batch_scale``; multiplied by ``num_gpu`` when that key
@@ -94,6 +97,12 @@ class ArbitraryScaleImageDataset(data.Dataset):
     ``persistent_workers``); with ``num_workers: 0`` it continues across epochs; the pairing of
     scales with images still changes with the sampler's shuffling; it assumes full batches
     (BasicSR's train loader uses ``drop_last``).
+
+    ``sample_seed``: the draws of the sample at stream position ``n = batch_index * batch + k`` (the
+    ``k``-th sample of batch ``batch_index``, counted as above) come from a generator seeded with
+    ``(sample_seed, n)``, so runs of *different models* with the same options see identical batches
+    (the global RNG is also consumed by weight initialisation and training noise, so the same
+    ``manual_seed`` alone does not give that). The same limitations as ``batch_scale`` apply.
 
     Returns (per sample):
         dict: ``lq`` [3, lr, lr], ``gt`` [Q, 3], ``coord`` [Q, 2], ``cell`` [Q, 2] (all float32, RGB in
@@ -112,6 +121,7 @@ class ArbitraryScaleImageDataset(data.Dataset):
         'use_rot',
         'batch_scale',
         'scale_seed',
+        'sample_seed',
         'lr_degradation',
         'total_batch_size',
     )
@@ -157,10 +167,12 @@ class ArbitraryScaleImageDataset(data.Dataset):
 
         self.batch_scale = option_value(opt, 'batch_scale', False, name, 'bool')
         self.scale_seed = option_value(opt, 'scale_seed', 0, name, 'int')
+        self.sample_seed = option_value(opt, 'sample_seed', None, name, 'int', nullable=True)
         self.batch_size = None
-        if self.batch_scale:
+        if self.batch_scale or self.sample_seed is not None:
             if not opt.get('batch_size_per_gpu'):
-                raise ValueError(f'{name}: batch_scale needs batch_size_per_gpu')
+                key = 'batch_scale' if self.batch_scale else 'sample_seed'
+                raise ValueError(f'{name}: {key} needs batch_size_per_gpu')
             self.batch_size = int(opt['batch_size_per_gpu'])
             if not opt.get('dist', False) and int(opt.get('num_gpu', 1) or 1) > 1:
                 self.batch_size *= int(opt['num_gpu'])
@@ -174,19 +186,33 @@ class ArbitraryScaleImageDataset(data.Dataset):
         rng = np.random.default_rng([self.scale_seed, batch_index])
         return float(rng.uniform(self.scale_min, self.scale_max))
 
-    def _draw_scale(self) -> float:
-        if self.batch_scale:
-            info = torch.utils.data.get_worker_info()
-            worker_id, num_workers = (0, 1) if info is None else (info.id, info.num_workers)
-            batch_index = worker_id + num_workers * (self._calls // self.batch_size)
-            self._calls += 1
-            return self.batch_scale_for(batch_index)
-        return self.scale_min + (self.scale_max - self.scale_min) * torch.rand(()).item()
+    def _stream_position(self) -> tuple[int, int]:
+        """(batch index, position in the batch) of this ``__getitem__`` call (see the class docstring)."""
+        info = torch.utils.data.get_worker_info()
+        worker_id, num_workers = (0, 1) if info is None else (info.id, info.num_workers)
+        batch_index = worker_id + num_workers * (self._calls // self.batch_size)
+        position = self._calls % self.batch_size
+        self._calls += 1
+        return batch_index, position
+
+    def _sample_generator(self, stream_position: int) -> torch.Generator:
+        """The generator of the sample at ``stream_position`` (``sample_seed`` mode)."""
+        seed = np.random.SeedSequence([self.sample_seed, stream_position]).generate_state(1)[0]
+        return torch.Generator().manual_seed(int(seed))
 
     def __getitem__(self, index: int) -> dict:
         if self.file_client is None:
             self.file_client = make_file_client(self.io_backend_opt, [self.gt_index])
-        crop = max(1, round(self.lr_size * self._draw_scale()))
+        generator = None
+        if self.batch_size is not None:
+            batch_index, position = self._stream_position()
+            if self.sample_seed is not None:
+                generator = self._sample_generator(batch_index * self.batch_size + position)
+        if self.batch_scale:
+            scale = self.batch_scale_for(batch_index)
+        else:
+            scale = self.scale_min + (self.scale_max - self.scale_min) * torch.rand((), generator=generator).item()
+        crop = max(1, round(self.lr_size * scale))
         img = self.gt_index.read(self.file_client, index)
         h, w = img.shape[:2]
         if h < crop or w < crop:
@@ -194,13 +220,13 @@ class ArbitraryScaleImageDataset(data.Dataset):
                 f'HR image {self.gt_index.name(index)} ({h}x{w}) is smaller than the '
                 f'{crop}x{crop} crop (lr_size {self.lr_size} x scale up to {self.scale_max})'
             )
-        top = int(torch.randint(0, h - crop + 1, ()).item())
-        left = int(torch.randint(0, w - crop + 1, ()).item())
+        top = int(torch.randint(0, h - crop + 1, (), generator=generator).item())
+        left = int(torch.randint(0, w - crop + 1, (), generator=generator).item())
         hr = np.ascontiguousarray(img[top : top + crop, left : left + crop])
         lr = make_lr(hr, (self.lr_size, self.lr_size), self.lr_degradation)
 
         # same flips / transpose on both (BasicSR's augment: hflip, and rot = vflip + transpose)
-        flips = torch.rand(3)
+        flips = torch.rand(3, generator=generator)
         if self.use_hflip and flips[0] < 0.5:
             hr, lr = hr[:, ::-1], lr[:, ::-1]
         if self.use_rot and flips[1] < 0.5:
@@ -211,7 +237,7 @@ class ArbitraryScaleImageDataset(data.Dataset):
         hr_flat = torch.from_numpy(np.ascontiguousarray(hr)).reshape(-1, 3)
         coord = make_coord((crop, crop))
         if self.sample_q is not None:
-            idx = torch.randperm(crop * crop)[: self.sample_q]
+            idx = torch.randperm(crop * crop, generator=generator)[: self.sample_q]
             hr_flat, coord = hr_flat[idx], coord[idx]
         return {
             'lq': torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1))),

@@ -15,6 +15,7 @@ validation loop and metrics included):
   every ``net_g_<iter>.pth`` as a self-describing ``net_g_<iter>.safetensors``.
 """
 
+import hashlib
 import json
 import math
 from collections import OrderedDict
@@ -64,6 +65,9 @@ class ArbitraryScaleSRModel(SRModel):
             ``net_g_<iter>.safetensors``: the EMA weights when EMA is on (else ``params``), the
             YAML's ``network_g`` and the package version in its metadata, ready for
             ``gaussiansr_arch.load_model`` and the tools. Default: false.
+        logger.batch_digests (bool): append ``<iter> <sha256 of lq, gt, coord, cell>`` of every
+            training batch to ``<experiment>/batch_digests.txt`` (rank 0), to check that runs of
+            different models saw identical batches. Default: false.
         path.pretrain_network_g: a ``.pth`` or ``.safetensors`` file (a ``.safetensors`` holds one
             set of parameters, loaded whatever ``param_key_g`` says).
     """
@@ -129,10 +133,21 @@ class ArbitraryScaleSRModel(SRModel):
         self.scale = data.get('scale')
 
     # ------------------------------------------------------------------ training
+    @master_only
+    def _record_batch_digest(self, current_iter: int) -> None:
+        digest = hashlib.sha256()
+        for tensor in (self.lq, self.gt, self.coord, self.cell):
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        path = osp.join(self.opt['path']['experiments_root'], 'batch_digests.txt')
+        with open(path, 'a', encoding='utf-8') as file:
+            file.write(f'{current_iter} {digest.hexdigest()}\n')
+
     def optimize_parameters(self, current_iter: int) -> None:
         """One step: query the arch at the sampled coordinates, pixel loss, backward, step."""
         if not hasattr(self, 'coord') or not hasattr(self, 'cell'):
             raise KeyError('training batches must carry coord and cell (use ArbitraryScaleImageDataset)')
+        if (self.opt.get('logger') or {}).get('batch_digests'):
+            self._record_batch_digest(current_iter)
         self.optimizer_g.zero_grad(set_to_none=True)
         with torch.autocast(
             self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None

@@ -1,0 +1,275 @@
+"""The paper's model learning on real photos (issue 21): GaussianSR, Bicubic-64 and LIIF trained by
+BasicSR's trainer from our paper YAMLs on Sun-Hays 80, validated on Set5 and Set14 (LIIF protocol).
+
+Every arm is its paper YAML with the CPU budget below (``CPU_BUDGET``, the one place the overrides
+live) and nothing else changed; the runs see identical batches (``sample_seed``: each sample's
+draws come from its position in the stream, not from the RNG that weight initialisation consumes;
+``logger.batch_digests`` records a sha256 of every batch, compared by ``report``).
+
+    # data (outputs outside ../shared)
+    ln -s $SHARED/datasets/sun_hays80 $WORK/sunhays/DIV2K_train_HR
+    gaussiansr-prepare-div2k --root $WORK/sunhays --parts train
+    gaussiansr-prepare-benchmark --root $SHARED/datasets/benchmark --out $WORK/benchmark --scales 2 3 4
+    # options, then each arm (resumable with --auto_resume), then the report
+    python benchmarks/real_photos.py options --work $WORK --shared $SHARED
+    OMP_NUM_THREADS=1 gaussiansr-train -opt $WORK/options/gaussiansr.yml --root $WORK --auto_resume
+    python benchmarks/real_photos.py report --work $WORK --shared $SHARED
+
+``report`` writes ``$WORK/report/curves.png`` and prints the tables of docs/benchmarks.md section 8.
+"""
+
+import argparse
+import copy
+import sys
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+TRAIN_OPTIONS = HERE.parent / 'options' / 'train'
+
+# arm -> its paper YAML (unchanged but for CPU_BUDGET)
+ARMS = {
+    'gaussiansr': 'train_GaussianSR_EDSR-baseline_DIV2K.yml',
+    'bicubic64': 'train_GaussianSR_EDSR-baseline_DIV2K_Bicubic-64.yml',
+    'liif': 'train_LIIF_EDSR-baseline_DIV2K.yml',
+}
+ARM_LABELS = {
+    'gaussiansr': 'GaussianSR (paper)',
+    'bicubic64': 'Bicubic-64',
+    'liif': 'LIIF',
+    'authors': "authors' code",
+}
+SETS = ('Set5', 'Set14')
+SCALES = (2, 3, 4)
+
+# The CPU budget: the only differences from the paper YAMLs (docs/benchmarks.md section 8).
+CPU_BUDGET = {
+    'total_iter': 4000,
+    'batch_size_per_gpu': 8,  # paper 16
+    'lr_size': 32,  # paper 48
+    'sample_q': 1024,  # paper 2304
+    'val_freq': 500,
+    'save_checkpoint_freq': 500,
+    'print_freq': 50,
+    'num_worker_per_gpu': 0,  # 2 cores: loading in the training process
+    # identical batches in every arm: per-sample draws seeded by stream position, one scale per
+    # batch (GaussianSR's rule; LIIF's YAML draws per sample, which would make its batches differ)
+    'sample_seed': 0,
+    'batch_scale': True,
+    # 'paper': the paper's milestones unchanged, so a run of N iterations is the first N iterations
+    # of the paper's schedule (lr 1e-4 until iteration 200,000; the authors' log of its first 4,000
+    # iterations is at that lr too). 'scaled': the milestones at the same fractions of total_iter,
+    # which for a few thousand iterations halves the lr every few hundred (GaussianSR: 9 halvings).
+    'lr_milestones': 'paper',
+}
+
+
+def scaled_milestones(milestones: list[int], total_iter: int, new_total: int) -> list[int]:
+    """The paper's lr milestones at the same fractions of a shorter run."""
+    return [max(1, round(m * new_total / total_iter)) for m in milestones]
+
+
+def val_sets(shared: Path, work: Path) -> dict:
+    """Set5 and Set14 at x2-x4 under the LIIF protocol (MATLAB LR files, PSNR-Y, crop = scale)."""
+    sets = {}
+    for name in SETS:
+        for scale in SCALES:
+            sets[f'val_{name}_x{scale}'] = {
+                'name': f'{name}-x{scale}',
+                'type': 'ArbitraryScalePairedDataset',
+                'dataroot_gt': str(shared / 'datasets' / 'benchmark' / name / 'HR'),
+                'dataroot_lq': str(work / 'benchmark' / name / 'LR_bicubic' / f'X{scale}'),
+                'filename_tmpl': f'{{}}x{scale}',
+                'scale': scale,
+                'io_backend': {'type': 'disk'},
+                'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': scale, 'test_y_channel': True}},
+            }
+    return sets
+
+
+def arm_options(arm: str, shared: Path, work: Path, budget: dict = CPU_BUDGET) -> dict:
+    """The paper YAML of ``arm`` with the CPU budget applied."""
+    with open(TRAIN_OPTIONS / ARMS[arm], encoding='utf-8') as f:
+        opt = yaml.safe_load(f)
+    opt = copy.deepcopy(opt)
+    opt['name'] = f'real_photos_{arm}'
+    opt['num_gpu'] = 0
+    train_set = opt['datasets']['train']
+    train_set.pop('total_batch_size', None)  # the budget's batch_size_per_gpu replaces the paper's 16
+    train_set.update(
+        name='SunHays80',
+        dataroot_gt=str(work / 'sunhays' / 'DIV2K_train_HR_sub.lmdb'),
+        meta_info_file=str(work / 'sunhays' / 'DIV2K_train_HR_sub.lmdb' / 'meta_info.txt'),
+        lr_size=budget['lr_size'],
+        sample_q=budget['sample_q'],
+        batch_size_per_gpu=budget['batch_size_per_gpu'],
+        num_worker_per_gpu=budget['num_worker_per_gpu'],
+        sample_seed=budget['sample_seed'],
+        batch_scale=budget['batch_scale'],
+    )
+    opt['datasets'] = {'train': train_set, **val_sets(shared, work)}
+    if budget['lr_milestones'] == 'scaled':
+        sched = opt['train']['scheduler']
+        sched['milestones'] = scaled_milestones(sched['milestones'], opt['train']['total_iter'], budget['total_iter'])
+    opt['train']['total_iter'] = budget['total_iter']
+    opt['val']['val_freq'] = budget['val_freq']
+    opt['logger'].update(
+        print_freq=budget['print_freq'],
+        save_checkpoint_freq=budget['save_checkpoint_freq'],
+        use_tb_logger=False,
+        batch_digests=True,
+    )
+    opt['dist_params']['backend'] = 'gloo'
+    return opt
+
+
+def write_options(shared: Path, work: Path) -> list[Path]:
+    out = work / 'options'
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for arm in ARMS:
+        path = out / f'{arm}.yml'
+        header = (
+            f'# {ARMS[arm]} with the CPU budget of benchmarks/real_photos.py (CPU_BUDGET); '
+            'written by `python benchmarks/real_photos.py options`.\n'
+        )
+        tmp = path.with_suffix('.yml.tmp')
+        tmp.write_text(header + yaml.safe_dump(arm_options(arm, shared, work), sort_keys=False), encoding='utf-8')
+        tmp.replace(path)
+        paths.append(path)
+    return paths
+
+
+# ------------------------------------------------------------------ report
+def bicubic_psnr(shared: Path, work: Path) -> dict:
+    """Bicubic PSNR-Y per (set, scale) under the same protocol, by the validator's own functions."""
+    import gaussiansr_arch  # noqa: F401  (torchvision shim before basicsr)
+
+    # isort: split
+    from basicsr.metrics import calculate_psnr
+
+    from gaussiansr_arch.tools.compare import bicubic_upscale
+    from gaussiansr_arch.utils.image_io import read_image
+
+    table = {}
+    for opt in val_sets(shared, work).values():
+        scale = opt['scale']
+        values = []
+        for hr_path in sorted(Path(opt['dataroot_gt']).glob('*.png')):
+            hr = read_image(str(hr_path))
+            lr = read_image(str(Path(opt['dataroot_lq']) / f'{hr_path.stem}x{scale}.png'))
+            h, w = lr.shape[0] * scale, lr.shape[1] * scale
+            sr = bicubic_upscale(lr, (h, w))
+            values.append(calculate_psnr(sr, hr[:h, :w], crop_border=scale, test_y_channel=True))
+        table[opt['name']] = sum(values) / len(values)
+    return table
+
+
+def arm_curves(work: Path) -> dict:
+    """{arm: {dataset: {iter: psnr}}} from the BasicSR logs (and the authors' arm's log)."""
+    from gaussiansr_arch.tools.training_log import parse_logs
+
+    curves = {}
+    for arm in (*ARMS, 'authors'):
+        logs = sorted((work / 'experiments' / f'real_photos_{arm}').glob('train_*.log'))
+        if logs:
+            curves[arm] = {ds: pts for (ds, metric), pts in parse_logs(map(str, logs)).items() if metric == 'psnr'}
+    return curves
+
+
+def batch_digests(work: Path) -> dict:
+    out = {}
+    for arm in (*ARMS, 'authors'):
+        path = work / 'experiments' / f'real_photos_{arm}' / 'batch_digests.txt'
+        if path.exists():
+            lines = [line.split() for line in path.read_text().splitlines() if line.strip()]
+            out[arm] = {int(i): d for i, d in lines}  # a resumed run rewrites its lost iterations
+    return out
+
+
+def report(shared: Path, work: Path) -> None:
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    bicubic = bicubic_psnr(shared, work)
+    curves = arm_curves(work)
+    digests = batch_digests(work)
+    if 'gaussiansr' in digests:
+        ref = digests['gaussiansr']
+        for arm, dig in digests.items():
+            common = sorted(set(ref) & set(dig))
+            same = sum(ref[i] == dig[i] for i in common)
+            print(
+                f'batches {arm} vs gaussiansr: {same}/{len(common)} identical (iterations 1..{max(common, default=0)})'
+            )
+    datasets = [f'{s}-x{k}' for s in SETS for k in SCALES]
+    fig, axes = plt.subplots(len(SETS), len(SCALES), figsize=(4.2 * len(SCALES), 3.4 * len(SETS)), squeeze=False)
+    for ax, ds in zip(axes.flat, datasets, strict=True):
+        for arm, per_ds in curves.items():
+            pts = per_ds.get(ds, {})
+            if pts:
+                its = sorted(pts)
+                ax.plot(its, [pts[i] for i in its], marker='o', ms=3, label=ARM_LABELS[arm])
+        ax.axhline(bicubic[ds], color='k', ls='--', lw=1, label='bicubic')
+        ax.set_title(f'{ds} (PSNR-Y, crop = scale)')
+        ax.set_xlabel('iteration')
+        ax.grid(alpha=0.3)
+        lo = min([bicubic[ds] - 3] + [min(p.get(ds, {0: 99}).values()) for p in curves.values()])
+        ax.set_ylim(max(lo, bicubic[ds] - 6), None)
+    axes.flat[0].legend(fontsize=8)
+    fig.tight_layout()
+    out = work / 'report'
+    out.mkdir(exist_ok=True)
+    fig.savefig(out / 'curves.png', dpi=110)
+    print(f'wrote {out / "curves.png"}')
+
+    print('\n| dataset | bicubic | ' + ' | '.join(ARM_LABELS[a] for a in curves) + ' |')
+    print('|---|---|' + '---|' * len(curves))
+    for ds in datasets:
+        cells = []
+        for arm in curves:
+            pts = curves[arm].get(ds, {})
+            if not pts:
+                cells.append('-')
+                continue
+            last = max(pts)
+            passed = next((i for i in sorted(pts) if pts[i] > bicubic[ds]), None)
+            cells.append(f'{pts[last]:.2f} @{last} (passes bicubic at {passed if passed else "never"})')
+        print(f'| {ds} | {bicubic[ds]:.2f} | ' + ' | '.join(cells) + ' |')
+    common_iters = None
+    for arm in ('gaussiansr', 'bicubic64', 'liif'):
+        if arm in curves:
+            its = set.intersection(*(set(curves[arm].get(ds, {})) for ds in datasets))
+            common_iters = its if common_iters is None else common_iters & its
+    if common_iters:
+        t = max(common_iters)
+        print(f'\nat iteration {t}:')
+        for label, other in (('T5 (GaussianSR - Bicubic-64)', 'bicubic64'), ('T4 (GaussianSR - LIIF)', 'liif')):
+            if other in curves:
+                diffs = [curves['gaussiansr'][ds][t] - curves[other][ds][t] for ds in datasets]
+                print(f'{label}: ' + ' / '.join(f'{d:+.2f}' for d in diffs) + f'  ({", ".join(datasets)})')
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('command', choices=('options', 'report'))
+    parser.add_argument('--work', type=Path, required=True, help='folder for data, options, runs and the report')
+    parser.add_argument('--shared', type=Path, default=HERE.parents[1] / 'shared', help='the ../shared folder')
+    args = parser.parse_args(argv)
+    work, shared = args.work.resolve(), args.shared.resolve()
+    if not (shared / 'datasets' / 'benchmark' / 'Set5' / 'HR').is_dir():
+        print(f'real_photos: no Set5 under {shared}/datasets/benchmark', file=sys.stderr)
+        return 2
+    if args.command == 'options':
+        for path in write_options(shared, work):
+            print(path)
+    else:
+        report(shared, work)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
