@@ -9,20 +9,23 @@ then run by onnxruntime on the CPU at LR sizes and query counts other than the t
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 onnx = pytest.importorskip('onnx')
 pytest.importorskip('onnxruntime')
 pytest.importorskip('onnxscript')
 
+from gaussiansr_arch.archs.coordinates import output_size_for_scale  # noqa: E402
 from gaussiansr_arch.archs.decoders import DECODERS  # noqa: E402
 from gaussiansr_arch.archs.liif_arch import LIIF  # noqa: E402
-from gaussiansr_arch.tools import export_onnx, onnx_render  # noqa: E402
+from gaussiansr_arch.tools import export_onnx, onnx_image, onnx_render  # noqa: E402
 from gaussiansr_arch.tools.common import image_to_tensor, tensor_to_image  # noqa: E402
 from gaussiansr_arch.utils.image_io import read_image, write_image_atomic  # noqa: E402
 from gaussiansr_arch.utils.weights import build_arch, save_weights  # noqa: E402
@@ -286,3 +289,164 @@ def test_official_liif_through_onnxruntime_reproduces_the_official_output(tmp_pa
     diff = float(np.abs(np.clip(sr, 0, 1) - official).max())
     print(f'official LIIF via onnxruntime vs the official output: max |diff| {diff:.2e}')
     assert diff <= TOLERANCE
+
+
+# ---------------------------------------------------------------------------- image-to-image (issue 25)
+# Input sizes (N, h, w) the export's check never ran (IMAGE_CHECK_CASES) and the capture never saw;
+# h = 7 at x1.5 is a tie: round(10.5) = 10 (half to even, as Python's round and ONNX Round).
+UNSEEN_INPUTS = ((1, 7, 30), (3, 11, 5))
+DOC_SCRIPT_MARK = '# upscale_png.py'
+
+
+@pytest.fixture(scope='module')
+def liif_image(tmp_path_factory):
+    """A tiny LIIF, its batch-dynamic query graph (captured once) and an x1.5 image-to-image file
+    written by the command line (with its check; 100 output pixels per loop iteration)."""
+    folder = tmp_path_factory.mktemp('liif_i2i')
+    weights, net = _weights(str(folder), TINY_LIIF)
+    query_model = export_onnx.to_onnx(net, TINY_LIIF, batch=True)
+    capture = export_onnx.to_onnx
+
+    def cached(arch, network_opt, opset=None, verbose=False, batch=False):
+        assert batch and network_opt == TINY_LIIF  # the command line's own arch, rebuilt from the weights
+        return query_model
+
+    path = str(folder / 'liif_x1.5.onnx')
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(export_onnx, 'to_onnx', cached)  # the capture is the slow part: once per module
+        result = export_onnx.run(
+            ['--weights', weights, '-o', path, '--image-to-image', '--scale', '1.5', '--chunk-size', '100']
+        )
+    assert export_onnx.to_onnx is capture
+    return {'folder': folder, 'weights': weights, 'net': net, 'query': query_model, 'onnx': path, 'result': result}
+
+
+def _image_session(model):
+    return onnx_render.open_session(model if isinstance(model, str) else model.SerializeToString(), threads=1)
+
+
+def test_image_to_image_export_is_checked_and_has_metadata(liif_image):
+    result, path = liif_image['result'], liif_image['onnx']
+    assert [c['input'] for c in result['checks']] == list(export_onnx.IMAGE_CHECK_CASES)
+    assert [c['output'] for c in result['checks']] == [(20, 26), (36, 14)]  # round(13 * 1.5) = round(19.5) = 20
+    assert all(c['kind'] == 'image' and c['max_diff'] <= TOLERANCE for c in result['checks']), result['checks']
+    assert result['bytes'] == os.path.getsize(path)
+    assert sorted(os.listdir(liif_image['folder'])) == ['LIIF.safetensors', 'liif_x1.5.onnx']  # no temporary left
+    model = onnx.load(path)
+    onnx.checker.check_model(model, full_check=True)
+    assert [n.op_type for n in model.graph.node].count('Loop') == 1
+    session = _image_session(path)
+    assert [(i.name, i.shape) for i in session.get_inputs()] == [('input', ['batch', 3, 'height', 'width'])]
+    assert [(o.name, o.shape) for o in session.get_outputs()] == [('output', ['batch', 3, 'out_height', 'out_width'])]
+    meta = session.get_modelmeta().custom_metadata_map
+    assert meta['scale'] == '1.5' and meta['scale_h'] == meta['scale_w'] == '1.5' and 'output_size' not in meta
+    assert (meta['colour_order'], meta['value_range'], meta['arch'], meta['graph']) == (
+        'RGB',
+        '[0, 1]',
+        'LIIF',
+        'image-to-image',
+    )
+    assert meta['input_layout'] == 'NCHW' and meta['queries_per_iteration'] == '100'
+    assert json.loads(meta['network_g']) == TINY_LIIF and 'image-to-image at x1.5' in model.doc_string
+
+
+@pytest.mark.parametrize(
+    'target',
+    [{'scale': 1.5}, {'scale': 2.3}, {'scale': 0.75}, {'scale': (1.7, 2.45)}, {'size': (31, 20)}],
+    ids=['x1.5', 'x2.3', 'x0.75', 'x1.7x2.45', 'size31x20'],
+)
+def test_image_to_image_equals_upscale_at_unseen_sizes(liif_image, target):
+    """Non-integer and non-square scales, N > 1, input sizes the export never saw, several loop
+    iterations (37 output pixels per iteration: the last one partly padded)."""
+    net = liif_image['net']
+    image = {'scale': target.get('scale'), 'size': target.get('size'), 'chunk_size': 37}
+    model = export_onnx.to_image_onnx(net, TINY_LIIF, image, query_model=liif_image['query'])
+    session = _image_session(model)
+    diffs, iterations = [], []
+    for seed, (n, h, w) in enumerate(UNSEEN_INPUTS):
+        assert (n, h, w) not in export_onnx.IMAGE_CHECK_CASES and (h, w) != export_onnx.EXAMPLE_LR_SIZE
+        lq = torch.rand(n, 3, h, w, generator=torch.Generator().manual_seed(seed))
+        expected = image['size'] or output_size_for_scale((h, w), image['scale'])
+        with torch.no_grad():
+            ref = net.upscale(lq, size=image['size'], scale=image['scale'])
+        (got,) = session.run(None, {'input': lq.numpy()})
+        assert got.shape == (n, 3, *expected) == tuple(ref.shape)
+        iterations.append(onnx_image.iterations(expected, 37))
+        diffs.append(float(np.abs(got - ref.numpy()).max()))
+    assert max(iterations) > 1, iterations
+    if target == {'scale': 1.5}:
+        assert output_size_for_scale((7, 30), 1.5) == (10, 45)  # the tie 10.5 rounds to even in both
+    print(f'LIIF image-to-image {target}: max |onnxruntime - upscale| {diffs} at {UNSEEN_INPUTS}')
+    assert max(diffs) <= TOLERANCE, diffs
+
+
+def test_image_to_image_check_refuses_and_writes_nothing(liif_image, tmp_path):
+    """The export's check compares with the arch it was given: another arch's graph, or a graph of
+    another scale, is refused with one line and no file."""
+    net = liif_image['net']
+    other = copy.deepcopy(net)
+    with torch.no_grad():
+        next(p for p in other.parameters() if p.dim() > 1).mul_(1.5)
+    path = str(tmp_path / 'm.onnx')
+    image = {'scale': 1.5, 'size': None, 'chunk_size': 100}
+    with pytest.raises(
+        export_onnx.ToolError, match=r'^exported LIIF graph differs from PyTorch by .* nothing written$'
+    ):
+        export_onnx.export_onnx(other, TINY_LIIF, path, image=image, query_model=liif_image['query'])
+    model = export_onnx.to_image_onnx(net, TINY_LIIF, image, query_model=liif_image['query'])
+    with pytest.raises(export_onnx.ToolError, match=r'gives shape \[1, 3, 20, 26\], PyTorch \[1, 3, 21, 27\]'):
+        export_onnx.validate(model, net, image={**image, 'scale': 1.6})
+    assert os.listdir(tmp_path) == []
+
+
+def test_image_to_image_command_line_errors_are_one_line(liif_image, tmp_path, capsys):
+    weights, out = liif_image['weights'], str(tmp_path / 'm.onnx')
+    base = ['--weights', weights, '-o', out]
+    assert '--image-to-image needs --scale S or --size HxW' in _error(
+        capsys, export_onnx.run, [*base, '--image-to-image']
+    )
+    line = _error(capsys, export_onnx.run, [*base, '--scale', '1.5'])
+    assert line == 'error: --scale is for --image-to-image; the query-form graph renders any scale'
+    line = _error(capsys, export_onnx.run, [*base, '--image-to-image', '--scale', '0'])
+    assert "--scale '0'" in line and 'not a finite number > 0' in line
+    line = _error(capsys, export_onnx.run, [*base, '--image-to-image', '--size', '10x0'])
+    assert "--size '10x0'" in line
+    line = _error(capsys, export_onnx.run, [*base, '--image-to-image', '--scale', '2', '--chunk-size', '0'])
+    assert line == 'error: --chunk-size must be > 0, got 0'
+    assert os.listdir(tmp_path) == []
+
+
+def _doc_script() -> str:
+    """The standalone script of docs/model_zoo.md (the python block that starts with DOC_SCRIPT_MARK)."""
+    text = (REPO_ROOT / 'docs' / 'model_zoo.md').read_text()
+    blocks = [b for b in re.findall(r'```python\n(.*?)```', text, re.DOTALL) if b.startswith(DOC_SCRIPT_MARK)]
+    assert len(blocks) == 1, f'docs/model_zoo.md has {len(blocks)} python blocks starting with {DOC_SCRIPT_MARK!r}'
+    return blocks[0]
+
+
+def test_docs_standalone_script_upscales_a_png_by_1_5(liif_image, tmp_path):
+    """The docs' script, copied out of docs/model_zoo.md, run with gaussiansr_arch and torch
+    unimportable (onnxruntime, numpy and PIL only), upscales a PNG by 1.5 as arch.upscale does."""
+    script = tmp_path / 'upscale_png.py'
+    script.write_text(_doc_script())
+    gen = torch.Generator().manual_seed(7)
+    img = (torch.rand(9, 14, 3, generator=gen) * 255).round().to(torch.uint8).numpy()
+    src, dst = tmp_path / 'photo.png', tmp_path / 'photo_x1.5.png'
+    Image.fromarray(img).save(src)
+    runner = (
+        'import runpy, sys\n'
+        "for name in ('gaussiansr_arch', 'torch', 'basicsr'):\n"
+        '    sys.modules[name] = None  # importing them now fails\n'
+        'sys.argv = sys.argv[1:]\n'
+        "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+    )
+    argv = [sys.executable, '-I', '-c', runner, str(script), liif_image['onnx'], str(src), str(dst)]
+    out = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert out.returncode == 0, out.stderr
+    assert 'x1.5' in out.stdout and 'LIIF' in out.stdout, out.stdout
+    got = np.asarray(Image.open(dst))
+    assert got.shape == (14, 21, 3)  # round(9 * 1.5) = round(13.5) = 14
+    with torch.no_grad():
+        ref = tensor_to_image(liif_image['net'].upscale(image_to_tensor(img), scale=1.5))
+    assert np.abs(got.astype(int) - ref.astype(int)).max() <= 1  # float rounding at a .5 level at most
+    assert (got != ref).mean() < 0.01

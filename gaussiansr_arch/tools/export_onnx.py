@@ -17,6 +17,11 @@ onnxruntime run on the CPU against PyTorch at LR sizes and query counts other th
 ones (proving the axes dynamic), one of them a whole output grid; a graph further than
 ``CHECK_TOLERANCE`` from PyTorch is refused. The file is written atomically and only then.
 ``gaussiansr_arch.tools.onnx_render`` renders whole images through it.
+
+With ``--image-to-image --scale S`` (or ``--size HxW``) the graph is instead what upscaling front
+ends run: ``input`` [N,3,h,w] -> ``output`` [N,3,H,W] at that one scale, the coordinate grid and
+the row-chunk loop built inside the graph (:mod:`gaussiansr_arch.tools.onnx_image`); it is checked
+the same way, against ``arch.upscale`` on whole images of two input sizes (one with N = 2).
 """
 
 import argparse
@@ -32,15 +37,19 @@ import torch
 from torch import nn
 
 from gaussiansr_arch._version import __version__
-from gaussiansr_arch.archs.arbitrary_scale import ArbitraryScaleArch
+from gaussiansr_arch.archs.arbitrary_scale import DEFAULT_CHUNK_SIZE, ArbitraryScaleArch
 from gaussiansr_arch.archs.encoders import SwinIREncoder
+from gaussiansr_arch.tools import onnx_image
 from gaussiansr_arch.tools.common import (
     ToolError,
     add_weights_args,
     check_output_dir,
     check_output_free,
     count_parameters,
+    format_scale,
     load_model,
+    parse_scale,
+    parse_size,
     run_tool,
     writing,
 )
@@ -56,10 +65,12 @@ EXAMPLE_QUERIES = 97
 # or every pixel centre of a 'grid' output size (what rendering sends; GaussianSR's PyTorch path
 # then takes its grid-neighbourhood form, the graph the general one).
 CHECK_CASES = ({'lr_size': (13, 17), 'queries': 211}, {'lr_size': (24, 9), 'grid': (41, 20)})
+# The image-to-image check: whole images of (N, h, w), against arch.upscale at the graph's scale.
+IMAGE_CHECK_CASES = ((1, 13, 17), (2, 24, 9))
 CHECK_TOLERANCE = 1e-4
 # The lowest opset torch.onnx's exporter writes (its version conversion below it fails on Pad).
 MIN_OPSET = 18
-DIM_NAMES = {'height': 'h', 'width': 'w', 'queries': 'Q'}
+DIM_NAMES = {'batch': 'N', 'height': 'h', 'width': 'w', 'queries': 'Q'}
 # Encoders known not to trace with symbolic sizes, and why (checked before the slow capture).
 UNEXPORTABLE_ENCODERS = {
     SwinIREncoder: (
@@ -154,8 +165,8 @@ def failure_reason(err: BaseException) -> str:
     return f'{type(err).__name__}: {first[:300]}'
 
 
-def capture(arch: ArbitraryScaleArch, verbose: bool = False) -> torch.export.ExportedProgram:
-    """Trace ``QueryGraph(arch)`` with symbolic h, w and Q.
+def capture(arch: ArbitraryScaleArch, verbose: bool = False, batch: bool = False) -> torch.export.ExportedProgram:
+    """Trace ``QueryGraph(arch)`` with symbolic h, w and Q (and N with ``batch``: traced at N = 2).
 
     Why ``torch.export`` (torch.onnx's dynamo exporter) and not the TorchScript exporter
     (``dynamo=False``): TorchScript tracing records Python numbers derived from sizes as
@@ -171,18 +182,22 @@ def capture(arch: ArbitraryScaleArch, verbose: bool = False) -> torch.export.Exp
     dim = torch.export.Dim
     h, w, q = dim('height', min=2), dim('width', min=2), dim('queries', min=1)
     dynamic = {'lq': {2: h, 3: w}, 'coord': {1: q}, 'cell': {1: q}}
+    example = example_inputs(EXAMPLE_LR_SIZE, EXAMPLE_QUERIES)
+    if batch:
+        n = dim('batch', min=1)
+        dynamic = {key: {0: n, **axes} for key, axes in dynamic.items()}
+        example = tuple(t.expand(2, *t.shape[1:]).contiguous() for t in example)
     name = type(arch).__name__
+    axes = 'N, h, w and Q' if batch else 'h, w and Q'
     try:
         with onnx_export_mode(), torch.no_grad():
-            return torch.export.export(
-                QueryGraph(arch).eval(), example_inputs(EXAMPLE_LR_SIZE, EXAMPLE_QUERIES), dynamic_shapes=dynamic
-            )
+            return torch.export.export(QueryGraph(arch).eval(), example, dynamic_shapes=dynamic)
     except ToolError:
         raise
     except Exception as err:  # torch.export raises many unrelated types; all mean "not capturable"
         if verbose:
             print(f'{PROG}: torch.export failed:\n{err}', file=sys.stderr)
-        raise ToolError(f'cannot export {name} to ONNX with dynamic h, w and Q: {failure_reason(err)}') from None
+        raise ToolError(f'cannot export {name} to ONNX with dynamic {axes}: {failure_reason(err)}') from None
 
 
 def check_exportable(arch: torch.nn.Module, network_opt: dict) -> str:
@@ -199,8 +214,11 @@ def check_exportable(arch: torch.nn.Module, network_opt: dict) -> str:
     return name
 
 
-def to_onnx(arch: ArbitraryScaleArch, network_opt: dict, opset: int | None = None, verbose: bool = False):
-    """The ONNX model (``onnx.ModelProto``) of ``arch`` in query form, axes named height/width/queries.
+def to_onnx(
+    arch: ArbitraryScaleArch, network_opt: dict, opset: int | None = None, verbose: bool = False, batch: bool = False
+):
+    """The ONNX model (``onnx.ModelProto``) of ``arch`` in query form, axes named height/width/queries
+    (and batch with ``batch``; else the batch is 1).
 
     Raises:
         ToolError: the onnx/onnxscript packages are missing, or the arch cannot be captured or converted.
@@ -208,7 +226,7 @@ def to_onnx(arch: ArbitraryScaleArch, network_opt: dict, opset: int | None = Non
     name = check_exportable(arch, network_opt)
     import_onnx_module('onnx', PROG)
     import_onnx_module('onnxscript', f'{PROG} (torch.onnx exporter)')
-    program = capture(arch, verbose)
+    program = capture(arch, verbose, batch)
     try:
         onnx_program = torch.onnx.export(
             program,
@@ -222,9 +240,10 @@ def to_onnx(arch: ArbitraryScaleArch, network_opt: dict, opset: int | None = Non
         first = ' '.join(str(err).strip().splitlines()[0].split()) if str(err).strip() else type(err).__name__
         raise ToolError(f'cannot convert {name} to ONNX: {first[:300]}') from None
     graph_inputs = onnx_program.model.graph.inputs
-    onnx_program.rename_axes(
-        {graph_inputs[0].shape[2]: 'height', graph_inputs[0].shape[3]: 'width', graph_inputs[1].shape[1]: 'queries'}
-    )
+    axes = {graph_inputs[0].shape[2]: 'height', graph_inputs[0].shape[3]: 'width', graph_inputs[1].shape[1]: 'queries'}
+    if batch:
+        axes[graph_inputs[0].shape[0]] = 'batch'
+    onnx_program.rename_axes(axes)
     model = onnx_program.model_proto
     model.doc_string = (
         f'{name} (gaussiansr_arch {__version__}) in query form: rgb [1,Q,3] (nominally [0,1], not clamped) '
@@ -234,37 +253,62 @@ def to_onnx(arch: ArbitraryScaleArch, network_opt: dict, opset: int | None = Non
     for key, value in (('network_g', json.dumps(network_opt)), ('gaussiansr_arch_version', __version__)):
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
-    check_dynamic_axes(model, name)
+    check_dynamic_axes(model, name, batch)
     return model
 
 
-def check_dynamic_axes(model, name: str) -> None:
-    """ToolError unless h, w of lq and Q of coord, cell and rgb are symbolic in the graph's signature."""
-    expected = {'lq': ['1', '3', 'height', 'width'], 'coord': ['1', 'queries', '2'], 'cell': ['1', 'queries', '2']}
-    expected['rgb'] = ['1', 'queries', '3']
+def check_dynamic_axes(model, name: str, batch: bool = False) -> None:
+    """ToolError unless h, w of lq and Q of coord, cell and rgb (and N) are symbolic in the graph's signature."""
+    n = 'batch' if batch else '1'
+    expected = {'lq': [n, '3', 'height', 'width'], 'coord': [n, 'queries', '2'], 'cell': [n, 'queries', '2']}
+    expected['rgb'] = [n, 'queries', '3']
     for value in [*model.graph.input, *model.graph.output]:
         dims = [d.dim_param or str(d.dim_value) for d in value.type.tensor_type.shape.dim]
         if value.name in expected and dims != expected[value.name]:
             raise ToolError(f'exported {name} graph has {value.name} {dims}, expected {expected[value.name]}')
 
 
-def validate(model, arch: ArbitraryScaleArch, threads: int = 0) -> list[dict]:
-    """``onnx.checker`` on ``model``, then onnxruntime (CPU) against PyTorch on every case of ``CHECK_CASES``.
+def to_image_onnx(
+    arch: ArbitraryScaleArch,
+    network_opt: dict,
+    image: dict,
+    opset: int | None = None,
+    verbose: bool = False,
+    query_model=None,
+):
+    """The image-to-image ``onnx.ModelProto`` of ``arch`` at ``image['scale']`` or ``image['size']``.
 
-    Returns:
-        list[dict]: per case ``lr_size``, ``queries``, ``kind`` ('random' or 'grid HxW') and ``max_diff``.
+    ``image`` also gives ``chunk_size`` (queries per loop iteration). ``query_model``: a query-form
+    model of ``arch`` from ``to_onnx(..., batch=True)``, reused instead of capturing again.
 
     Raises:
-        ToolError: the checker's complaint, or a case further than ``CHECK_TOLERANCE`` from PyTorch.
+        ToolError: as :func:`to_onnx`, or an output size the arch cannot render.
     """
-    onnx = import_onnx_module('onnx', f'{PROG} (the check; --no-check skips it)')
-    try:
-        onnx.checker.check_model(model, full_check=True)
-    except Exception as err:  # onnx.checker.ValidationError, onnx.shape_inference.InferenceError
-        first = ' '.join(str(err).strip().splitlines()[0].split()) if str(err).strip() else type(err).__name__
-        raise ToolError(f'exported {type(arch).__name__} graph fails onnx.checker: {first[:300]}') from None
-    session = open_session(model.SerializeToString(), threads=threads)
-    results = []
+    name = check_exportable(arch, network_opt)
+    scale, size = image.get('scale'), image.get('size')
+    if size is not None:
+        try:
+            arch.check_output_size(EXAMPLE_LR_SIZE, size)
+        except ValueError as err:
+            raise ToolError(f'--size {size[0]}x{size[1]}: {err}') from None
+    if query_model is None:
+        query_model = to_onnx(arch, network_opt, opset, verbose, batch=True)
+    model = onnx_image.build_image_model(query_model, scale=scale, size=size, chunk_size=image['chunk_size'])
+    target = f'x{format_scale(scale)}' if scale is not None else f'{size[0]}x{size[1]}'
+    model.doc_string = (
+        f'{name} (gaussiansr_arch {__version__}) image-to-image at {target}: input [N,3,h,w] (RGB in [0,1], '
+        f'NCHW) -> output [N,3,H,W] (RGB, nominally [0,1], not clamped); '
+        f'{onnx_image.image_metadata(scale, size)["output_size_rule"]}. Rendered in a Loop of '
+        f'{image["chunk_size"]} output pixels (whole rows) per iteration.'
+    )
+    for key, value in onnx_image.image_metadata(scale, size, name, image['chunk_size']).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    return model
+
+
+def _query_check_cases(arch: ArbitraryScaleArch) -> Iterator[tuple[dict, torch.Tensor, dict, str]]:
+    """Feeds of the query-form check (``CHECK_CASES``), PyTorch's answer, the record and where it is."""
     for seed, case in enumerate(CHECK_CASES):
         h, w = case['lr_size']
         if 'grid' in case:
@@ -275,13 +319,60 @@ def validate(model, arch: ArbitraryScaleArch, threads: int = 0) -> list[dict]:
             kind = 'random'
         with torch.no_grad():
             ref = arch(lq, coord, cell)
-        (got,) = session.run([OUTPUT_NAME], {'lq': lq.numpy(), 'coord': coord.numpy(), 'cell': cell.numpy()})
+        feed = {'lq': lq.numpy(), 'coord': coord.numpy(), 'cell': cell.numpy()}
+        record = {'lr_size': (h, w), 'queries': coord.shape[1], 'kind': kind}
+        yield feed, ref, record, f'lq {h}x{w}, {coord.shape[1]} {kind} queries'
+
+
+def _image_check_cases(arch: ArbitraryScaleArch, image: dict) -> Iterator[tuple[dict, torch.Tensor, dict, str]]:
+    """Feeds of the image-to-image check (``IMAGE_CHECK_CASES``) and ``arch.upscale``'s whole images."""
+    scale, size = image.get('scale'), image.get('size')
+    for seed, (n, h, w) in enumerate(IMAGE_CHECK_CASES):
+        lq = torch.rand(n, 3, h, w, generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            ref = arch.upscale(lq, size=size, scale=scale)
+        record = {'input': (n, h, w), 'output': tuple(ref.shape[-2:]), 'kind': 'image'}
+        where = f'input {n}x3x{h}x{w} -> {ref.shape[-2]}x{ref.shape[-1]}'
+        yield {onnx_image.INPUT_NAME: lq.numpy()}, ref, record, where
+
+
+def validate(model, arch: ArbitraryScaleArch, threads: int = 0, image: dict | None = None) -> list[dict]:
+    """``onnx.checker`` on ``model``, then onnxruntime (CPU) against PyTorch on every check case.
+
+    The cases: ``CHECK_CASES`` for a query-form graph; with ``image`` (the spec given to
+    :func:`to_image_onnx`), whole images of ``IMAGE_CHECK_CASES`` against ``arch.upscale``.
+
+    Returns:
+        list[dict]: per case ``max_diff`` and, query form, ``lr_size``, ``queries``, ``kind``
+        ('random' or 'grid HxW'); image-to-image, ``input`` (N, h, w), ``output`` (H, W), ``kind`` 'image'.
+
+    Raises:
+        ToolError: the checker's complaint, an output of another shape, or a case further than
+        ``CHECK_TOLERANCE`` from PyTorch.
+    """
+    onnx = import_onnx_module('onnx', f'{PROG} (the check; --no-check skips it)')
+    name = type(arch).__name__
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as err:  # onnx.checker.ValidationError, onnx.shape_inference.InferenceError
+        first = ' '.join(str(err).strip().splitlines()[0].split()) if str(err).strip() else type(err).__name__
+        raise ToolError(f'exported {name} graph fails onnx.checker: {first[:300]}') from None
+    session = open_session(model.SerializeToString(), threads=threads)
+    results = []
+    cases = _image_check_cases(arch, image) if image is not None else _query_check_cases(arch)
+    for feed, ref, record, where in cases:
+        (got,) = session.run(None, feed)
+        if tuple(got.shape) != tuple(ref.shape):
+            raise ToolError(
+                f'exported {name} graph gives shape {list(got.shape)}, PyTorch {list(ref.shape)} ({where}); '
+                'nothing written'
+            )
         diff = float((torch.from_numpy(got) - ref).abs().max())
-        results.append({'lr_size': (h, w), 'queries': coord.shape[1], 'kind': kind, 'max_diff': diff})
+        results.append({**record, 'max_diff': diff})
         if not diff <= CHECK_TOLERANCE:  # also catches NaN
             raise ToolError(
-                f'exported {type(arch).__name__} graph differs from PyTorch by {diff:.2e} > {CHECK_TOLERANCE:g} '
-                f'(lq {h}x{w}, {coord.shape[1]} {kind} queries); nothing written'
+                f'exported {name} graph differs from PyTorch by {diff:.2e} > {CHECK_TOLERANCE:g} ({where}); '
+                'nothing written'
             )
     return results
 
@@ -294,8 +385,14 @@ def export_onnx(
     check: bool = True,
     force: bool = False,
     verbose: bool = False,
+    image: dict | None = None,
+    query_model=None,
 ) -> dict:
     """Export ``arch`` to ``path`` (atomically, after the check); returns what was done.
+
+    ``image``: ``{'scale': s or (s_h, s_w), 'size': None or (H, W), 'chunk_size': n}`` for an
+    image-to-image graph (:func:`to_image_onnx`, which reuses ``query_model`` when given); None for
+    the query form.
 
     Returns:
         dict: ``path``, ``arch``, ``parameters``, ``opset``, ``export_seconds``, ``bytes`` and
@@ -309,9 +406,12 @@ def export_onnx(
     check_output_dir(os.path.dirname(path))
     arch.eval()
     start = time.time()
-    model = to_onnx(arch, network_opt, opset, verbose)
+    if image is None:
+        model = to_onnx(arch, network_opt, opset, verbose)
+    else:
+        model = to_image_onnx(arch, network_opt, image, opset, verbose, query_model)
     seconds = time.time() - start
-    checks = validate(model, arch) if check else []
+    checks = validate(model, arch, image=image) if check else []
     try:
         data = model.SerializeToString()
     except ValueError as err:  # protobuf's 2 GB limit
@@ -327,6 +427,7 @@ def export_onnx(
         'export_seconds': seconds,
         'bytes': len(data),
         'checks': checks,
+        'image': image,
     }
 
 
@@ -336,7 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description=(
             'Export an arbitrary-scale SR model as an ONNX graph in query form: inputs lq [1,3,h,w], '
-            'coord [1,Q,2], cell [1,Q,2], output rgb [1,Q,3], with dynamic h, w and Q; validated with '
+            'coord [1,Q,2], cell [1,Q,2], output rgb [1,Q,3], with dynamic h, w and Q (or, with '
+            '--image-to-image, input [N,3,h,w] -> output [N,3,H,W] at one scale); validated with '
             'onnx.checker and onnxruntime against PyTorch before it is written (atomically). Needs the '
             "[onnx] extra: pip install 'gaussiansr_arch[onnx]'."
         ),
@@ -354,6 +456,22 @@ def build_parser() -> argparse.ArgumentParser:
         '--no-check', action='store_true', help='skip onnx.checker and the onnxruntime-vs-PyTorch comparison'
     )
     parser.add_argument('--verbose', action='store_true', help="print the exporter's progress and full errors")
+    image = parser.add_argument_group(
+        'image-to-image',
+        'a graph input [N,3,h,w] -> output [N,3,H,W] at one fixed scale or size, for upscaling front ends '
+        '(chaiNNer, spandrel-style tools); checked against upscale on whole images',
+    )
+    image.add_argument('--image-to-image', action='store_true', help='export the image-to-image graph')
+    target = image.add_mutually_exclusive_group()
+    target.add_argument('--scale', help='its upscaling factor, e.g. 1.5, or HxW factors, e.g. 1.5x2 (H = round(h*s))')
+    target.add_argument('--size', help='its fixed output size HxW, e.g. 1080x1920, whatever the input size')
+    image.add_argument(
+        '--chunk-size',
+        type=int,
+        default=DEFAULT_CHUNK_SIZE,
+        help=f'output pixels the graph renders per loop iteration, whole rows (default {DEFAULT_CHUNK_SIZE}); '
+        'bounds the memory of the query part',
+    )
     return parser
 
 
@@ -362,21 +480,52 @@ def _run(args: argparse.Namespace) -> dict:
         raise ToolError(f'output {args.output}: name it .onnx')
     if args.opset is not None and args.opset < MIN_OPSET:
         raise ToolError(f'--opset {args.opset}: the torch.onnx exporter writes opset {MIN_OPSET} or later')
+    image = None
+    if args.image_to_image:
+        if args.scale is None and args.size is None:
+            raise ToolError('--image-to-image needs --scale S or --size HxW (one scale or size per file)')
+        if args.chunk_size <= 0:
+            raise ToolError(f'--chunk-size must be > 0, got {args.chunk_size}')
+        scale = parse_scale(args.scale) if args.scale is not None else None
+        size = parse_size(args.size) if args.size is not None else None
+        image = {'scale': scale, 'size': size, 'chunk_size': args.chunk_size}
+    else:
+        given = [flag for flag, value in (('--scale', args.scale), ('--size', args.size)) if value is not None]
+        if args.chunk_size != DEFAULT_CHUNK_SIZE:
+            given.append('--chunk-size')
+        if given:
+            raise ToolError(f'{given[0]} is for --image-to-image; the query-form graph renders any scale')
     check_output_free(args.output, args.force)
     check_output_dir(os.path.dirname(args.output))
     arch, network_opt = load_model(args.weights, args.opt, args.param_key, 'cpu')
     result = export_onnx(
-        arch, network_opt, args.output, args.opset, check=not args.no_check, force=args.force, verbose=args.verbose
+        arch,
+        network_opt,
+        args.output,
+        args.opset,
+        check=not args.no_check,
+        force=args.force,
+        verbose=args.verbose,
+        image=image,
     )
+    what = 'query form'
+    if image is not None:
+        what = 'image-to-image ' + (
+            f'x{format_scale(image["scale"])}'
+            if image['scale'] is not None
+            else f'{image["size"][0]}x{image["size"][1]}'
+        )
     print(
-        f'wrote {args.output}: {result["arch"]} ({result["parameters"]:,} parameters, opset '
+        f'wrote {args.output}: {result["arch"]} {what} ({result["parameters"]:,} parameters, opset '
         f'{result["opset"]}, {result["bytes"] / 1e6:.1f} MB), exported in {result["export_seconds"]:.1f}s'
     )
     for c in result['checks']:
-        print(
-            f'  onnxruntime vs PyTorch: max |diff| {c["max_diff"]:.1e} '
-            f'(lq {c["lr_size"][0]}x{c["lr_size"][1]}, {c["queries"]} {c["kind"]} queries)'
-        )
+        if c['kind'] == 'image':
+            n, h, w = c['input']
+            where = f'input {n}x3x{h}x{w} -> {c["output"][0]}x{c["output"][1]}, vs upscale'
+        else:
+            where = f'lq {c["lr_size"][0]}x{c["lr_size"][1]}, {c["queries"]} {c["kind"]} queries'
+        print(f'  onnxruntime vs PyTorch: max |diff| {c["max_diff"]:.1e} ({where})')
     if args.no_check:
         print('  not checked (--no-check)')
     return result
