@@ -20,6 +20,7 @@ draws come from its position in the stream, not from the RNG that weight initial
 
 import argparse
 import copy
+import json
 import sys
 from pathlib import Path
 
@@ -161,20 +162,25 @@ def bicubic_psnr(shared: Path, work: Path) -> dict:
             lr = read_image(str(Path(opt['dataroot_lq']) / f'{hr_path.stem}x{scale}.png'))
             h, w = lr.shape[0] * scale, lr.shape[1] * scale
             sr = bicubic_upscale(lr, (h, w))
-            values.append(calculate_psnr(sr, hr[:h, :w], crop_border=scale, test_y_channel=True))
+            # BasicSR's metric reads BGR images (its validator passes tensor2img's BGR output)
+            values.append(calculate_psnr(sr[..., ::-1], hr[:h, :w, ::-1], crop_border=scale, test_y_channel=True))
         table[opt['name']] = sum(values) / len(values)
     return table
 
 
 def arm_curves(work: Path) -> dict:
-    """{arm: {dataset: {iter: psnr}}} from the BasicSR logs (and the authors' arm's log)."""
+    """{arm: {dataset: {iter: psnr}}} from the BasicSR logs and the authors' arm's ``curves.json``."""
     from gaussiansr_arch.tools.training_log import parse_logs
 
     curves = {}
-    for arm in (*ARMS, 'authors'):
+    for arm in ARMS:
         logs = sorted((work / 'experiments' / f'real_photos_{arm}').glob('train_*.log'))
         if logs:
             curves[arm] = {ds: pts for (ds, metric), pts in parse_logs(map(str, logs)).items() if metric == 'psnr'}
+    authors = work / 'experiments' / 'real_photos_authors' / 'curves.json'
+    if authors.exists():
+        saved = json.loads(authors.read_text(encoding='utf-8'))
+        curves['authors'] = {ds: {int(i): v for i, v in pts.items()} for ds, pts in saved['curves'].items()}
     return curves
 
 
@@ -251,6 +257,12 @@ def report(shared: Path, work: Path) -> None:
             if other in curves:
                 diffs = [curves['gaussiansr'][ds][t] - curves[other][ds][t] for ds in datasets]
                 print(f'{label}: ' + ' / '.join(f'{d:+.2f}' for d in diffs) + f'  ({", ".join(datasets)})')
+    if 'authors' in curves and 'gaussiansr' in curves:
+        common = set.intersection(*(set(curves[a].get(ds, {})) for a in ('authors', 'gaussiansr') for ds in datasets))
+        if common:
+            t = max(common)
+            diffs = [curves['gaussiansr'][ds][t] - curves['authors'][ds][t] for ds in datasets]
+            print(f"ours - authors' code at iteration {t}: " + ' / '.join(f'{d:+.2f}' for d in diffs))
 
 
 def main(argv=None) -> int:
