@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from gaussiansr_arch.archs.gaussiansr_arch import GaussianSR
 from gaussiansr_arch.archs.liif_arch import LIIF, LIIFState, feature_coord_map, sample_nearest, unfold3x3
 from gaussiansr_arch.data.protocol import to_float
+from gaussiansr_arch.utils.methods import methods
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / 'results'
@@ -81,20 +82,31 @@ def median(values) -> float:
     return statistics.median(values)
 
 
-# The network_g of every arch the benchmarks compare, by benchmark name. GSASR and ContinuousSR
-# run their papers' default configurations (EDSR-baseline encoders), random init.
-NETWORKS = {
-    'gaussiansr': {'type': 'GaussianSR'},
-    'gaussiansr-mlp': {'type': 'GaussianSR', 'decoder': 'mlp'},
-    'liif': {'type': 'LIIF'},
-    'liif-official-form': {'type': 'OfficialFormLIIF'},  # benchmark-only (register_benchmark_archs)
-    'gsasr': {'type': 'GSASR'},
-    'continuoussr': {'type': 'ContinuousSR'},
-}
+# Benchmark-only archs (register_benchmark_archs), listed right after the method they are a form of.
+BENCHMARK_FORMS = {'liif': {'liif-official-form': {'type': 'OfficialFormLIIF'}}}
+
+
+def networks(variants: bool = True) -> dict[str, dict]:
+    """The ``network_g`` of every model the benchmarks compare, by benchmark name.
+
+    Every registered method descriptor (``gaussiansr_arch.utils.methods``) that is ``benchmarked``,
+    under its key (``'gsasr'``), at its default configuration (the papers' EDSR-baseline models),
+    random init; with ``variants`` its named variants too (``'gaussiansr-mlp'``); and the
+    benchmark-only forms (``'liif-official-form'``) after their method.
+    """
+    out: dict[str, dict] = {}
+    for method in methods():
+        if not method.benchmarked:
+            continue
+        out[method.key] = method.network()
+        for variant in method.variants if variants else ():
+            out[f'{method.key}-{variant}'] = method.network(variant)
+        out.update(BENCHMARK_FORMS.get(method.key, {}))
+    return out
 
 
 def build_model(name: str, pretrained: bool = True) -> tuple[torch.nn.Module, str]:
-    """A benchmark model by name (``NETWORKS``) and a note on its weights.
+    """A benchmark model by name (:func:`networks`) and a note on its weights.
 
     LIIF gets the official weights when the checkpoint is available; every other arch is
     random-init (speed and memory do not depend on the values).
@@ -103,7 +115,7 @@ def build_model(name: str, pretrained: bool = True) -> tuple[torch.nn.Module, st
         return liif(pretrained, official_form=name == 'liif-official-form')
     from basicsr.archs import build_network
 
-    return build_network(dict(NETWORKS[name])), 'random-init weights'
+    return build_network(networks()[name]), 'random-init weights'
 
 
 def gaussiansr(decoder: str = 'lte', **opt) -> GaussianSR:

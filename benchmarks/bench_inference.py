@@ -14,14 +14,23 @@ import argparse
 import sys
 
 import torch
-from _common import OfficialFormLIIF, build_model, check_device, lr_photo, machine_info, median, progress, timed
+from _common import (
+    OfficialFormLIIF,
+    build_model,
+    check_device,
+    lr_photo,
+    machine_info,
+    median,
+    networks,
+    progress,
+    timed,
+)
 from torch import nn
 
 from gaussiansr_arch.archs.arbitrary_scale import DEFAULT_CHUNK_SIZE
 from gaussiansr_arch.archs.coordinates import output_size_for_scale
 
 DEFAULT_CASES = ('64:128', '64:256', '64:384', '128:512', '256:1024')
-MODELS = ('gaussiansr', 'gaussiansr-mlp', 'liif', 'liif-official-form', 'gsasr', 'continuoussr')
 
 
 def parse_args(argv=None):
@@ -33,7 +42,7 @@ def parse_args(argv=None):
         '--models',
         nargs='+',
         default=['gaussiansr', 'gaussiansr-mlp', 'liif'],
-        choices=MODELS,
+        choices=list(networks()),
         help='liif-official-form: LIIF with the first layer per query, as the official code',
     )
     p.add_argument('--runs', type=int, default=5, help='timed repetitions per model and case (default 5)')

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-MODELS = ('gaussiansr', 'gaussiansr-mlp', 'liif', 'gsasr', 'continuoussr')  # names of _common.NETWORKS
 BUDGET_MB = 1536
 
 
@@ -27,7 +26,9 @@ def parse_args(argv=None):
     p.add_argument('--threads', type=int, default=0, help='torch threads in the children (0: torch default)')
     p.add_argument('--lr', type=int, default=510, help='LR side (default 510)')
     p.add_argument('--sizes', type=int, nargs='+', default=[1020, 2040, 4080], help='output sides')
-    p.add_argument('--models', nargs='+', default=['gaussiansr', 'liif'], choices=MODELS)
+    from _common import networks
+
+    p.add_argument('--models', nargs='+', default=['gaussiansr', 'liif'], choices=list(networks()))
     p.add_argument('--chunk-size', type=int, default=0, help='queries per chunk (0: package default)')
     p.add_argument('--child', nargs=2, metavar=('MODEL', 'SIZE'), help=argparse.SUPPRESS)
     return p.parse_args(argv)

@@ -49,24 +49,27 @@ from _common import (
     photo,
     progress,
 )
-from basicsr.archs import build_network
+from basicsr.utils.registry import ARCH_REGISTRY
 
 from gaussiansr_arch.archs.coordinates import make_cell, make_coord
-from gaussiansr_arch.archs.gaussiansr_arch import GaussianSR
-from gaussiansr_arch.archs.liif_arch import LIIF
 from gaussiansr_arch.data.arbitrary_scale_dataset import hr_crop_and_lr_size, make_lr
 from gaussiansr_arch.utils.image_io import imresize_to
+from gaussiansr_arch.utils.methods import get_method, method_networks
 
-BASE_ARMS = {
-    'gaussian8': lambda skip: GaussianSR(image_skip=skip),
-    'bicubic64': lambda skip: GaussianSR(splat_channels=0, image_skip=skip),
-    'liif': lambda skip: LIIF(image_skip=skip),
-    'gaussian8-mlp': lambda skip: GaussianSR(decoder='mlp', image_skip=skip),
-    'gsasr': lambda skip: build_network({'type': 'GSASR'}),
-    'continuoussr': lambda skip: build_network({'type': 'ContinuousSR'}),
-}
-# Arms without an image-skip option (their papers' models have none).
-NO_SKIP_ARMS = ('gsasr', 'continuoussr')
+# The GaussianSR arms keep their names of the results files; every other arm is its benchmark name.
+ARM_NAMES = {'gaussiansr': 'gaussian8', 'gaussiansr-bicubic64': 'bicubic64', 'gaussiansr-mlp': 'gaussian8-mlp'}
+
+
+def base_arms() -> dict[str, dict]:
+    """{arm: network_g}: every benchmarked method descriptor and its variants, at the defaults."""
+    return {ARM_NAMES.get(key, key): dict(net) for key, net in method_networks(benchmarked_only=True).items()}
+
+
+def has_skip(arm: str) -> bool:
+    """Whether an arm's method has the image-skip option (added by us; their papers' models have none)."""
+    return get_method(base_arms()[arm]['type']).image_skip
+
+
 SKIP_SUFFIX = '+skip'
 # Paired differences printed when both arms ran: (a, b) -> a - b.
 PAIRS = [(f'gaussian8{s}', f'{other}{s}') for s in ('', SKIP_SUFFIX) for other in ('bicubic64', 'liif')]
@@ -74,9 +77,10 @@ PAIRS += [('gaussian8+skip', 'gaussian8'), ('bicubic64+skip', 'bicubic64'), ('li
 
 
 def arm_choice(name: str) -> str:
-    if name.removesuffix(SKIP_SUFFIX) not in BASE_ARMS:
-        raise argparse.ArgumentTypeError(f'unknown model {name!r}: one of {sorted(BASE_ARMS)}, optionally +skip')
-    if name.endswith(SKIP_SUFFIX) and name.removesuffix(SKIP_SUFFIX) in NO_SKIP_ARMS:
+    arms = base_arms()
+    if name.removesuffix(SKIP_SUFFIX) not in arms:
+        raise argparse.ArgumentTypeError(f'unknown model {name!r}: one of {sorted(arms)}, optionally +skip')
+    if name.endswith(SKIP_SUFFIX) and not has_skip(name.removesuffix(SKIP_SUFFIX)):
         raise argparse.ArgumentTypeError(f'{name!r}: {name.removesuffix(SKIP_SUFFIX)} has no image-skip option')
     return name
 
@@ -122,7 +126,11 @@ def build(name: str, seed: int, encoder_init: str, device: torch.device) -> torc
     """An arm with seed-determined initial weights (arms differing only by the skip start equal)."""
     torch.manual_seed(seed)
     skip = 'bilinear' if name.endswith(SKIP_SUFFIX) else 'none'
-    model = BASE_ARMS[name.removesuffix(SKIP_SUFFIX)](skip)
+    base = name.removesuffix(SKIP_SUFFIX)
+    options = base_arms()[base]
+    if has_skip(base):
+        options['image_skip'] = skip
+    model = ARCH_REGISTRY.get(options.pop('type'))(**options)
     if encoder_init == 'liif':
         model.encoder.load_state_dict(liif_encoder_weights(), strict=True)
     return model.to(device)

@@ -30,7 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import yaml
-from _common import NETWORKS, TRAIN_PHOTOS, machine_info, median, photo, progress
+from _common import TRAIN_PHOTOS, machine_info, median, networks, photo, progress
 
 from gaussiansr_arch.data.protocol import to_uint8
 
@@ -58,7 +58,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--device', default='cpu', help='cpu or cuda (num_gpu 0 or 1)')
     p.add_argument('--threads', type=int, default=0, help='OMP_NUM_THREADS of the trainer (0: inherit)')
-    p.add_argument('--models', nargs='+', default=['gaussiansr', 'liif'], choices=sorted(NETWORKS))
+    p.add_argument('--models', nargs='+', default=['gaussiansr', 'liif'], choices=sorted(networks()))
     p.add_argument('--iters', type=int, default=8, help='iterations per run (default 8)')
     p.add_argument('--warmup', type=int, default=2, help='first iterations not counted (default 2)')
     p.add_argument('--repeats', type=int, default=1, help='runs per model, alternated (default 1)')
@@ -106,7 +106,7 @@ def train_yaml(args, lmdb: str, model: str, name: str, amp: str = 'fp32') -> dic
         'model_type': 'ArbitraryScaleSRModel',
         'num_gpu': 1 if args.device.startswith('cuda') else 0,
         'manual_seed': 0,
-        'network_g': dict(NETWORKS[model]),
+        'network_g': networks()[model],
         'datasets': {
             'train': {
                 'name': 'skimage',

@@ -3,7 +3,7 @@
     bash benchmarks/gpu_check.sh                       # CUDA: under 8 minutes on one GPU
     bash benchmarks/gpu_check.sh --device cpu --quick  # the same on the CPU, under 5 minutes
 
-1. ``pytest tests/test_device.py --device D`` (every arch's method tests on the device);
+1. ``pytest tests/test_device.py tests/test_contract.py --device D`` (every method's tests on the device);
 2. inference through ``upscale`` (encoder included) at the paper's sizes (64x64 -> 128, 256,
    384), 128 -> 512 and 510 -> 2040, for GaussianSR, LIIF, LIIF in its official formulation,
    GSASR and ContinuousSR (``--models``), in fp32 and bf16 (autocast): mean of ``--runs`` runs
@@ -24,11 +24,10 @@ import time
 from pathlib import Path
 
 import torch
-from _common import HERE, build_model, check_device, lr_photo, machine_info, progress
+from _common import HERE, build_model, check_device, lr_photo, machine_info, networks, progress
 
 from gaussiansr_arch.archs.precision import upscale_in_precision
 
-MODELS = ('gaussiansr', 'liif', 'liif-official-form', 'gsasr', 'continuoussr')  # names of _common.NETWORKS
 QUICK_MODELS = ('gaussiansr', 'liif', 'liif-official-form')
 PAPER_V100_MS = {128: (14.5, 12.6), 256: (43.2, 41.7), 384: (86.4, 106.7)}  # (LIIF, GaussianSR), paper Table 4
 
@@ -45,7 +44,11 @@ def parse_args(argv=None):
         help='LR:HR sizes (default 64:128 64:256 64:384 128:512 510:2040; --quick 255:1020 last)',
     )
     p.add_argument(
-        '--models', nargs='+', default=None, choices=MODELS, help='default: all; --quick: ' + ' '.join(QUICK_MODELS)
+        '--models',
+        nargs='+',
+        default=None,
+        choices=list(networks(variants=False)),
+        help='default: every method (and LIIF in its official form); --quick: ' + ' '.join(QUICK_MODELS),
     )
     p.add_argument('--precisions', nargs='+', default=['fp32', 'bf16'], choices=['fp32', 'bf16', 'fp16'])
     p.add_argument('--train-iters', type=int, default=None, help='training iterations per run (default 20; --quick 3)')
@@ -59,7 +62,7 @@ def parse_args(argv=None):
     args.runs = args.runs or (2 if args.quick else 100)
     args.cases = args.cases or ['64:128', '64:256', '64:384', '128:512', '255:1020' if args.quick else '510:2040']
     args.train_iters = args.train_iters or (3 if args.quick else 20)
-    args.models = args.models or list(QUICK_MODELS if args.quick else MODELS)
+    args.models = args.models or list(QUICK_MODELS if args.quick else networks(variants=False))
     return args
 
 
@@ -70,8 +73,8 @@ def sync(device):
 
 def run_device_tests(device: str) -> str:
     """The device-wide tests; their pytest summary line."""
-    tests = str(HERE.parent / 'tests' / 'test_device.py')
-    cmd = [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', tests, '--device', device]
+    tests = [str(HERE.parent / 'tests' / name) for name in ('test_device.py', 'test_contract.py')]
+    cmd = [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', *tests, '--device', device]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=HERE.parent)
     lines = [ln for ln in proc.stdout.strip().splitlines() if ln.strip()]
     summary = lines[-1] if lines else proc.stderr.strip()[-300:]

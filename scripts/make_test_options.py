@@ -1,6 +1,7 @@
 """Write the test option files in options/test/ (one per model x dataset, every scale).
 
-Each method is tested under its own paper's evaluation protocol by default (``MODELS[...]['protocol']``,
+Each method (every registered method descriptor, ``gaussiansr_arch.utils.methods``, with each of its
+``test_encoders``) is tested under its own paper's evaluation protocol by default (its ``protocol``,
 a name of ``gaussiansr_arch.data.protocol.PROTOCOLS``; the header of every generated file names it
 and its source):
 
@@ -37,6 +38,7 @@ from pathlib import Path
 import yaml
 
 from gaussiansr_arch.data.protocol import PROTOCOLS, dataset_family, get_protocol, metric_options
+from gaussiansr_arch.utils.methods import methods
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = ROOT / 'options' / 'test'
@@ -52,47 +54,34 @@ BENCHMARKS = {
 }
 DATASETS = [*BENCHMARKS, 'DIV2K-val']
 
-MODELS = {
-    'GaussianSR_EDSR-baseline': {
-        'network_g': {'type': 'GaussianSR', 'encoder': 'edsr-baseline'},
-        'weights': 'experiments/GaussianSR_EDSR-baseline_DIV2K/models/net_g_latest.pth',
-        'protocol': 'liif',  # the GaussianSR paper reports LIIF's protocol (its tables are LIIF's)
-    },
-    # Trained here (options/train/train_GaussianSR_{RDN,SwinIR}_DIV2K.yml); the paper reports EDSR-baseline only.
-    'GaussianSR_RDN': {
-        'network_g': {'type': 'GaussianSR', 'encoder': 'rdn'},
-        'weights': 'experiments/GaussianSR_RDN_DIV2K/models/net_g_latest.pth',
-        'protocol': 'liif',
-    },
-    'GaussianSR_SwinIR': {
-        'network_g': {'type': 'GaussianSR', 'encoder': 'swinir'},
-        'weights': 'experiments/GaussianSR_SwinIR_DIV2K/models/net_g_latest.pth',
-        'protocol': 'liif',
-    },
-    'LIIF_EDSR-baseline': {
-        'network_g': {'type': 'LIIF', 'encoder': 'edsr-baseline'},
-        'weights': 'experiments/pretrained_models/LIIF_EDSR-baseline_official.pth',
-        'protocol': 'liif',
-    },
-    # Trained here (options/train/train_MetaSR_EDSR-baseline_DIV2K.yml); its published row is in LIIF's tables.
-    'MetaSR_EDSR-baseline': {
-        'network_g': {'type': 'MetaSR', 'encoder': 'edsr-baseline'},
-        'weights': 'experiments/MetaSR_EDSR-baseline_DIV2K/models/net_g_latest.pth',
-        'protocol': 'liif',
-    },
-    # The official paper weights, converted by gaussiansr-convert-gsasr (docs/gsasr.md).
-    'GSASR_EDSR-baseline': {
-        'network_g': {'type': 'GSASR', 'encoder': 'edsr-baseline'},
-        'weights': 'experiments/pretrained_models/GSASR_EDSR-baseline_official.pth',
-        'protocol': 'gsasr',
-    },
-    # Trained here (options/train/train_ContinuousSR_EDSR-baseline_DIV2K.yml): no official EDSR-baseline weights.
-    'ContinuousSR_EDSR-baseline': {
-        'network_g': {'type': 'ContinuousSR', 'encoder': 'edsr-baseline'},
-        'weights': 'experiments/ContinuousSR_EDSR-baseline_DIV2K/models/net_g_latest.pth',
-        'protocol': 'continuoussr',
-    },
-}
+# Display names of the encoders in file and run names.
+ENCODER_NAMES = {'edsr-baseline': 'EDSR-baseline', 'rdn': 'RDN', 'swinir': 'SwinIR'}
+
+
+def method_models() -> dict:
+    """``{'<Arch>_<Encoder>': spec}`` of every registered method descriptor and each of its ``test_encoders``.
+
+    The weights: the converted official file (``official_weights``: LIIF, GSASR) or a run trained
+    here with ``options/train/train_<Arch>_<Encoder>_DIV2K.yml``; the protocol: the method's own.
+    """
+    out = {}
+    for method in methods():
+        for encoder in method.test_encoders:
+            name = f'{method.arch}_{ENCODER_NAMES[encoder]}'
+            weights = (
+                f'experiments/pretrained_models/{name}_official.pth'
+                if method.official_weights
+                else f'experiments/{name}_DIV2K/models/net_g_latest.pth'
+            )
+            out[name] = {
+                'network_g': {'type': method.arch, 'encoder': encoder},
+                'weights': weights,
+                'protocol': method.protocol,
+            }
+    return out
+
+
+MODELS = method_models()
 
 
 def scale_tag(scale: float) -> str:

@@ -1,10 +1,12 @@
 """The method, checked on one device: ``pytest tests/test_device.py --device cuda`` (CPU by default).
 
 Everything whose correctness could depend on the device (kernels, chunk sizes chosen per
-device type, the hand-written field backward, float64 support) for every arch we have: the
-field against the exhaustive sum, gradcheck in float64 on the device, batch independence,
-upscale == forward, chunk invariance, scale consistency, a training step through the
-BasicSR model, and LIIF parity with the official outputs (when ``../shared`` is there).
+device type, the hand-written field backward, float64 support) for every registered method: the
+field against the exhaustive sum, gradcheck in float64 on the device, scale consistency, a
+training step through the BasicSR model for every method descriptor, and LIIF parity with the
+official outputs (when ``../shared`` is there). What every arch must do (batch independence,
+upscale == forward, chunk invariance, device == CPU ...) is tests/test_contract.py, also run with
+``--device``.
 """
 
 import math
@@ -16,7 +18,6 @@ import torch.nn.functional as F
 from test_gaussian_field import SIGMA_MAX, max_premultiplied_amplitude, query_points, random_field
 from test_liif import CASES, LIIF_REF, read_rgb, to_tensor
 
-from gaussiansr_arch.archs.continuoussr_arch import ContinuousSR
 from gaussiansr_arch.archs.coordinates import make_cell, make_coord
 from gaussiansr_arch.archs.gaussian_field import (
     evaluate_gaussian_table,
@@ -26,43 +27,14 @@ from gaussiansr_arch.archs.gaussian_field import (
     truncation_bound,
 )
 from gaussiansr_arch.archs.gaussiansr_arch import GaussianSR
-from gaussiansr_arch.archs.gsasr_arch import GSASR
-from gaussiansr_arch.archs.liif_arch import LIIF, MetaSR
+from gaussiansr_arch.archs.liif_arch import LIIF
+from gaussiansr_arch.utils.methods import get_method, methods
 
-from train_helpers import TINY_NET, unit_model_opt
+from train_helpers import unit_model_opt
 
-TINY_GAUSSIANSR = {k: v for k, v in TINY_NET.items() if k != 'type'}
-TINY_GSASR = {
-    'encoder_opt': {'num_feat': 8, 'num_block': 1},
-    'channels': 8,
-    'num_heads': 2,
-    'injection_layers': 1,
-    'interaction_blocks': 1,
-    'interaction_layers': 2,
-    'num_seeds': 4,
-    'window_size': 1,
-    'shuffle_scales': [2],
-}
-TINY_CONTINUOUSSR = {
-    'encoder_opt': {'num_feat': 8, 'num_block': 1},
-    'num_feat': 8,
-    'embed_dim': 16,
-    'colour_hidden': [16],
-    'offset_hidden': [16],
-    'dictionary_hidden': [16],
-}
-ARCHS = {
-    'gaussiansr-lte': lambda: GaussianSR(**TINY_GAUSSIANSR),
-    'gaussiansr-mlp': lambda: GaussianSR(**TINY_GAUSSIANSR, decoder='mlp'),
-    'gaussiansr-bicubic64': lambda: GaussianSR(**{**TINY_GAUSSIANSR, 'splat_channels': 0}),
-    'liif': lambda: LIIF(encoder_opt={'num_feat': 8, 'num_block': 1}, hidden=[16, 16]),
-    'metasr': lambda: MetaSR(encoder_opt={'num_feat': 8, 'num_block': 1}, hidden=[16]),
-    # Window 1: no padding, so the official canvas is the output grid and upscale == forward here
-    # (tests/test_gsasr.py covers padding); 2x2 seeds (shifted self-attention), 16 Gaussians per pixel.
-    'gsasr': lambda: GSASR(**TINY_GSASR),
-    # The official heads at tiny widths; 4 Gaussians per LR pixel, rule 'gsplat_sum'.
-    'continuoussr': lambda: ContinuousSR(**TINY_CONTINUOUSSR),
-}
+TINY_GAUSSIANSR = {k: v for k, v in get_method('GaussianSR').network(tiny=True).items() if k != 'type'}
+# Every registered method at its descriptor's tiny configuration (the contract: tests/test_contract.py).
+TINY_METHODS = {method.key: method.network(tiny=True) for method in methods()}
 
 
 def queries(batch: int, size, device):
@@ -102,36 +74,7 @@ def test_field_chunk_invariance(device):
         )
 
 
-# ---------------------------------------------------------------- every arch
-@pytest.mark.parametrize('arch', list(ARCHS))
-def test_arch_batch_independent_and_upscale_equals_forward(arch, device):
-    torch.manual_seed(0)
-    net = ARCHS[arch]().to(device).eval()
-    lq = torch.rand(3, 3, 7, 9, device=device)
-    size = (15, 20)
-    with torch.no_grad():
-        batch = net.upscale(lq, size=size)
-        alone = net.upscale(lq[1:2], size=size)
-        coord, cell = queries(3, size, device)
-        per_query = net(lq, coord, cell).transpose(1, 2).reshape(3, 3, *size)
-        chunked = net.upscale(lq, size=size, chunk_size=37)
-    assert (batch[1:2] - alone).abs().max().item() <= 1e-5
-    assert (batch - per_query).abs().max().item() <= 1e-5
-    assert (batch - chunked).abs().max().item() <= 1e-5
-
-
-@pytest.mark.parametrize('arch', list(ARCHS))
-def test_arch_matches_cpu(arch, device):
-    """The same weights give the same image on the device as on the CPU."""
-    torch.manual_seed(0)
-    net = ARCHS[arch]().eval()
-    lq = torch.rand(1, 3, 8, 6)
-    with torch.no_grad():
-        want = net.upscale(lq, scale=2.6)
-        got = net.to(device).upscale(lq.to(device), scale=2.6).cpu()
-    assert (want - got).abs().max().item() <= 1e-4
-
-
+# ---------------------------------------------------------------- every arch (and tests/test_contract.py)
 def test_gaussiansr_scale_consistent_field(device):
     """The same continuous point gives the same rendered features whatever output size asked it."""
     torch.manual_seed(0)
@@ -144,17 +87,10 @@ def test_gaussiansr_scale_consistent_field(device):
     assert (alone - mixed[:, :40]).abs().max().item() <= 1e-6
 
 
-@pytest.mark.parametrize('arch', ['gaussiansr-lte', 'liif', 'gsasr', 'continuoussr'])
-def test_training_step_through_the_model(arch, device, tmp_path):
+def check_training_step(network: dict, device: torch.device, tmp_path) -> None:
     """One optimiser step of ArbitraryScaleSRModel on the device lowers the loss on that batch."""
     from gaussiansr_arch.models.arbitrary_scale_sr_model import ArbitraryScaleSRModel
 
-    network = {
-        'gaussiansr-lte': dict(TINY_NET),
-        'liif': {'type': 'LIIF', 'hidden': [16, 16], 'encoder_opt': {'num_feat': 8, 'num_block': 1}},
-        'gsasr': {'type': 'GSASR', **TINY_GSASR},
-        'continuoussr': {'type': 'ContinuousSR', **TINY_CONTINUOUSSR},
-    }[arch]
     model = ArbitraryScaleSRModel(unit_model_opt(tmp_path, network, device.type, ema_decay=0))
     assert model.device.type == device.type
     g = torch.Generator().manual_seed(0)
@@ -170,6 +106,11 @@ def test_training_step_through_the_model(arch, device, tmp_path):
         model.optimize_parameters(it)
         losses.append(model.get_current_log()['l_pix'])
     assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize('arch', list(TINY_METHODS))
+def test_training_step_through_the_model(arch, device, tmp_path):
+    check_training_step(TINY_METHODS[arch], device, tmp_path)
 
 
 def test_liif_parity_on_device(device):

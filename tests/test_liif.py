@@ -21,7 +21,7 @@ import yaml
 import gaussiansr_arch
 from gaussiansr_arch.archs.coordinates import make_cell, make_coord
 from gaussiansr_arch.archs.gaussiansr_arch import GaussianSR
-from gaussiansr_arch.archs.liif_arch import LIIF, MetaSR
+from gaussiansr_arch.archs.liif_arch import LIIF
 from gaussiansr_arch.tools import convert_liif
 
 import train_helpers as th
@@ -99,16 +99,7 @@ def test_converted_file_records_network_g(official_weights):
 
 
 # ---------------------------------------------------------------- interface on tiny models
-@pytest.mark.parametrize('arch', ['liif', 'metasr'])
-def test_chunk_size_does_not_change_output(arch):
-    net = (LIIF(**TINY) if arch == 'liif' else MetaSR(encoder_opt=TINY['encoder_opt'], hidden=[16])).eval()
-    lq = torch.rand(2, 3, 9, 11)
-    with torch.no_grad():
-        whole = net.upscale(lq, size=(23, 31), chunk_size=10**6)
-        chunked = net.upscale(lq, size=(23, 31), chunk_size=40)
-    assert torch.allclose(whole, chunked, atol=1e-6)
-
-
+# Chunk invariance of LIIF and MetaSR: tests/test_contract.py (every registered method).
 def test_upscale_equals_forward_at_pixel_centres():
     net = LIIF(**TINY).eval()
     lq = torch.rand(1, 3, 8, 10)

@@ -18,15 +18,11 @@ from gaussiansr_arch.tools import convert_weights
 from gaussiansr_arch.utils import weights as W
 from gaussiansr_arch.utils.arch_detect import UnknownLayoutError, detect_network_opt
 from gaussiansr_arch.utils.entry_errors import CheckpointError, check_network_file
+from gaussiansr_arch.utils.methods import get_method
 
 import train_helpers as th
 
-TINY_LIIF = {
-    'type': 'LIIF',
-    'encoder': 'edsr-baseline',
-    'encoder_opt': {'num_feat': 8, 'num_block': 1},
-    'hidden': [16, 16],
-}
+TINY_LIIF = get_method('LIIF').network(tiny=True)
 # What shape detection sees exactly: splat_channels 0 or the default 8, image_skip 'none'.
 DETECTABLE = {
     'gaussiansr-lte': {**th.TINY_NET, 'splat_channels': 8, 'num_freq': 32},

@@ -26,18 +26,12 @@ import gaussiansr_arch  # noqa: F401  (shim + registration: must precede any bas
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from gaussiansr_arch.models.arbitrary_scale_sr_model import ArbitraryScaleSRModel
+from gaussiansr_arch.utils.methods import get_method
 
 HERE = Path(__file__).resolve().parent
 RUN_ENTRY = HERE / 'run_entry.py'
 
-TINY_NET = {
-    'type': 'GaussianSR',
-    'encoder': 'edsr-baseline',
-    'encoder_opt': {'num_feat': 16, 'num_block': 1},
-    'splat_channels': 4,
-    'bank_size': 16,
-    'decoder_hidden': [32, 32],
-}
+TINY_NET = get_method('GaussianSR').network(tiny=True)  # the descriptor's (archs/gaussiansr_arch.py)
 
 TRAIN_DATASET = 'ArbitraryScaleImageDataset'
 VAL_DATASET = 'ArbitraryScalePairedDataset'

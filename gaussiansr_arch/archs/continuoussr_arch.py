@@ -38,7 +38,7 @@ see the [0, 1] image; the rendered colours are the output).
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -60,6 +60,8 @@ from gaussiansr_arch.archs.gaussian_renderer import (
     is_tracing,
     window_radius,
 )
+from gaussiansr_arch.utils.arch_detect import mlp_shape
+from gaussiansr_arch.utils.methods import Method, register_method
 
 # The covariance dictionary of the released model (the paper's "Deep Gaussian Prior" statistics):
 # every combination of these values of the Cholesky factor L = [[l11, 0], [l21, l22]] in (x, y)
@@ -341,3 +343,43 @@ class ContinuousSR(ArbitraryScaleArch):
         (module docstring, "Scale"), so every point of every size reads the same field.
         """
         return evaluate_anchored_table(state.table, coord)
+
+
+# ---------------------------------------------------------------------------- the method descriptor
+def detect_continuoussr(state: Mapping[str, torch.Tensor], channels: int) -> dict | None:
+    """ContinuousSR's head widths (this module's names); None if they do not fit (utils/arch_detect.py)."""
+    head = state.get('upsampler.conv_before_upsample.0.weight')
+    conv = state.get('covariance_conv.weight')
+    mlps = {name: mlp_shape(state, f'{name}.') for name in ('colour_mlp', 'offset_mlp', 'dictionary_embedding')}
+    if head is None or conv is None or head.shape[1] != channels or any(m is None for m in mlps.values()):
+        return None
+    return {
+        'num_feat': int(head.shape[0]),
+        'embed_dim': int(conv.shape[0]),
+        'colour_hidden': mlps['colour_mlp'][1],
+        'offset_hidden': mlps['offset_mlp'][1],
+        'dictionary_hidden': mlps['dictionary_embedding'][1],
+    }
+
+
+METHOD = register_method(
+    Method(
+        arch='ContinuousSR',
+        marker='dictionary_embedding.',
+        detect=detect_continuoussr,
+        # The official heads at tiny widths; 4 Gaussians per LR pixel, rule 'gsplat_sum'.
+        tiny={
+            'encoder_opt': {'num_feat': 8, 'num_block': 1},
+            'num_feat': 8,
+            'embed_dim': 16,
+            'colour_hidden': [16],
+            'offset_hidden': [16],
+            'dictionary_hidden': [16],
+        },
+        protocol='continuoussr',
+        default_model='our EDSR-baseline configuration',
+        description='EDSR-baseline encoder and the official Gaussian heads',
+        # No schedule: the paper states none and no training code is public (docs/continuoussr.md).
+        order=40,
+    )
+)

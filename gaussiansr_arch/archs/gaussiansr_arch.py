@@ -6,7 +6,7 @@ Gaussian field, the rest are bicubically interpolated) -> both evaluated at the 
 decoder -> RGB. Deviations from the authors' code are listed in README "Method".
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -21,6 +21,8 @@ from gaussiansr_arch.archs.gaussian_field import evaluate_gaussian_table, gaussi
 from gaussiansr_arch.archs.hr_neighbourhood import GridNeighbourhood, grid_neighbourhood, neighbourhood_points
 from gaussiansr_arch.archs.interpolation import check_image_skip, image_skip_at, resize_bicubic, sample_bicubic
 from gaussiansr_arch.archs.selective_splatting import KernelParams, SelectiveGaussianSplatting
+from gaussiansr_arch.utils.arch_detect import mlp_shape
+from gaussiansr_arch.utils.methods import Method, ReferenceSchedule, register_method
 
 # Rows (query x image) the decoder runs at once in ``query`` on a CPU: 4096 x 512 float32 = 8 MB
 # (see ``query``). Other devices decode all queries at once (their allocators cache blocks).
@@ -261,3 +263,56 @@ class GaussianSR(ArbitraryScaleArch):
             rgb = (rgb.reshape(b, -1, 3) + skip) * 0.5 + 0.5
             out[:, :, r0:r1] = rgb.transpose(1, 2).reshape(b, 3, r1 - r0, w)
         return out
+
+
+# ---------------------------------------------------------------------------- the method descriptor
+# splat_channels assumed when a GaussianSR has a splatting module (the paper's, GaussianSR's default).
+DEFAULT_SPLAT_CHANNELS = 8
+
+
+def detect_gaussiansr(state: Mapping[str, torch.Tensor], channels: int) -> dict | None:
+    """GaussianSR's options from ``splatting.*`` and ``decoder.*``; None if they do not fit (utils/arch_detect.py)."""
+    opt: dict = {}
+    classifier = state.get('splatting.classifier.weight')
+    if classifier is None:
+        opt['splat_channels'] = 0
+    else:
+        opt['splat_channels'] = min(DEFAULT_SPLAT_CHANNELS, channels)
+        opt['bank_size'] = int(classifier.shape[0])
+    mlp = mlp_shape(state, 'decoder.mlp.')
+    if mlp is None or mlp[2] != 3:
+        return None
+    if 'decoder.coef.weight' in state:
+        opt['decoder'] = 'lte'
+        opt['num_freq'] = int(state['decoder.coef.weight'].shape[0])
+    else:
+        opt['decoder'] = 'mlp'
+    opt['decoder_hidden'] = mlp[1]
+    return opt
+
+
+METHOD = register_method(
+    Method(
+        arch='GaussianSR',
+        marker='decoder.',
+        detect=detect_gaussiansr,
+        tiny={
+            'encoder': 'edsr-baseline',
+            'encoder_opt': {'num_feat': 16, 'num_block': 1},
+            'splat_channels': 4,
+            'bank_size': 16,
+            'decoder_hidden': [32, 32],
+        },
+        protocol='liif',  # the paper reports LIIF's protocol (its tables are LIIF's)
+        default_model="the paper's model",
+        description="EDSR-baseline encoder, the authors' LTE-style decoder, no image skip",
+        schedule=ReferenceSchedule(
+            2_000_000, 16, 48, 'the GaussianSR paper (Hu et al., AAAI 2025; 2000 epochs x 1000 iterations)'
+        ),
+        image_skip=True,
+        # The text's MLP decoder; the paper's Table 5 "Bicubic-64" ablation (no Gaussian stream).
+        variants={'mlp': {'decoder': 'mlp'}, 'bicubic64': {'splat_channels': 0}},
+        test_encoders=('edsr-baseline', 'rdn', 'swinir'),  # RDN, SwinIR: trained here, the paper reports EDSR only
+        order=0,
+    )
+)

@@ -29,7 +29,8 @@ same positions.) ``docs/gsasr.md`` derives this and lists the deviations (the of
 drops every Gaussian beyond a ``dmax`` box; here every Gaussian is summed up to a 1e-5 weight).
 """
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -48,6 +49,8 @@ from gaussiansr_arch.archs.gaussian_renderer import (
     window_radius,
 )
 from gaussiansr_arch.archs.gsasr_head import GaussianHead, RawGaussians
+from gaussiansr_arch.utils.arch_detect import indices
+from gaussiansr_arch.utils.methods import Method, ReferenceSchedule, register_method
 
 # The official activations (generate_2D_gaussian_splatting_step): sigma = SIGMA_SCALE sigmoid + SIGMA_MIN,
 # rho = RHO_SCALE tanh (|rho| < 1 keeps the covariance positive definite).
@@ -324,3 +327,61 @@ class GSASR(ArbitraryScaleArch):
             rgb = evaluate_anchored_table(table, coord.expand(b, -1, -1))
             out[:, :, r0:r1] = rgb.transpose(1, 2).reshape(b, 3, r1 - r0, big_w)
         return out
+
+
+# ---------------------------------------------------------------------------- the method descriptor
+def detect_gsasr(state: Mapping[str, torch.Tensor], channels: int) -> dict | None:
+    """GSASR's head options from ``head.*`` (``archs/gsasr_head.py`` names); None if they do not fit."""
+    embedding = state.get('head.embedding')
+    feat_proj = state.get('head.feat_proj.0.weight')
+    if embedding is None or embedding.dim() != 2 or feat_proj is None or feat_proj.shape[1] != channels:
+        return None
+    num_seeds, width = (int(n) for n in embedding.shape)
+    injection = indices(state, r'head\.injection_blocks\.(\d+)\.norm\.weight')
+    interaction = indices(state, r'head\.interaction_blocks\.(\d+)\.norm\.weight')
+    tables = [k for k in state if k.startswith('head.') and k.endswith('.relative_position_bias_table')]
+    cross_index = state.get('head.injection_blocks.0.layers.0.attn.relative_position_index')
+    upsample = [state[f'head.upsample.{i}.weight'] for i in indices(state, r'head\.upsample\.(\d+)\.weight')]
+    if not tables or cross_index is None or not upsample:
+        return None
+    return {
+        'channels': width,
+        'num_heads': int(state[tables[0]].shape[1]),
+        'injection_blocks': len(injection),
+        'injection_layers': len(indices(state, r'head\.injection_blocks\.0\.layers\.(\d+)\.attn_norm\.weight')),
+        'interaction_blocks': len(interaction),
+        'interaction_layers': len(indices(state, r'head\.interaction_blocks\.0\.layers\.(\d+)\.attn_norm\.weight')),
+        'num_seeds': num_seeds,
+        'window_size': math.isqrt(int(cross_index.shape[1])),  # [seeds, window^2]
+        'shuffle_scales': [math.isqrt(int(w.shape[0]) // width) for w in upsample],  # conv to C f^2 channels
+    }
+
+
+METHOD = register_method(
+    Method(
+        arch='GSASR',
+        marker='head.embedding',
+        detect=detect_gsasr,
+        # Window 1: no padding, so the official canvas is the output grid and upscale == forward
+        # (tests/test_gsasr.py covers padding); 2x2 seeds (shifted self-attention), 16 Gaussians per pixel.
+        tiny={
+            'encoder_opt': {'num_feat': 8, 'num_block': 1},
+            'channels': 8,
+            'num_heads': 2,
+            'injection_layers': 1,
+            'interaction_blocks': 1,
+            'interaction_layers': 2,
+            'num_seeds': 4,
+            'window_size': 1,
+            'shuffle_scales': [2],
+        },
+        protocol='gsasr',
+        default_model="the paper's EDSR-baseline model",
+        description='EDSR-baseline encoder without long skip, the official Fea2GS head',
+        # The official paper YAML: batch 16 per GPU on the 4 GPUs of its README's command.
+        schedule=ReferenceSchedule(500_000, 64, 48, 'GSASR (Chen et al., ICCV 2025; official paper options, 4 GPUs)'),
+        onnx=False,  # a data-dependent window radius: gaussiansr-export-onnx refuses it with one line
+        official_weights=True,  # the test files read the converted paper weights (docs/gsasr.md)
+        order=30,
+    )
+)

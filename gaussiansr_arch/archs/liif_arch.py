@@ -8,7 +8,7 @@ official EDSR-baseline-LIIF checkpoint, converted by ``gaussiansr-convert-liif``
 the official outputs to ~1e-5 (``tests/test_liif.py``).
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +20,8 @@ from gaussiansr_arch.archs.coordinates import make_coord, size_tensor
 from gaussiansr_arch.archs.decoders import build_mlp
 from gaussiansr_arch.archs.encoders import build_encoder
 from gaussiansr_arch.archs.interpolation import check_image_skip, image_skip_at
+from gaussiansr_arch.utils.arch_detect import mlp_shape
+from gaussiansr_arch.utils.methods import Method, ReferenceSchedule, register_method
 
 # LIIF keeps shifted coordinates this far inside [-1, 1] so that nearest sampling never
 # falls off the feature map (border pixels are then picked instead).
@@ -215,3 +217,61 @@ class MetaSR(ArbitraryScaleArch):
         weights = weights.view(*coord.shape[:2], self.code_dim, 3)
         out = torch.einsum('bqc,bqcr->bqr', q_feat, weights)
         return out * 0.5 + 0.5
+
+
+# ---------------------------------------------------------------------------- the method descriptors
+def detect_liif(state: Mapping[str, torch.Tensor], channels: int) -> dict | None:
+    """LIIF's options from ``imnet.*`` ending in 3 outputs; None if they do not fit (utils/arch_detect.py)."""
+    mlp = mlp_shape(state, 'imnet.')
+    if mlp is None or mlp[2] != 3:
+        return None
+    in_dim, hidden, _ = mlp
+    # The first layer reads [latent code (C, or 9C unfolded), rel_coord (2), rel_cell (2, cell_decode)].
+    for feat_unfold in (True, False):
+        code = channels * (9 if feat_unfold else 1)
+        if in_dim - 2 - code in (0, 2):
+            return {
+                'hidden': hidden,
+                'feat_unfold': feat_unfold,
+                'local_ensemble': True,
+                'cell_decode': in_dim - 2 - code == 2,
+            }
+    return None
+
+
+def detect_metasr(state: Mapping[str, torch.Tensor], channels: int) -> dict | None:
+    """MetaSR's options from ``imnet.*`` mapping (rel_coord, 1/scale) to a [9C, 3] filter; None if they do not fit."""
+    mlp = mlp_shape(state, 'imnet.')
+    if mlp is None or mlp[0] != 3 or mlp[2] != 27 * channels:
+        return None
+    return {'hidden': mlp[1]}
+
+
+TINY_ENCODER = {'encoder': 'edsr-baseline', 'encoder_opt': {'num_feat': 8, 'num_block': 1}}
+LIIF_METHOD = register_method(
+    Method(
+        arch='LIIF',
+        marker='imnet.',
+        detect=detect_liif,
+        tiny={**TINY_ENCODER, 'hidden': [16, 16]},
+        protocol='liif',
+        default_model='the official EDSR-baseline-LIIF',
+        description='EDSR-baseline encoder, MLP [256] x 4, all three LIIF options on',
+        schedule=ReferenceSchedule(1_000_000, 16, 48, 'LIIF (Chen et al., CVPR 2021; 1000 epochs x 1000 iterations)'),
+        image_skip=True,
+        official_weights=True,  # the test files read the converted official checkpoint
+        order=10,
+    )
+)
+METASR_METHOD = register_method(
+    Method(
+        arch='MetaSR',
+        marker='imnet.',
+        detect=detect_metasr,
+        tiny={**TINY_ENCODER, 'hidden': [16]},
+        protocol='liif',  # its published row is in LIIF's tables
+        description="EDSR-baseline encoder, Meta-Upscale MLP [256] as in LIIF's code",
+        benchmarked=False,
+        order=20,
+    )
+)

@@ -46,6 +46,7 @@ from gaussiansr_arch.tools.common import (
 )
 from gaussiansr_arch.tools.convert_weights import picked_key
 from gaussiansr_arch.tools.training_log import Curves, TrainingProgress, parse_logs, training_progress
+from gaussiansr_arch.utils.methods import get_method
 from gaussiansr_arch.utils.weights import (
     DEFAULT_PARAM_KEYS,
     WeightsError,
@@ -74,32 +75,12 @@ DEGRADATIONS = {
 METRIC_NAMES = {'psnr': 'PSNR', 'ssim': 'SSIM', 'lpips': 'LPIPS', 'niqe': 'NIQE'}
 
 
-@dataclass(frozen=True)
-class ReferenceSchedule:
-    """The training schedule an arch's published results come from."""
-
-    iterations: int
-    batch: int
-    lr_size: int
-    source: str
-
-
-REFERENCE_SCHEDULES = {
-    'GaussianSR': ReferenceSchedule(
-        2_000_000, 16, 48, 'the GaussianSR paper (Hu et al., AAAI 2025; 2000 epochs x 1000 iterations)'
-    ),
-    'LIIF': ReferenceSchedule(1_000_000, 16, 48, 'LIIF (Chen et al., CVPR 2021; 1000 epochs x 1000 iterations)'),
-    # The official paper YAML: batch 16 per GPU on the 4 GPUs of its README's command.
-    'GSASR': ReferenceSchedule(500_000, 64, 48, 'GSASR (Chen et al., ICCV 2025; official paper options, 4 GPUs)'),
-    # ContinuousSR: the paper states no schedule and no training code is public (docs/continuoussr.md).
-}
-# What an arch built with no options is (said when a run's network_g is not that).
-DEFAULT_MODELS = {
-    'GaussianSR': ("the paper's model", "EDSR-baseline encoder, the authors' LTE-style decoder, no image skip"),
-    'LIIF': ('the official EDSR-baseline-LIIF', 'EDSR-baseline encoder, MLP [256] x 4, all three LIIF options on'),
-    'GSASR': ("the paper's EDSR-baseline model", 'EDSR-baseline encoder without long skip, the official Fea2GS head'),
-    'ContinuousSR': ('our EDSR-baseline configuration', 'EDSR-baseline encoder and the official Gaussian heads'),
-}
+def default_model(arch: str) -> tuple[str, str]:
+    """What an arch built with no options is, and one line on it (its method descriptor; said when a
+    run's ``network_g`` is not that)."""
+    method = get_method(arch)
+    name = method.default_model if method is not None and method.default_model else None
+    return name or f"{arch}'s default configuration", method.description if method is not None else ''
 
 
 # ---------------------------------------------------------------------------- what the run folder holds
@@ -536,14 +517,14 @@ def architecture_section(facts: CardFacts) -> list[str]:
         '```',
         '',
     ]
-    default_model, detail = DEFAULT_MODELS.get(facts.arch, (f"{facts.arch}'s default configuration", ''))
+    default_name, detail = default_model(facts.arch)
     differs = [c for c in facts.option_changes if c[2] is not None]
     if not differs and facts.default_parameters == facts.parameters:
-        lines.append(f'This is {default_model} ({detail or f"{facts.arch} with its default options"}).')
+        lines.append(f'This is {default_name} ({detail or f"{facts.arch} with its default options"}).')
     else:
         changed = ', '.join(f'`{k}: {json.dumps(plain(v))}` (default {json.dumps(plain(d))})' for k, v, d in differs)
         also = ', '.join(f'`{k}: {json.dumps(plain(v))}`' for k, v, d in facts.option_changes if d is None)
-        text = f'Not {default_model}' + (f' ({detail})' if detail else '') + ':'
+        text = f'Not {default_name}' + (f' ({detail})' if detail else '') + ':'
         if changed:
             text += f' {changed}'
         if also and facts.default_parameters != facts.parameters:
@@ -763,7 +744,8 @@ def limitations_section(facts: CardFacts) -> list[str]:
     sets = _train_sets(opt)
     batch = _batch_per_process(sets, _world_size(facts))
     lr_size = next((ds.get('lr_size', TRAIN_DEFAULTS['lr_size']) for _, ds in sets), None)
-    reference = REFERENCE_SCHEDULES.get(facts.arch)
+    method = get_method(facts.arch)
+    reference = method.schedule if method is not None else None
     if it is None:
         reached = facts.progress.last_iter
         text = 'The iteration of these weights is unknown'
@@ -790,8 +772,8 @@ def limitations_section(facts: CardFacts) -> list[str]:
     items.append(text)
     differs = [c for c in facts.option_changes if c[2] is not None]
     if differs or (facts.default_parameters is not None and facts.default_parameters != facts.parameters):
-        default_model = DEFAULT_MODELS.get(facts.arch, (f"{facts.arch}'s default configuration",))[0]
-        items.append(f"The arch is not {default_model} (see Architecture): its figures are not that model's.")
+        default_name = default_model(facts.arch)[0]
+        items.append(f"The arch is not {default_name} (see Architecture): its figures are not that model's.")
     for _, ds in sets[:1]:
         get = {**TRAIN_DEFAULTS, **ds}.get
         degradation = DEGRADATIONS.get(get('lr_degradation'), get('lr_degradation'))

@@ -2,9 +2,12 @@
 
 :func:`gaussiansr_arch.load_model` falls back on :func:`detect_network_opt` for weights that record
 no ``network_g`` (a bare state dict, a BasicSR ``net_g_*.pth``, a converted file without ``--opt``).
-The arch follows from the key names (``decoder.*``: GaussianSR; ``imnet.*`` ending in 3 outputs:
-LIIF; in 9C x 3: MetaSR; ``head.embedding``: GSASR; ``dictionary_embedding.*``: ContinuousSR), the
-encoder from ``encoder.*`` (EDSR-baseline, RDN, SwinIR) and every width, depth and count from the shapes.
+The encoder follows from ``encoder.*`` (EDSR-baseline, RDN, SwinIR: :func:`detect_encoder`), the
+arch from the registered method descriptors (``utils/methods.py``): each method's ``marker`` (a
+parameter-name prefix: ``decoder.`` GaussianSR, ``imnet.`` LIIF and MetaSR, ``head.embedding`` GSASR,
+``dictionary_embedding.`` ContinuousSR) says which to ask, and its ``detect`` (in its
+``archs/<name>_arch.py``, built on :func:`indices` and :func:`mlp_shape`) reads every width, depth
+and count from the shapes.
 
 What has no parameters cannot be seen, and takes the arch's default (the paper's configuration):
 
@@ -19,7 +22,8 @@ What has no parameters cannot be seen, and takes the arch's default (the paper's
 
 Weights written by this package's tools and by training with ``logger.save_safetensors`` record
 their ``network_g``; detection is only the fallback. Utils layer: names and shapes only, no import
-of the archs (``utils.weights.build_arch`` builds through BasicSR's registry).
+of the archs (``utils.weights.build_arch`` builds through BasicSR's registry; the descriptors are
+registered by the archs when ``gaussiansr_arch`` is imported).
 """
 
 import math
@@ -28,10 +32,9 @@ from collections.abc import Mapping
 
 import torch
 
-from gaussiansr_arch.utils.weights import WeightsError
+from gaussiansr_arch.utils.methods import methods
+from gaussiansr_arch.utils.weights_error import WeightsError
 
-# splat_channels assumed when a GaussianSR has a splatting module (the paper's, GaussianSR's default).
-DEFAULT_SPLAT_CHANNELS = 8
 # SwinIR options and their defaults in SwinIREncoder / BasicSR's SwinIR.
 SWINIR_IMG_SIZE = 48
 
@@ -40,15 +43,15 @@ class UnknownLayoutError(WeightsError):
     """A state dict whose names and shapes match no arch of this package."""
 
 
-def _indices(keys, pattern: str) -> list[int]:
+def indices(keys, pattern: str) -> list[int]:
     """Sorted distinct integers ``i`` of the keys matching ``pattern`` (a regex with one ``(\\d+)`` group)."""
     regex = re.compile(pattern)
     return sorted({int(m.group(1)) for k in keys if (m := regex.fullmatch(k))})
 
 
-def _mlp(state: Mapping[str, torch.Tensor], prefix: str) -> tuple[int, list[int], int] | None:
+def mlp_shape(state: Mapping[str, torch.Tensor], prefix: str) -> tuple[int, list[int], int] | None:
     """(in features, hidden widths, out features) of a ``build_mlp`` Sequential stored under ``prefix``."""
-    layers = _indices(state, re.escape(prefix) + r'(\d+)\.weight')
+    layers = indices(state, re.escape(prefix) + r'(\d+)\.weight')
     weights = [state[f'{prefix}{i}.weight'] for i in layers]
     if not weights or any(w.dim() != 2 for w in weights):
         return None
@@ -58,7 +61,7 @@ def _mlp(state: Mapping[str, torch.Tensor], prefix: str) -> tuple[int, list[int]
 # ---------------------------------------------------------------------------- encoders
 def _edsr_baseline(enc: Mapping[str, torch.Tensor]) -> tuple[dict, int]:
     first = enc['conv_first.weight']
-    opt = {'num_feat': int(first.shape[0]), 'num_block': len(_indices(enc, r'body\.(\d+)\.conv1\.weight'))}
+    opt = {'num_feat': int(first.shape[0]), 'num_block': len(indices(enc, r'body\.(\d+)\.conv1\.weight'))}
     if first.shape[1] != 3:
         opt['num_in_ch'] = int(first.shape[1])
     return opt, opt['num_feat']
@@ -68,8 +71,8 @@ def _rdn(enc: Mapping[str, torch.Tensor]) -> tuple[dict, int]:
     first = enc['conv_first.weight']
     opt = {
         'num_feat': int(first.shape[0]),
-        'num_block': len(_indices(enc, r'blocks\.(\d+)\.local_fusion\.weight')),
-        'num_layer': len(_indices(enc, r'blocks\.0\.layers\.(\d+)\.conv\.weight')),
+        'num_block': len(indices(enc, r'blocks\.(\d+)\.local_fusion\.weight')),
+        'num_layer': len(indices(enc, r'blocks\.0\.layers\.(\d+)\.conv\.weight')),
         'growth': int(enc['blocks.0.layers.0.conv.weight'].shape[0]),
     }
     if first.shape[1] != 3:
@@ -80,8 +83,8 @@ def _rdn(enc: Mapping[str, torch.Tensor]) -> tuple[dict, int]:
 def _swinir(enc: Mapping[str, torch.Tensor]) -> tuple[dict, int]:
     first = enc['conv_first.weight']
     embed_dim = int(first.shape[0])
-    layers = _indices(enc, r'layers\.(\d+)\.residual_group\.blocks\.0\.attn\.relative_position_bias_table')
-    depths = [len(_indices(enc, rf'layers\.{i}\.residual_group\.blocks\.(\d+)\.attn\.qkv\.weight')) for i in layers]
+    layers = indices(enc, r'layers\.(\d+)\.residual_group\.blocks\.0\.attn\.relative_position_bias_table')
+    depths = [len(indices(enc, rf'layers\.{i}\.residual_group\.blocks\.(\d+)\.attn\.qkv\.weight')) for i in layers]
     block = 'layers.0.residual_group.blocks.0.'
     tables = [enc[f'layers.{i}.residual_group.blocks.0.attn.relative_position_bias_table'] for i in layers]
     window_size = (math.isqrt(int(tables[0].shape[0])) + 1) // 2  # the table has (2 ws - 1)^2 rows
@@ -120,97 +123,14 @@ def detect_encoder(enc: Mapping[str, torch.Tensor]) -> tuple[str, dict, int] | N
     return None
 
 
-# ---------------------------------------------------------------------------- archs
-def _gaussiansr(state: Mapping[str, torch.Tensor], channels: int) -> dict | None:
-    opt: dict = {'type': 'GaussianSR'}
-    classifier = state.get('splatting.classifier.weight')
-    if classifier is None:
-        opt['splat_channels'] = 0
-    else:
-        opt['splat_channels'] = min(DEFAULT_SPLAT_CHANNELS, channels)
-        opt['bank_size'] = int(classifier.shape[0])
-    mlp = _mlp(state, 'decoder.mlp.')
-    if mlp is None or mlp[2] != 3:
-        return None
-    if 'decoder.coef.weight' in state:
-        opt['decoder'] = 'lte'
-        opt['num_freq'] = int(state['decoder.coef.weight'].shape[0])
-    else:
-        opt['decoder'] = 'mlp'
-    opt['decoder_hidden'] = mlp[1]
-    return opt
-
-
-def _liif_or_metasr(state: Mapping[str, torch.Tensor], channels: int) -> dict | None:
-    mlp = _mlp(state, 'imnet.')
-    if mlp is None:
-        return None
-    in_dim, hidden, out_dim = mlp
-    if out_dim == 3:
-        # LIIF's first layer reads [latent code (C, or 9C unfolded), rel_coord (2), rel_cell (2, cell_decode)].
-        for feat_unfold in (True, False):
-            code = channels * (9 if feat_unfold else 1)
-            if in_dim - 2 - code in (0, 2):
-                return {
-                    'type': 'LIIF',
-                    'hidden': hidden,
-                    'feat_unfold': feat_unfold,
-                    'local_ensemble': True,
-                    'cell_decode': in_dim - 2 - code == 2,
-                }
-        return None
-    if in_dim == 3 and out_dim == 27 * channels:  # (rel_coord, 1/scale) -> a [9C, 3] filter
-        return {'type': 'MetaSR', 'hidden': hidden}
-    return None
-
-
-def _gsasr(state: Mapping[str, torch.Tensor], channels: int) -> dict | None:
-    """GSASR's head options from ``head.*`` (``archs/gsasr_head.py`` names); None if they do not fit."""
-    embedding = state.get('head.embedding')
-    feat_proj = state.get('head.feat_proj.0.weight')
-    if embedding is None or embedding.dim() != 2 or feat_proj is None or feat_proj.shape[1] != channels:
-        return None
-    num_seeds, width = (int(n) for n in embedding.shape)
-    injection = _indices(state, r'head\.injection_blocks\.(\d+)\.norm\.weight')
-    interaction = _indices(state, r'head\.interaction_blocks\.(\d+)\.norm\.weight')
-    tables = [k for k in state if k.startswith('head.') and k.endswith('.relative_position_bias_table')]
-    cross_index = state.get('head.injection_blocks.0.layers.0.attn.relative_position_index')
-    upsample = [state[f'head.upsample.{i}.weight'] for i in _indices(state, r'head\.upsample\.(\d+)\.weight')]
-    if not tables or cross_index is None or not upsample:
-        return None
-    return {
-        'type': 'GSASR',
-        'channels': width,
-        'num_heads': int(state[tables[0]].shape[1]),
-        'injection_blocks': len(injection),
-        'injection_layers': len(_indices(state, r'head\.injection_blocks\.0\.layers\.(\d+)\.attn_norm\.weight')),
-        'interaction_blocks': len(interaction),
-        'interaction_layers': len(_indices(state, r'head\.interaction_blocks\.0\.layers\.(\d+)\.attn_norm\.weight')),
-        'num_seeds': num_seeds,
-        'window_size': math.isqrt(int(cross_index.shape[1])),  # [seeds, window^2]
-        'shuffle_scales': [math.isqrt(int(w.shape[0]) // width) for w in upsample],  # conv to C f^2 channels
-    }
-
-
-def _continuoussr(state: Mapping[str, torch.Tensor], channels: int) -> dict | None:
-    """ContinuousSR's head widths (``archs/continuoussr_arch.py`` names); None if they do not fit."""
-    head = state.get('upsampler.conv_before_upsample.0.weight')
-    conv = state.get('covariance_conv.weight')
-    mlps = {name: _mlp(state, f'{name}.') for name in ('colour_mlp', 'offset_mlp', 'dictionary_embedding')}
-    if head is None or conv is None or head.shape[1] != channels or any(m is None for m in mlps.values()):
-        return None
-    return {
-        'type': 'ContinuousSR',
-        'num_feat': int(head.shape[0]),
-        'embed_dim': int(conv.shape[0]),
-        'colour_hidden': mlps['colour_mlp'][1],
-        'offset_hidden': mlps['offset_mlp'][1],
-        'dictionary_hidden': mlps['dictionary_embedding'][1],
-    }
+def _names(found) -> str:
+    """``'A, B or C'``."""
+    found = list(found)
+    return found[0] if len(found) == 1 else f'{", ".join(found[:-1])} or {found[-1]}'
 
 
 def detect_network_opt(state: Mapping[str, torch.Tensor], path: str = 'state dict') -> dict:
-    """The ``network_g`` of a GaussianSR / LIIF / MetaSR state dict, from its names and shapes.
+    """The ``network_g`` of a state dict of any registered method, from its names and shapes.
 
     Options without parameters take the defaults listed in this module's docstring (GaussianSR's
     ``image_skip`` 'none', ``splat_channels`` 8 when it has a splatting module ...).
@@ -236,18 +156,17 @@ def detect_network_opt(state: Mapping[str, torch.Tensor], path: str = 'state dic
     if encoder is None:
         raise unknown('an encoder that is neither EDSR-baseline, RDN nor SwinIR')
     name, encoder_opt, channels = encoder
-    if 'head.embedding' in state:
-        opt = _gsasr(state, channels)
-    elif 'dictionary_embedding.0.weight' in state:
-        opt = _continuoussr(state, channels)
-    elif any(k.startswith('decoder.') for k in state):
-        opt = _gaussiansr(state, channels)
-    elif any(k.startswith('imnet.') for k in state):
-        opt = _liif_or_metasr(state, channels)
-    else:
-        raise unknown(
-            'encoder.* only, no decoder.* (GaussianSR), imnet.* (LIIF, MetaSR) or head.* (GSASR): an encoder-only file'
-        )
-    if opt is None:
-        raise unknown('decoder/imnet/head shapes match neither GaussianSR, LIIF, MetaSR nor GSASR')
-    return {'type': opt.pop('type'), 'encoder': name, 'encoder_opt': encoder_opt, **opt}
+    known = methods()
+    asked = [m for m in known if any(k.startswith(m.marker) for k in state)]
+    if not asked:
+        markers: dict[str, list[str]] = {}
+        for m in known:
+            markers.setdefault(m.marker, []).append(m.arch)
+        listed = _names([f'{marker}* ({", ".join(archs)})' for marker, archs in markers.items()])
+        raise unknown(f'encoder.* only, no {listed}: an encoder-only file')
+    for method in asked:
+        opt = method.detect(state, channels)
+        if opt is not None:
+            return {'type': method.arch, 'encoder': name, 'encoder_opt': encoder_opt, **opt}
+    shown = _names(sorted({m.marker + '*' for m in asked}))
+    raise unknown(f'the {shown} shapes fit no {_names([m.arch for m in asked])}')

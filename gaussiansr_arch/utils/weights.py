@@ -33,8 +33,10 @@ from typing import Any
 import torch
 
 from gaussiansr_arch._version import __version__
+from gaussiansr_arch.utils.arch_detect import detect_network_opt
 from gaussiansr_arch.utils.atomic import atomic_path
 from gaussiansr_arch.utils.checkpoint import atomic_torch_save, load_checkpoint_cpu
+from gaussiansr_arch.utils.weights_error import WeightsError
 
 __all__ = [
     'WeightsError',
@@ -67,10 +69,6 @@ VERSION_KEY = 'gaussiansr_arch_version'
 META_PARAM_KEY = 'param_key'
 # Keys listed per kind of mismatch before '...'.
 SHOWN_KEYS = 5
-
-
-class WeightsError(ValueError):
-    """A weights file that cannot be used for what it is meant for; the message is one line naming it."""
 
 
 class WeightsNeedPickleError(WeightsError):
@@ -502,8 +500,6 @@ def load_model(
         source = 'the network_g it records'
         arch = build_arch(network_opt, what)
     else:
-        from gaussiansr_arch.utils.arch_detect import detect_network_opt
-
         network_opt, source = detect_network_opt(state, path), 'the network_g detected from its shapes'
         arch = build_arch(network_opt, f'{what} ({source})')
     load_into(arch, state, what, source)
