@@ -45,9 +45,15 @@ def parse_args(argv=None):
 def build(args, device) -> dict:
     models = {}
     if args.gaussiansr_weights:
-        from gaussiansr_arch.tools.common import load_model
+        import yaml
 
-        net = load_model(args.gaussiansr_weights, args.gaussiansr_opt, None, device)[0].eval()
+        from gaussiansr_arch import load_model
+
+        network_g = None
+        if args.gaussiansr_opt:
+            with open(args.gaussiansr_opt, encoding='utf-8') as f:
+                network_g = yaml.safe_load(f)['network_g']
+        net = load_model(args.gaussiansr_weights, device, network_g=network_g).eval()
         models['gaussiansr'] = (net, f'weights {args.gaussiansr_weights}')
     else:
         torch.manual_seed(0)

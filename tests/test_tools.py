@@ -190,12 +190,20 @@ def test_upscale_bad_inputs_and_weights(env, tmp_path, capsys):
         ],
     )
     assert 'other_bank.pth' in msg and 'shape mismatch' in msg and 'classifier' in msg
+    # Weights that record no network_g, without --opt: gaussiansr_arch.load_model detects the arch
+    # from the shapes (the tools and the library load the same files) ...
+    detected = tmp_path / 'detected'
+    upscale.run([str(env['imgs'] / 'astro.png'), '--scale', '2', '-o', str(detected), '--weights', env['bad']])
+    assert len(list(detected.glob('*.png'))) == 1
+    # ... and a layout no method fits is one line naming the file and asking for its network_g.
+    foreign = tmp_path / 'foreign.pth'
+    torch.save({'conv.weight': torch.zeros(3, 3, 3, 3)}, foreign)
     msg = _error(
         capsys,
         upscale.run,
-        [str(env['imgs'] / 'astro.png'), '--scale', '2', '-o', str(tmp_path), '--weights', env['bad']],
+        [str(env['imgs'] / 'astro.png'), '--scale', '2', '-o', str(tmp_path), '--weights', str(foreign)],
     )
-    assert 'records no network_g' in msg
+    assert 'foreign.pth' in msg and 'unknown layout' in msg and 'give its network_g' in msg
     fp16_on_cpu = [str(env['imgs'] / 'astro.png'), *base, '--device', 'cpu', '--precision', 'fp16']
     assert 'fp16 needs a CUDA device' in _error(capsys, upscale.run, fp16_on_cpu)
 

@@ -110,8 +110,8 @@ def test_convert_records_network_g_from_opt_or_warns(tmp_path, capsys):
     captured = capsys.readouterr()
     assert out['warning'] and out['param_key'] == 'params' and out['network_g'] is None
     assert captured.err.startswith(
-        f'warning: {bare} records no network_g and no --opt was given: the tools '
-        f'need --opt to use {tmp_path / "a.safetensors"}'
+        f'warning: {bare} records no network_g and no --opt was given: the tools and gaussiansr_arch.load_model '
+        f'guess the arch of {tmp_path / "a.safetensors"} from its shapes'
     )
     assert W.recorded_network_opt(W.read_weights(str(tmp_path / 'a.safetensors'))) is None
 

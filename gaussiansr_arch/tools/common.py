@@ -1,5 +1,5 @@
-"""Helpers shared by the command-line tools: argument parsing, model loading, image lists and
-outputs that a user can get wrong.
+"""Helpers shared by the command-line tools: argument parsing, image lists and outputs that a
+user can get wrong. Models are loaded by ``gaussiansr_arch.load_model`` (``--opt``: :func:`opt_network`).
 
 Every tool reports user errors as one line (``error: ...``) and exit status 2
 (:data:`EXIT_USER_ERROR`, argparse's status for usage errors), never a traceback:
@@ -30,14 +30,7 @@ from gaussiansr_arch.data.protocol import to_float, to_uint8
 from gaussiansr_arch.tools.plotting import pyplot
 from gaussiansr_arch.utils import atomic
 from gaussiansr_arch.utils.image_io import IMAGE_EXTENSIONS, ImageReadError, write_image_atomic
-from gaussiansr_arch.utils.weights import (
-    WeightsError,
-    build_arch,
-    load_into,
-    pick_state_dict,
-    read_weights,
-    recorded_network_opt,
-)
+from gaussiansr_arch.utils.weights import WeightsError
 
 # Exit status of every tool for a user error (a bad argument, input, weights file or output path).
 EXIT_USER_ERROR = 2
@@ -78,10 +71,13 @@ def run_tool(build_parser: Callable[[], Any], body: Callable[[Any], Any], argv: 
 
 # ---------------------------------------------------------------------------- parsing
 def add_weights_args(parser, weights_help: str) -> None:
-    """``--weights``, ``--opt`` and ``--param-key``: how every tool names a trained model (see :func:`load_model`)."""
+    """``--weights``, ``--opt`` and ``--param-key``: how every tool names a trained model (read by
+    ``gaussiansr_arch.load_model``, ``--opt`` through :func:`opt_network`)."""
     parser.add_argument('--weights', required=True, help=weights_help)
     parser.add_argument(
-        '--opt', help='BasicSR YAML whose network_g describes the arch (needed when the weights do not record it)'
+        '--opt',
+        help='BasicSR YAML whose network_g describes the arch (default: what the weights record, '
+        'else detected from their parameter shapes)',
     )
     parser.add_argument(
         '--param-key', help='key of the parameters in the weights file (default: params_ema if present, else params)'
@@ -235,46 +231,19 @@ def load_yaml(path: str) -> dict:
     return data
 
 
-def load_model(
-    weights: str,
-    opt_path: str | None = None,
-    param_key: str | None = None,
-    device: str | torch.device = 'cpu',
-) -> tuple[torch.nn.Module, dict]:
-    """Build an arch and load its weights, in eval mode (through :mod:`gaussiansr_arch.utils.weights`).
-
-    The arch options come from ``network_g`` of ``opt_path`` (a BasicSR YAML) when given,
-    else from the ``network_g`` the weights file records (self-describing weights, e.g. the
-    converted LIIF). The parameters come from ``param_key`` when given, else ``params_ema``
-    if present, else ``params``, else the file itself when it is a bare state dict.
-
-    Returns:
-        tuple[Module, dict]: the arch and its ``network_g`` options.
+def opt_network(opt_path: str | None) -> tuple[dict | None, str | None]:
+    """``--opt``: the ``network_g`` of a BasicSR YAML and where it comes from, for
+    ``gaussiansr_arch.load_model(..., network_g=..., source=...)`` (the one loader); (None, None) without it.
 
     Raises:
-        ToolError: a missing or malformed options file.
-        WeightsError: an unreadable weights file, a missing key, an unknown arch, or weights
-            that do not fit the arch (the message lists missing, unexpected and mis-shaped keys).
+        ToolError: a missing or malformed options file, or one without ``network_g``.
     """
-    ckpt = read_weights(weights)
-    if opt_path is not None:
-        opt = load_yaml(opt_path)
-        if 'network_g' not in opt:
-            raise ToolError(f'options file {opt_path}: no network_g key')
-        network_opt = opt['network_g']
-        source = fit_source = f'options file {opt_path}'
-    else:
-        network_opt = recorded_network_opt(ckpt)
-        if network_opt is None:
-            raise ToolError(f'weights file {weights} records no network_g; pass the run YAML with --opt')
-        source, fit_source = f'weights file {weights}', 'the network_g it records'
-    state = pick_state_dict(ckpt, weights, param_key)
-    arch = build_arch(network_opt, source)
-    load_into(arch, state, f'weights file {weights}', fit_source)
-    arch.eval().to(device)
-    for p in arch.parameters():
-        p.requires_grad_(False)
-    return arch, dict(network_opt)
+    if opt_path is None:
+        return None, None
+    opt = load_yaml(opt_path)
+    if 'network_g' not in opt:
+        raise ToolError(f'options file {opt_path}: no network_g key')
+    return opt['network_g'], f'options file {opt_path}'
 
 
 def resolve_device(name: str, precision: str = 'fp32') -> torch.device:

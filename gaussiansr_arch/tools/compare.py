@@ -40,8 +40,8 @@ from gaussiansr_arch.tools.common import (
     format_scale,
     image_to_tensor,
     is_finite_number,
-    load_model,
     load_yaml,
+    opt_network,
     prepare_arch,
     progress,
     resolve_device,
@@ -51,6 +51,7 @@ from gaussiansr_arch.tools.common import (
 )
 from gaussiansr_arch.tools.compare_html import HtmlReport
 from gaussiansr_arch.tools.compare_report import pick_crop, plot_crops, plot_psnr_vs_scale, write_tables
+from gaussiansr_arch.utils.weights import load_model
 
 OUTPUT_FILES = ('results.md', 'results.csv', 'psnr_vs_scale.png')
 
@@ -174,7 +175,9 @@ def _model_from_mapping(item: dict, where: str, device) -> ModelEntry:
         return ModelEntry(name=name, kind='bicubic')
     if 'weights' not in item:
         raise ToolError(f'{where}: model {name!r} has no "weights"')
-    net, network_opt = load_model(item['weights'], item.get('opt'), item.get('param_key'), device)
+    network_g, source = opt_network(item.get('opt'))
+    net = load_model(item['weights'], device, param_key=item.get('param_key'), network_g=network_g, source=source)
+    network_opt = net.network_g
     if isinstance(net, ArbitraryScaleArch):
         return ModelEntry(name=name, kind='arbitrary', net=net, params=count_parameters(net))
     scale = item.get('scale', network_opt.get('upscale', network_opt.get('scale')))

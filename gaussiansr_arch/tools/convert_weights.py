@@ -95,8 +95,8 @@ def convert(src: str, dst: str, param_key: str | None = None, opt_path: str | No
         check_fits(arch, state, f'input weights file {src}', source)
     else:
         warning = (
-            f'{src} records no network_g and no --opt was given: the tools need --opt to use {dst} '
-            '(gaussiansr_arch.load_model guesses the arch from its shapes)'
+            f'{src} records no network_g and no --opt was given: the tools and gaussiansr_arch.load_model '
+            f'guess the arch of {dst} from its shapes (pass --opt for what shapes cannot show, e.g. image_skip)'
         )
     with writing(dst):
         save_weights(dst, state, network_g=network_opt, param_key=key)

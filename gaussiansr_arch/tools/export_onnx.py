@@ -47,7 +47,7 @@ from gaussiansr_arch.tools.common import (
     check_output_free,
     count_parameters,
     format_scale,
-    load_model,
+    opt_network,
     parse_scale,
     parse_size,
     run_tool,
@@ -55,6 +55,7 @@ from gaussiansr_arch.tools.common import (
 )
 from gaussiansr_arch.tools.onnx_render import INPUT_NAMES, OUTPUT_NAME, import_onnx_module, open_session
 from gaussiansr_arch.utils import atomic
+from gaussiansr_arch.utils.weights import load_model
 
 PROG = 'gaussiansr-export-onnx'
 # The example the graph is traced with: sizes no other size equals (h != w, Q != h*w ...), >= 2
@@ -497,7 +498,9 @@ def _run(args: argparse.Namespace) -> dict:
             raise ToolError(f'{given[0]} is for --image-to-image; the query-form graph renders any scale')
     check_output_free(args.output, args.force)
     check_output_dir(os.path.dirname(args.output))
-    arch, network_opt = load_model(args.weights, args.opt, args.param_key, 'cpu')
+    network_g, source = opt_network(args.opt)
+    arch = load_model(args.weights, 'cpu', param_key=args.param_key, network_g=network_g, source=source)
+    network_opt = arch.network_g
     result = export_onnx(
         arch,
         network_opt,

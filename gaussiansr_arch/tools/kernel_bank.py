@@ -31,7 +31,7 @@ from gaussiansr_arch.tools.common import (
     collect_images,
     format_scale,
     image_to_tensor,
-    load_model,
+    opt_network,
     progress,
     resolve_device,
     run_tool,
@@ -39,6 +39,7 @@ from gaussiansr_arch.tools.common import (
     write_text_atomic,
 )
 from gaussiansr_arch.tools.plotting import pyplot
+from gaussiansr_arch.utils.weights import load_model
 
 SCALE_NOTE = (
     'kernel choice = argmax of the classifier on LR features: independent of the output scale; '
@@ -190,7 +191,9 @@ def _run(args: argparse.Namespace) -> dict:
     for out in outputs:
         check_output_free(out, args.force)
 
-    arch, network_opt = load_model(args.weights, args.opt, args.param_key, device)
+    network_g, source = opt_network(args.opt)
+    arch = load_model(args.weights, device, param_key=args.param_key, network_g=network_g, source=source)
+    network_opt = arch.network_g
     if not isinstance(arch, GaussianSR) or arch.splatting is None:
         raise ToolError(
             f'weights {args.weights}: {network_opt["type"]} has no Gaussian bank '

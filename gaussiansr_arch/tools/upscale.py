@@ -25,7 +25,7 @@ from gaussiansr_arch.tools.common import (
     fail_if_too_large,
     format_scale,
     image_to_tensor,
-    load_model,
+    opt_network,
     output_size,
     parse_scale,
     parse_size,
@@ -37,6 +37,7 @@ from gaussiansr_arch.tools.common import (
     tensor_to_image,
     upscale_tensor,
 )
+from gaussiansr_arch.utils.weights import load_model
 
 DEFAULT_MAX_PIXELS = 64e6
 
@@ -125,7 +126,9 @@ def _run(args: argparse.Namespace) -> list[str]:
         seen[out] = p
         check_output_free(out, args.force)
 
-    arch, network_opt = load_model(args.weights, args.opt, args.param_key, device)
+    network_g, source = opt_network(args.opt)
+    arch = load_model(args.weights, device, param_key=args.param_key, network_g=network_g, source=source)
+    network_opt = arch.network_g
     if not isinstance(arch, ArbitraryScaleArch):
         raise ToolError(
             f'{network_opt["type"]} is not an arbitrary-scale arch (no upscale); use a GaussianSR/LIIF weights file'

@@ -1,7 +1,7 @@
 """One path for weight files: read, pick the parameters, build the arch, load with one mismatch report.
 
-Used by the command-line tools (``tools.common.load_model``, the converters), by
-:func:`load_model` (``gaussiansr_arch.load_model``), and by the training/test entries through
+Used by the command-line tools and the converters, by :func:`load_model` (``gaussiansr_arch.load_model``:
+the one loader of the tools, benchmarks and demo), and by the training/test entries through
 :func:`gaussiansr_arch.utils.entry_errors.check_network_file` and ``ArbitraryScaleSRModel.load_network``.
 Every problem is a :class:`WeightsError` whose message is one line naming the file:
 
@@ -455,7 +455,12 @@ def save_weights(
 
 # ---------------------------------------------------------------------------- one-call loading
 def load_model(
-    path: str, device: str | torch.device = 'cpu', *, param_key: str | None = None, network_g: Mapping | None = None
+    path: str,
+    device: str | torch.device = 'cpu',
+    *,
+    param_key: str | None = None,
+    network_g: Mapping | None = None,
+    source: str | None = None,
 ) -> torch.nn.Module:
     """A ready arch (eval mode, on ``device``, gradients off) from a weights file, in one call.
 
@@ -480,9 +485,12 @@ def load_model(
         device (str | torch.device): Where the arch goes. Default: 'cpu'.
         param_key (str | None): Key of the parameters in the file (default: see above).
         network_g (Mapping | None): Arch options overriding what the file records or shows.
+        source (str | None): Where ``network_g`` comes from, for messages (the tools: ``'options
+            file run.yml'``). Default: 'the network_g given'.
 
     Returns:
-        nn.Module: The arch (an ``ArbitraryScaleArch``: ``upscale(lr, size=... | scale=...)``).
+        nn.Module: The arch (an ``ArbitraryScaleArch``: ``upscale(lr, size=... | scale=...)``), its
+            ``network_g`` attribute the options it was built from (given, recorded or detected).
             Call ``.requires_grad_(True).train()`` on it to fine-tune.
 
     Raises:
@@ -494,8 +502,9 @@ def load_model(
     ckpt = read_weights(path)
     state = pick_state_dict(ckpt, path, param_key)
     if network_g is not None:
-        network_opt, source = dict(network_g), 'the network_g given'
-        arch = build_arch(network_opt, f'{what}: {source}')
+        network_opt = dict(network_g)
+        arch = build_arch(network_opt, source or f'{what}: the network_g given')
+        source = source or 'the network_g given'
     elif (network_opt := recorded_network_opt(ckpt)) is not None:
         source = 'the network_g it records'
         arch = build_arch(network_opt, what)
@@ -505,4 +514,5 @@ def load_model(
     load_into(arch, state, what, source)
     arch.eval().to(device)
     arch.requires_grad_(False)
+    arch.network_g = network_opt
     return arch
