@@ -1,11 +1,11 @@
-"""Convert an official LIIF checkpoint to a BasicSR weights file (same as ``gaussiansr-convert-liif``).
+"""Thin wrapper: ``python scripts/convert_liif.py ARGS`` = ``gaussiansr-convert-liif ARGS`` from a checkout."""
 
-python scripts/convert_liif.py edsr-baseline-liif.pth LIIF_EDSR-baseline.pth [--force] [--encoder-only]
-"""
-
+import os
 import sys
 
-from gaussiansr_arch.tools.convert_liif import main
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from gaussiansr_arch.tools.convert_liif import main  # noqa: E402
 
 if __name__ == '__main__':
     sys.exit(main())

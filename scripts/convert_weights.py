@@ -1,11 +1,11 @@
-"""Convert weights between .pth and .safetensors (same as ``gaussiansr-convert-weights``).
+"""Thin wrapper: ``python scripts/convert_weights.py ARGS`` = ``gaussiansr-convert-weights ARGS`` from a checkout."""
 
-python scripts/convert_weights.py net_g_latest.pth model.safetensors [--opt run.yml] [--param-key params_ema]
-"""
-
+import os
 import sys
 
-from gaussiansr_arch.tools.convert_weights import main
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from gaussiansr_arch.tools.convert_weights import main  # noqa: E402
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -1,4 +1,4 @@
-"""Thin wrapper: `python scripts/kernel_bank.py --help` runs gaussiansr_arch.tools.kernel_bank."""
+"""Thin wrapper: ``python scripts/kernel_bank.py ARGS`` = ``gaussiansr-kernel-bank ARGS`` from a checkout."""
 
 import os
 import sys
@@ -8,4 +8,4 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from gaussiansr_arch.tools.kernel_bank import main  # noqa: E402
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

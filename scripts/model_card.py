@@ -1,11 +1,11 @@
-"""Write the model card of a trained run (same as ``gaussiansr-model-card``).
+"""Thin wrapper: ``python scripts/model_card.py ARGS`` = ``gaussiansr-model-card ARGS`` from a checkout."""
 
-python scripts/model_card.py experiments/<name> [-o README.md] [--weights model.safetensors] [--force]
-"""
-
+import os
 import sys
 
-from gaussiansr_arch.tools.model_card import main
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from gaussiansr_arch.tools.model_card import main  # noqa: E402
 
 if __name__ == '__main__':
     sys.exit(main())

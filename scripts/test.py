@@ -1,6 +1,11 @@
-"""Thin wrapper: ``python scripts/test.py -opt X.yml`` = ``gaussiansr-test -opt X.yml``."""
+"""Thin wrapper: ``python scripts/test.py ARGS`` = ``gaussiansr-test ARGS`` from a checkout."""
 
-from gaussiansr_arch.test import main
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from gaussiansr_arch.test import main  # noqa: E402
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

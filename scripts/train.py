@@ -1,6 +1,11 @@
-"""Thin wrapper: ``python scripts/train.py -opt X.yml`` = ``gaussiansr-train -opt X.yml``."""
+"""Thin wrapper: ``python scripts/train.py ARGS`` = ``gaussiansr-train ARGS`` from a checkout."""
 
-from gaussiansr_arch.train import main
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from gaussiansr_arch.train import main  # noqa: E402
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -34,3 +34,60 @@ def test_lower_layers_never_import_higher(layer):
         if module == 'gaussiansr_arch' or module.startswith(FORBIDDEN[layer])
     }
     assert not wrong, sorted(wrong)
+
+
+# ---------------------------------------------------------------------------- the tools' one exit path
+def console_scripts() -> dict[str, str]:
+    """setup.py's CONSOLE_SCRIPTS, read with ast: {command: 'module:function'}."""
+    tree = ast.parse((PACKAGE.parent / 'setup.py').read_text(encoding='utf-8'))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, 'id', None) == 'CONSOLE_SCRIPTS' for t in node.targets):
+            entries = ast.literal_eval(node.value)
+            return {name.strip(): target.strip() for name, target in (e.split('=') for e in entries)}
+    raise AssertionError('no CONSOLE_SCRIPTS in setup.py')
+
+
+# Entries around BasicSR's pipelines: their one-line error path is gaussiansr_arch.entry.basicsr_entry.
+BASICSR_ENTRIES = {'gaussiansr-train', 'gaussiansr-test'}
+# The demo runs the tools (each through run_tool) and reports a bad --iters as one line itself.
+OWN_MAIN = {'gaussiansr-demo'}
+
+
+@pytest.mark.parametrize('command', sorted(console_scripts()))
+def test_every_console_script_goes_through_the_one_runner(command):
+    """Every gaussiansr-* tool is ``Tool(build_parser, body).main``: run_tool's one-line errors
+    (exit 2) and Ctrl-C (exit 130); the train/test entries go through basicsr_entry."""
+    import importlib
+
+    from gaussiansr_arch.tools.common import Tool
+
+    module_name, func_name = console_scripts()[command].split(':')
+    module = importlib.import_module(module_name)
+    main = getattr(module, func_name)
+    if command in BASICSR_ENTRIES:
+        assert 'basicsr_entry' in imported_names(Path(module.__file__)), command
+    elif command not in OWN_MAIN:
+        tool = getattr(main, '__self__', None)
+        assert isinstance(tool, Tool) and main == tool.main, f'{command}: main is not a Tool entry point'
+        assert tool.build_parser is module.build_parser, f'{command}: build_parser is not the module one'
+        assert tool.build_parser().prog == command or command.endswith(tool.build_parser().prog), command
+
+
+def imported_names(path: Path) -> set[str]:
+    """Every name a file imports with ``from x import name``."""
+    return {
+        alias.name
+        for node in ast.walk(ast.parse(path.read_text(encoding='utf-8')))
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+
+
+@pytest.mark.parametrize('module_name', ['upscale', 'onnx_render', 'kernel_bank', 'compare'])
+def test_output_of_every_image_writing_tool_is_a_folder(module_name):
+    """``-o`` means the output folder for every tool that writes images."""
+    import importlib
+
+    parser = importlib.import_module(f'gaussiansr_arch.tools.{module_name}').build_parser()
+    (action,) = [a for a in parser._actions if '-o' in a.option_strings]
+    assert action.help.startswith('output folder'), (module_name, action.help)

@@ -174,6 +174,13 @@ def test_converter_round_trip_and_encoder_only(tmp_path):
     assert torch.equal(gsr.encoder.conv_first.weight, official_sd['encoder.head.0.weight'])
 
 
+def _exit_code(main, argv) -> int:
+    """The exit status of a tool whose run ends in SystemExit (user errors: 2)."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    return info.value.code
+
+
 def _error_line(capsys) -> str:
     err = capsys.readouterr().err.strip()
     assert '\n' not in err and err.startswith('gaussiansr-convert-liif: error:')
@@ -183,28 +190,28 @@ def _error_line(capsys) -> str:
 def test_converter_errors(tmp_path, capsys):
     """User errors: one line on stderr and exit status 2, as for every tool."""
     src, dst = fake_official(tmp_path), tmp_path / 'liif.pth'
-    assert convert_liif.main([str(tmp_path / 'missing.pth'), str(dst)]) == 2
+    assert _exit_code(convert_liif.main, [str(tmp_path / 'missing.pth'), str(dst)]) == 2
     assert 'does not exist' in _error_line(capsys)
 
     basicsr_file = tmp_path / 'basicsr.pth'
     torch.save({'params': {'conv.weight': torch.zeros(1)}}, basicsr_file)
-    assert convert_liif.main([str(basicsr_file), str(dst)]) == 2
+    assert _exit_code(convert_liif.main, [str(basicsr_file), str(dst)]) == 2
     assert 'not a LIIF checkpoint' in _error_line(capsys)
 
     garbage = tmp_path / 'garbage.pth'
     garbage.write_bytes(b'not a checkpoint')
-    assert convert_liif.main([str(garbage), str(dst)]) == 2
+    assert _exit_code(convert_liif.main, [str(garbage), str(dst)]) == 2
     assert f'input checkpoint {garbage} cannot be loaded (truncated or not a PyTorch checkpoint)' in _error_line(capsys)
 
     odd = fake_official(tmp_path, extra={'imnet.extra.weight': torch.zeros(1)}, file='odd.pth')
-    assert convert_liif.main([str(odd), str(dst)]) == 2
+    assert _exit_code(convert_liif.main, [str(odd), str(dst)]) == 2
     assert "unexpected key(s) ['imnet.extra.weight']" in _error_line(capsys)
     assert not dst.exists()
 
     assert convert_liif.main([str(src), str(dst)]) == 0
     before = dst.read_bytes()
     capsys.readouterr()
-    assert convert_liif.main([str(src), str(dst)]) == 2
+    assert _exit_code(convert_liif.main, [str(src), str(dst)]) == 2
     assert '--force' in _error_line(capsys) and dst.read_bytes() == before
     assert convert_liif.main([str(src), str(dst), '--force']) == 0
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith('.')] == []  # no temp file left
@@ -217,14 +224,14 @@ def test_converter_output_paths(tmp_path, capsys, monkeypatch):
     src = fake_official(tmp_path)
     blocker = tmp_path / 'file.pth'
     blocker.write_bytes(b'x')
-    assert convert_liif.main([str(src), str(blocker / 'sub' / 'liif.pth')]) == 2
+    assert _exit_code(convert_liif.main, [str(src), str(blocker / 'sub' / 'liif.pth')]) == 2
     assert _error_line(capsys) == (
         f'gaussiansr-convert-liif: error: output folder {blocker / "sub"} cannot be '
         f'created: {blocker} is a file, not a folder'
     )
     dst = tmp_path / 'out' / 'liif.pth'
     th.fill_disk(monkeypatch, checkpoint)  # atomic_torch_save's file
-    assert convert_liif.main([str(src), str(dst)]) == 2
+    assert _exit_code(convert_liif.main, [str(src), str(dst)]) == 2
     assert _error_line(capsys) == f'gaussiansr-convert-liif: error: cannot write {dst}: No space left on device'
     assert not dst.parent.exists() and not th.hidden_or_tmp(tmp_path)
 

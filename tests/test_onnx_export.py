@@ -25,6 +25,7 @@ pytest.importorskip('onnxscript')
 from gaussiansr_arch.archs.coordinates import output_size_for_scale  # noqa: E402
 from gaussiansr_arch.archs.decoders import DECODERS  # noqa: E402
 from gaussiansr_arch.archs.liif_arch import LIIF  # noqa: E402
+from gaussiansr_arch.toolkit import onnx_runtime  # noqa: E402
 from gaussiansr_arch.tools import export_onnx, onnx_image, onnx_render  # noqa: E402
 from gaussiansr_arch.tools.common import image_to_tensor, tensor_to_image  # noqa: E402
 from gaussiansr_arch.utils.image_io import read_image, write_image_atomic  # noqa: E402
@@ -94,7 +95,7 @@ def _queries(h: int, w: int, q: int, seed: int):
 # ---------------------------------------------------------------------------- parity
 def test_onnxruntime_matches_pytorch_at_other_sizes(exported):
     name, net, path, _ = exported
-    session = onnx_render.open_session(path, threads=2)
+    session = onnx_runtime.open_session(path, threads=2)
     shapes = {i.name: i.shape for i in session.get_inputs()} | {o.name: o.shape for o in session.get_outputs()}
     assert shapes == {
         'lq': [1, 3, 'height', 'width'],
@@ -144,11 +145,11 @@ def test_upscale_onnx_equals_arch_upscale(exported):
     size = (23, 26)  # x2.56 x 2.36; 100-pixel chunks are 3 rows: 8 graph calls
     with torch.no_grad():
         ref = net.upscale(image_to_tensor(img), size=size)[0].permute(1, 2, 0).numpy()
-    got = onnx_render.upscale_onnx(path, img, size, chunk_size=100)
+    got = onnx_runtime.upscale_onnx(path, img, size, chunk_size=100)
     assert got.shape == (23, 26, 3) and got.dtype == np.float32
     assert np.abs(got - ref).max() <= TOLERANCE
-    session = onnx_render.open_session(path, threads=2)  # a session works as well as a path
-    np.testing.assert_array_equal(onnx_render.upscale_onnx(session, img, size, chunk_size=100), got)
+    session = onnx_runtime.open_session(path, threads=2)  # a session works as well as a path
+    np.testing.assert_array_equal(onnx_runtime.upscale_onnx(session, img, size, chunk_size=100), got)
 
 
 # ---------------------------------------------------------------------------- command lines
@@ -168,8 +169,9 @@ def test_onnx_render_command_line(liif_onnx, tmp_path, capsys):
     img = (torch.rand(10, 12, 3, generator=gen) * 255).round().to(torch.uint8).numpy()
     src = str(tmp_path / 'in.png')
     write_image_atomic(src, img)
-    out = str(tmp_path / 'sub' / 'out.png')
-    assert onnx_render.run([liif_onnx['onnx'], src, '--scale', '2.5', '-o', out, '--chunk-size', '64']) == out
+    folder = str(tmp_path / 'sub')  # -o is the output folder, as for gaussiansr-upscale
+    out = os.path.join(folder, 'in_x2.5.png')
+    assert onnx_render.run([liif_onnx['onnx'], src, '--scale', '2.5', '-o', folder, '--chunk-size', '64']) == out
     got = read_image(out)
     assert got.shape == (25, 30, 3)
     with torch.no_grad():
@@ -178,12 +180,10 @@ def test_onnx_render_command_line(liif_onnx, tmp_path, capsys):
 
     # one-line errors, nothing written
     assert 'exists; pass --force' in _error(
-        capsys, onnx_render.run, [liif_onnx['onnx'], src, '--size', '9x9', '-o', out]
+        capsys, onnx_render.run, [liif_onnx['onnx'], src, '--scale', '2.5', '-o', folder]
     )
     missing = str(tmp_path / 'none.onnx')
-    assert 'no such file' in _error(
-        capsys, onnx_render.run, [missing, src, '--size', '9x9', '-o', str(tmp_path / 'a.png')]
-    )
+    assert 'no such file' in _error(capsys, onnx_render.run, [missing, src, '--size', '9x9', '-o', str(tmp_path / 'a')])
     identity = onnx.helper.make_model(
         onnx.helper.make_graph(
             [onnx.helper.make_node('Identity', ['x'], ['y'])],
@@ -195,13 +195,22 @@ def test_onnx_render_command_line(liif_onnx, tmp_path, capsys):
     )
     other = str(tmp_path / 'identity.onnx')
     onnx.save(identity, other)
-    line = _error(capsys, onnx_render.run, [other, src, '--size', '9x9', '-o', str(tmp_path / 'b.png')])
+    line = _error(capsys, onnx_render.run, [other, src, '--size', '9x9', '-o', str(tmp_path / 'b')])
     assert 'not a gaussiansr-export-onnx graph' in line and 'identity.onnx' in line
     garbage = tmp_path / 'garbage.onnx'
     garbage.write_bytes(b'not a model')
-    line = _error(capsys, onnx_render.run, [str(garbage), src, '--size', '9x9', '-o', str(tmp_path / 'c.png')])
+    line = _error(capsys, onnx_render.run, [str(garbage), src, '--size', '9x9', '-o', str(tmp_path / 'c')])
     assert 'onnxruntime cannot load it' in line
-    assert not any((tmp_path / n).exists() for n in ('a.png', 'b.png', 'c.png'))
+    assert not any((tmp_path / n).exists() for n in ('a', 'b', 'c'))
+
+
+def test_onnx_render_output_without_extension_is_a_folder(liif_onnx, tmp_path, monkeypatch):
+    """A new user's ``-o out10`` (no extension) was a raw ValueError: it names the output folder."""
+    img = np.full((8, 10, 3), 128, dtype=np.uint8)
+    write_image_atomic(str(tmp_path / 'photo.png'), img)
+    monkeypatch.chdir(tmp_path)
+    written = onnx_render.run([liif_onnx['onnx'], 'photo.png', '--scale', '3.3', '-o', 'out10'])
+    assert written == os.path.join('out10', 'photo_x3.3.png') and read_image(written).shape == (26, 33, 3)
 
 
 def test_export_errors_are_one_line_and_write_nothing(liif_onnx, tmp_path, capsys):
@@ -266,6 +275,7 @@ def test_tool_modules_import_without_the_onnx_packages():
     """``--help`` and ``import`` work without the [onnx] extra: onnx, onnxruntime, onnxscript are imported lazily."""
     code = (
         'import sys, gaussiansr_arch.tools.export_onnx, gaussiansr_arch.tools.onnx_render; '
+        'import gaussiansr_arch.toolkit.onnx_runtime; '
         "print([m for m in ('onnx', 'onnxruntime', 'onnxscript') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, '-c', code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
@@ -284,7 +294,7 @@ def test_official_liif_through_onnxruntime_reproduces_the_official_output(tmp_pa
     result = export_onnx.run(['--weights', weights, '-o', path])
     assert result['parameters'] == 1_567_299
     lr = read_image(LIIF_REF / 'outputs' / 'chelsea_x3_lr.png')  # 100x150 -> 300x450, one graph call
-    sr = onnx_render.upscale_onnx(path, lr, (300, 450), chunk_size=300 * 450)
+    sr = onnx_runtime.upscale_onnx(path, lr, (300, 450), chunk_size=300 * 450)
     official = np.load(LIIF_REF / 'outputs' / 'chelsea_x3_liif.npz')['sr']
     diff = float(np.abs(np.clip(sr, 0, 1) - official).max())
     print(f'official LIIF via onnxruntime vs the official output: max |diff| {diff:.2e}')
@@ -322,7 +332,7 @@ def liif_image(tmp_path_factory):
 
 
 def _image_session(model):
-    return onnx_render.open_session(model if isinstance(model, str) else model.SerializeToString(), threads=1)
+    return onnx_runtime.open_session(model if isinstance(model, str) else model.SerializeToString(), threads=1)
 
 
 def test_image_to_image_export_is_checked_and_has_metadata(liif_image):

@@ -27,6 +27,7 @@ from gaussiansr_arch.archs.arbitrary_scale import ArbitraryScaleArch
 from gaussiansr_arch.archs.coordinates import check_scale, check_size
 from gaussiansr_arch.archs.tiling import encode_tiled
 from gaussiansr_arch.data.protocol import to_float, to_uint8
+from gaussiansr_arch.toolkit.errors import ToolError
 from gaussiansr_arch.tools.plotting import pyplot
 from gaussiansr_arch.utils import atomic
 from gaussiansr_arch.utils.image_io import IMAGE_EXTENSIONS, ImageReadError, write_image_atomic
@@ -38,35 +39,61 @@ EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
-class ToolError(Exception):
-    """A user-facing error: the message is one line and names the file/key/value at fault."""
-
-
 # What the tools report as one line with EXIT_USER_ERROR (anything else is a bug: traceback).
 USER_ERRORS = (ToolError, ImageReadError, WeightsError)
 
 
-def report_error(err: BaseException, prog: str | None = None) -> int:
+def report_error(err: BaseException | str, prog: str | None = None) -> int:
     """Print ``[prog: ]error: <message on one line>`` on stderr and return :data:`EXIT_USER_ERROR`."""
     message = ' '.join(str(err).split())  # guarantee a single line
     print(f'{prog + ": " if prog else ""}error: {message}', file=sys.stderr)
     return EXIT_USER_ERROR
 
 
-def run_tool(build_parser: Callable[[], Any], body: Callable[[Any], Any], argv: list[str] | None) -> Any:
-    """Parse ``argv`` with a tool's parser and run ``body(args)``.
+def run_tool(
+    build_parser: Callable[[], Any], body: Callable[[Any], Any], argv: list[str] | None, prog: str | None = None
+) -> Any:
+    """Parse ``argv`` (None: ``sys.argv[1:]``) with a tool's parser and run ``body(args)``: the one
+    exit path of every ``gaussiansr-*`` tool.
 
-    User errors (:data:`USER_ERRORS`) print one line and exit with :data:`EXIT_USER_ERROR`;
-    Ctrl-C exits with :data:`EXIT_INTERRUPTED`. Returns what ``body`` returns (tests and the demo use it).
+    User errors (:data:`USER_ERRORS`) print one line (``[prog: ]error: ...``) and exit with
+    :data:`EXIT_USER_ERROR`; Ctrl-C prints one line in the same style and exits with
+    :data:`EXIT_INTERRUPTED` (outputs are written atomically: nothing partial is left under a final
+    name). Returns what ``body`` returns (tests and the demo use it).
     """
     args = build_parser().parse_args(argv)
     try:
         return body(args)
     except USER_ERRORS as err:
-        raise SystemExit(report_error(err)) from None
+        raise SystemExit(report_error(err, prog)) from None
     except KeyboardInterrupt:
-        print('error: interrupted', file=sys.stderr)
+        report_error('interrupted; no partial output was left under a final name', prog)
         raise SystemExit(EXIT_INTERRUPTED) from None
+
+
+class Tool:
+    """A command-line tool: its parser and its body, run through :func:`run_tool` (the one exit path).
+
+    Each tool module ends with ``run, main = Tool(build_parser, _run).entry_points()``:
+    ``run(argv)`` returns what the body returns (tests and the demo use it) and ``main(argv)``,
+    the console script, returns exit status 0; user errors exit 2 and Ctrl-C 130, one line each.
+    """
+
+    def __init__(self, build_parser: Callable[[], Any], body: Callable[[Any], Any], prog: str | None = None):
+        self.build_parser, self.body, self.prog = build_parser, body, prog
+
+    def run(self, argv: list[str] | None = None) -> Any:
+        """Parse ``argv`` (None: ``sys.argv[1:]``) and run the body; returns what it returns."""
+        return run_tool(self.build_parser, self.body, argv, self.prog)
+
+    def main(self, argv: list[str] | None = None) -> int:
+        """The console script: run, then exit status 0."""
+        self.run(argv)
+        return 0
+
+    def entry_points(self) -> tuple[Callable[..., Any], Callable[..., int]]:
+        """``(run, main)`` of the tool module."""
+        return self.run, self.main
 
 
 # ---------------------------------------------------------------------------- parsing
@@ -114,6 +141,15 @@ def format_scale(scale) -> str:
 
 
 # ---------------------------------------------------------------------------- files
+def output_name(path: str, scale=None, size=None) -> str:
+    """The output file of an image in the output folder (``-o`` of every tool that writes images):
+    ``<stem>_x<scale>.png`` (scale) or ``<stem>_<H>x<W>.png`` (size)."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    if size is not None:
+        return f'{stem}_{size[0]}x{size[1]}.png'
+    return f'{stem}_x{format_scale(scale)}.png'
+
+
 def collect_images(inputs: Sequence[str]) -> list[str]:
     """Expand files, folders (their images, sorted) and glob patterns into a list of image paths.
 
@@ -332,14 +368,6 @@ def upscale_tensor(
         if not tile or (lq.shape[-2] <= tile and lq.shape[-1] <= tile):
             return arch.upscale(lq, size=size, chunk_size=chunk_size).float()
         return arch.render(encode_tiled(arch, lq, tile, overlap), size, chunk_size).float()
-
-
-def output_size(lr_size: Sequence[int], scale=None, size=None) -> tuple[int, int]:
-    """Output (H, W) for ``--size`` or ``--scale`` (same rule as the archs' ``upscale``)."""
-    if size is not None:
-        return check_size(size)
-    scales = scale if isinstance(scale, (tuple, list)) else (scale, scale)
-    return tuple(max(1, round(n * s)) for n, s in zip(lr_size, scales))
 
 
 def fail_if_too_large(h: int, w: int, max_pixels: float, name: str) -> None:

@@ -31,6 +31,7 @@ from gaussiansr_arch.data.protocol import (
     to_uint8,
 )
 from gaussiansr_arch.tools.common import (
+    Tool,
     ToolError,
     add_execution_args,
     check_output_dir,
@@ -45,7 +46,6 @@ from gaussiansr_arch.tools.common import (
     prepare_arch,
     progress,
     resolve_device,
-    run_tool,
     tensor_to_image,
     upscale_tensor,
 )
@@ -462,15 +462,7 @@ def _run(args: argparse.Namespace) -> dict:
     return results
 
 
-def run(argv: list[str] | None = None) -> dict:
-    """Parse ``argv`` and compare; returns {(model, dataset, scale): Result} (errors exit with 2)."""
-    return run_tool(build_parser, _run, argv)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of ``gaussiansr-compare``."""
-    run(argv)
-
+run, main = Tool(build_parser, _run).entry_points()
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

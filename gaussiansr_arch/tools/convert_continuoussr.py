@@ -30,11 +30,10 @@ import torch
 
 from gaussiansr_arch.tools import convert_liif
 from gaussiansr_arch.tools.common import (
-    USER_ERRORS,
+    Tool,
     ToolError,
     check_output_dir,
     check_output_free,
-    report_error,
     writing,
 )
 from gaussiansr_arch.utils.arch_detect import detect_encoder
@@ -203,16 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line entry (``argv`` without the program name; None = ``sys.argv[1:]``)."""
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        converted = convert_file(args.src, args.dst, force=args.force)
-    except USER_ERRORS as err:
-        return report_error(err, PROG)
+def _run(args: argparse.Namespace) -> dict:
+    converted = convert_file(args.src, args.dst, force=args.force)
     print(f'wrote {args.dst}: {len(converted["params"])} tensors, {converted["network_g"]}')
-    return 0
+    return converted
 
+
+run, main = Tool(build_parser, _run, PROG).entry_points()
 
 if __name__ == '__main__':
     sys.exit(main())

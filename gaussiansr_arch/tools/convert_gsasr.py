@@ -27,11 +27,12 @@ stderr with exit status 2, as for every tool.
 import argparse
 import os
 import re
+import sys
 from collections import OrderedDict
 
 import torch
 
-from gaussiansr_arch.tools.common import ToolError, check_output_dir, check_output_free, run_tool, writing
+from gaussiansr_arch.tools.common import Tool, ToolError, check_output_dir, check_output_free, writing
 from gaussiansr_arch.utils.arch_detect import UnknownLayoutError, detect_network_opt
 from gaussiansr_arch.utils.weights import (
     DEFAULT_PARAM_KEYS,
@@ -242,15 +243,7 @@ def _run(args: argparse.Namespace) -> dict:
     return network_g
 
 
-def run(argv: list[str] | None = None) -> dict:
-    """Parse ``argv`` and convert; returns the recorded network_g (errors exit with 2)."""
-    return run_tool(build_parser, _run, argv)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of ``gaussiansr-convert-gsasr``."""
-    run(argv)
-
+run, main = Tool(build_parser, _run).entry_points()
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -26,7 +26,7 @@ from collections import OrderedDict
 
 import torch
 
-from gaussiansr_arch.tools.common import USER_ERRORS, ToolError, check_output_dir, report_error, writing
+from gaussiansr_arch.tools.common import Tool, ToolError, check_output_dir, writing
 from gaussiansr_arch.utils.checkpoint import atomic_torch_save
 from gaussiansr_arch.utils.weights import build_arch, check_fits, read_weights
 
@@ -216,8 +216,8 @@ def convert_file(src: str, dst: str, force: bool = False, encoder_only: bool = F
     return converted
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line entry (``argv`` without the program name; None = ``sys.argv[1:]``)."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface of ``gaussiansr-convert-liif``."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description='Convert an official LIIF checkpoint to a BasicSR weights file '
@@ -231,15 +231,17 @@ def main(argv: list[str] | None = None) -> int:
         action='store_true',
         help='keep only encoder.* weights (load with strict_load_g: false, e.g. into GaussianSR)',
     )
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        converted = convert_file(args.src, args.dst, force=args.force, encoder_only=args.encoder_only)
-    except USER_ERRORS as err:
-        return report_error(err, PROG)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> dict:
+    converted = convert_file(args.src, args.dst, force=args.force, encoder_only=args.encoder_only)
     what = converted.get('network_g', converted.get('encoder'))
     print(f'wrote {args.dst}: {len(converted["params"])} tensors, {what}')
-    return 0
+    return converted
 
+
+run, main = Tool(build_parser, _run, PROG).entry_points()
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -23,11 +23,11 @@ import os
 import sys
 
 from gaussiansr_arch.tools.common import (
+    Tool,
     ToolError,
     check_output_dir,
     check_output_free,
     load_yaml,
-    run_tool,
     writing,
 )
 from gaussiansr_arch.utils.weights import (
@@ -134,15 +134,7 @@ def _run(args: argparse.Namespace) -> dict:
     return result
 
 
-def run(argv: list[str] | None = None) -> dict:
-    """Parse ``argv`` and convert; returns what was written (errors exit with 2)."""
-    return run_tool(build_parser, _run, argv)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of ``gaussiansr-convert-weights``."""
-    run(argv)
-
+run, main = Tool(build_parser, _run).entry_points()
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -16,7 +16,7 @@ After the export the graph is validated (``--no-check`` skips it): ``onnx.checke
 onnxruntime run on the CPU against PyTorch at LR sizes and query counts other than the traced
 ones (proving the axes dynamic), one of them a whole output grid; a graph further than
 ``CHECK_TOLERANCE`` from PyTorch is refused. The file is written atomically and only then.
-``gaussiansr_arch.tools.onnx_render`` renders whole images through it.
+``gaussiansr-onnx-render`` (``gaussiansr_arch.toolkit.onnx_runtime.upscale_onnx``) renders whole images through it.
 
 With ``--image-to-image --scale S`` (or ``--size HxW``) the graph is instead what upscaling front
 ends run: ``input`` [N,3,h,w] -> ``output`` [N,3,H,W] at that one scale, the coordinate grid and
@@ -39,8 +39,10 @@ from torch import nn
 from gaussiansr_arch._version import __version__
 from gaussiansr_arch.archs.arbitrary_scale import DEFAULT_CHUNK_SIZE, ArbitraryScaleArch
 from gaussiansr_arch.archs.encoders import SwinIREncoder
+from gaussiansr_arch.toolkit.onnx_runtime import INPUT_NAMES, OUTPUT_NAME, import_onnx_module, open_session
 from gaussiansr_arch.tools import onnx_image
 from gaussiansr_arch.tools.common import (
+    Tool,
     ToolError,
     add_weights_args,
     check_output_dir,
@@ -50,10 +52,8 @@ from gaussiansr_arch.tools.common import (
     opt_network,
     parse_scale,
     parse_size,
-    run_tool,
     writing,
 )
-from gaussiansr_arch.tools.onnx_render import INPUT_NAMES, OUTPUT_NAME, import_onnx_module, open_session
 from gaussiansr_arch.utils import atomic
 from gaussiansr_arch.utils.weights import load_model
 
@@ -534,15 +534,7 @@ def _run(args: argparse.Namespace) -> dict:
     return result
 
 
-def run(argv: list[str] | None = None) -> dict:
-    """Parse ``argv`` and export; returns what :func:`export_onnx` returns (errors exit with 2)."""
-    return run_tool(build_parser, _run, argv)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of ``gaussiansr-export-onnx``."""
-    run(argv)
-
+run, main = Tool(build_parser, _run).entry_points()
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

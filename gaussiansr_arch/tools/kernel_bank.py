@@ -24,6 +24,7 @@ import torch
 
 from gaussiansr_arch.data.protocol import lr_size_for, make_lr_uint8
 from gaussiansr_arch.tools.common import (
+    Tool,
     ToolError,
     add_weights_args,
     check_output_dir,
@@ -34,7 +35,6 @@ from gaussiansr_arch.tools.common import (
     opt_network,
     progress,
     resolve_device,
-    run_tool,
     save_figure_atomic,
     write_text_atomic,
 )
@@ -234,15 +234,7 @@ def _run(args: argparse.Namespace) -> dict:
     return {'bank': bank, 'frequencies': freqs, 'outputs': outputs}
 
 
-def run(argv: list[str] | None = None) -> dict:
-    """Parse ``argv`` and plot; returns the bank, the frequencies and the written paths."""
-    return run_tool(build_parser, _run, argv)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of ``gaussiansr-kernel-bank``."""
-    run(argv)
-
+run, main = Tool(build_parser, _run).entry_points()
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -32,13 +32,7 @@ from tqdm import tqdm
 from gaussiansr_arch.archs.coordinates import check_scale
 from gaussiansr_arch.data.image_sources import shared_lmdb_env
 from gaussiansr_arch.data.protocol import hr_crop_and_lr_size, make_lr_uint8
-from gaussiansr_arch.tools.common import (
-    EXIT_INTERRUPTED,
-    ToolError,
-    check_output_dir,
-    os_error_reason,
-    report_error,
-)
+from gaussiansr_arch.tools.common import ToolError, check_output_dir, os_error_reason
 from gaussiansr_arch.utils.atomic import make_folders, remove_folders
 from gaussiansr_arch.utils.image_io import IMAGE_EXTENSIONS, ImageReadError, decode_image, read_image
 
@@ -382,34 +376,21 @@ def add_common_args(parser) -> None:
     )
 
 
-def check_common_args(parser, args, scales_attr: str) -> None:
-    """Validate the options every preparation tool shares (``parser.error`` on a bad one)."""
+def check_common_args(args, scales_attr: str) -> None:
+    """Validate the options every preparation tool shares (ToolError, one line, on a bad one)."""
     if args.workers < 1:
-        parser.error('--workers must be >= 1')
+        raise ToolError('--workers must be >= 1')
     flag = '--' + scales_attr.replace('_', '-')
     try:
         setattr(args, scales_attr, [check_scale(s) for s in getattr(args, scales_attr)])
     except ValueError as err:
-        parser.error(f'{flag}: {err}')
+        raise ToolError(f'{flag}: {err}') from None
 
 
-def run_builds(built_paths: Iterable[str], verify: bool) -> int:
+def run_builds(built_paths: Iterable[str], verify: bool) -> None:
     """Drive a preparation tool: consume the generator that builds its outputs (yielding each
-    finished LMDB path), verify them on request, and turn failures into one-line exits.
-
-    Returns:
-        int: the exit code: 0, or 130 when interrupted.
-
-    Raises:
-        SystemExit: exit status 2 after printing ``error: <one line>`` for a user error.
-    """
-    try:
-        for path in built_paths:
-            if verify:
-                verify_or_fail(path)
-    except ToolError as err:
-        raise SystemExit(report_error(err)) from None
-    except KeyboardInterrupt:
-        print('interrupted: no partial output was left under a final name', file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return 0
+    finished LMDB path) and verify them on request (ToolError on a problem; the tools' runner
+    turns it, and Ctrl-C, into a one-line exit)."""
+    for path in built_paths:
+        if verify:
+            verify_or_fail(path)

@@ -36,12 +36,12 @@ import yaml
 
 from gaussiansr_arch._version import __version__
 from gaussiansr_arch.tools.common import (
+    Tool,
     ToolError,
     check_output_dir,
     check_output_free,
     count_parameters,
     load_yaml,
-    run_tool,
     write_text_atomic,
 )
 from gaussiansr_arch.tools.convert_weights import picked_key
@@ -874,15 +874,7 @@ def make_card(args: argparse.Namespace) -> dict:
     return {'path': output, 'text': text, 'facts': facts}
 
 
-def run(argv: list[str] | None = None) -> dict:
-    """Parse ``argv`` and write the card (errors exit with 2)."""
-    return run_tool(build_parser, make_card, argv)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of ``gaussiansr-model-card``."""
-    run(argv)
-
+run, main = Tool(build_parser, make_card).entry_points()
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

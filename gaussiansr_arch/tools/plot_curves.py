@@ -13,7 +13,7 @@ import os
 import sys
 from collections import defaultdict
 
-from gaussiansr_arch.tools.common import ToolError, check_output_dir, check_output_free, run_tool, save_figure_atomic
+from gaussiansr_arch.tools.common import Tool, ToolError, check_output_dir, check_output_free, save_figure_atomic
 from gaussiansr_arch.tools.plotting import pyplot
 from gaussiansr_arch.tools.training_log import Curves, parse_logs
 
@@ -138,15 +138,7 @@ def _run(args: argparse.Namespace) -> dict:
     return runs
 
 
-def run(argv: list[str] | None = None) -> dict:
-    """Parse ``argv`` and plot; returns {label: curves} (errors exit with 2)."""
-    return run_tool(build_parser, _run, argv)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of ``gaussiansr-plot-curves``."""
-    run(argv)
-
+run, main = Tool(build_parser, _run).entry_points()
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

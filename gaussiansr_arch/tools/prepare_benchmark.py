@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from multiprocessing import Pool
 
 from gaussiansr_arch.data.protocol import lr_size_matches
+from gaussiansr_arch.tools.common import Tool
 from gaussiansr_arch.tools.lmdb_tools import (
     Task,
     ToolError,
@@ -189,12 +190,12 @@ def _build_all(args) -> Iterable[str]:
         yield from prepare_set(args, name)
 
 
-def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    check_common_args(parser, args, 'scales')
-    return run_builds(_build_all(args), args.verify)
+def _run(args: argparse.Namespace) -> None:
+    check_common_args(args, 'scales')
+    run_builds(_build_all(args), args.verify)
 
+
+run, main = Tool(build_parser, _run).entry_points()
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -22,6 +22,7 @@ import os.path as osp
 import sys
 from collections.abc import Iterable
 
+from gaussiansr_arch.tools.common import Tool
 from gaussiansr_arch.tools.lmdb_tools import (
     Task,
     ToolError,
@@ -130,14 +131,14 @@ def _build_all(args) -> Iterable[str]:
         yield out
 
 
-def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    check_common_args(parser, args, 'lr_scales')
+def _run(args: argparse.Namespace) -> None:
+    check_common_args(args, 'lr_scales')
     if min(args.crop_size, args.step) < 1 or args.thresh_size < 0:
-        parser.error('--crop-size and --step must be >= 1, --thresh-size >= 0')
-    return run_builds(_build_all(args), args.verify)
+        raise ToolError('--crop-size and --step must be >= 1, --thresh-size >= 0')
+    run_builds(_build_all(args), args.verify)
 
+
+run, main = Tool(build_parser, _run).entry_points()
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -14,8 +14,10 @@ import time
 import torch
 
 from gaussiansr_arch.archs.arbitrary_scale import DEFAULT_CHUNK_SIZE
+from gaussiansr_arch.archs.coordinates import output_size_for_scale
 from gaussiansr_arch.archs.tiling import encode_tiled, receptive_radius
 from gaussiansr_arch.tools.common import (
+    Tool,
     ToolError,
     add_execution_args,
     add_weights_args,
@@ -23,16 +25,14 @@ from gaussiansr_arch.tools.common import (
     check_output_free,
     collect_images,
     fail_if_too_large,
-    format_scale,
     image_to_tensor,
     opt_network,
-    output_size,
+    output_name,
     parse_scale,
     parse_size,
     prepare_arch,
     progress,
     resolve_device,
-    run_tool,
     save_image,
     tensor_to_image,
     upscale_tensor,
@@ -95,14 +95,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def output_name(path: str, scale=None, size=None) -> str:
-    """``<stem>_x<scale>.png`` (scale) or ``<stem>_<H>x<W>.png`` (size)."""
-    stem = os.path.splitext(os.path.basename(path))[0]
-    if size is not None:
-        return f'{stem}_{size[0]}x{size[1]}.png'
-    return f'{stem}_x{format_scale(scale)}.png'
-
-
 def _run(args: argparse.Namespace) -> list[str]:
     from gaussiansr_arch.archs.arbitrary_scale import ArbitraryScaleArch
     from gaussiansr_arch.utils.image_io import read_image
@@ -149,7 +141,7 @@ def _run(args: argparse.Namespace) -> list[str]:
     start = time.time()
     for path in progress(paths, 'upscale', disable=args.quiet):
         img = read_image(path)
-        out_hw = output_size(img.shape[:2], scale, size)
+        out_hw = size if size is not None else output_size_for_scale(img.shape[:2], scale)
         fail_if_too_large(out_hw[0], out_hw[1], args.max_pixels, path)
         lq = image_to_tensor(img, device)
         try:
@@ -165,17 +157,9 @@ def _run(args: argparse.Namespace) -> list[str]:
     return written
 
 
-def run(argv: list[str] | None = None) -> list[str]:
-    """Parse ``argv``, upscale, and return the written paths (errors exit with status 2)."""
-    return run_tool(build_parser, _run, argv)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of ``gaussiansr-upscale``."""
-    run(argv)
-
+run, main = Tool(build_parser, _run).entry_points()
 
 __all__ = ['main', 'run', 'build_parser', 'output_name', 'encode_tiled']
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())
