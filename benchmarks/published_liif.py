@@ -15,7 +15,9 @@
    and on its own PIL LR at x6 and up (``sr-implicit-downsampled``; checked to equal ours bit for
    bit). Also reported: BasicSR's metric on the official code's own outputs (rounded), which
    isolates the metric from the model.
-3. **bicubic**: MATLAB bicubic upscaling of the same LR, BasicSR's metric.
+3. **bicubic**: MATLAB bicubic upscaling of the same LR, BasicSR's metric; beside it, as a
+   diagnostic of the published bicubic rows, the same outputs scored as MATLAB scripts do (Y
+   rounded to integers; a single-channel HR, Set14's ``bridge``, on its grey values).
 
 Writes ``<output>/results.json`` and ``<output>/tables.md`` (also printed), beside the published
 figures (``PUBLISHED_*`` below, with their sources). CPU only; ``OMP_NUM_THREADS`` is respected.
@@ -133,6 +135,33 @@ def run_bicubic(set_name, scales, hr_root, lr_root) -> dict:
     return res
 
 
+def matlab_style_psnr(sr: np.ndarray, hr: np.ndarray, scale: int, grey: bool) -> float:
+    """PSNR as the MATLAB scripts behind the published bicubic rows score it (a diagnostic):
+    Y of ``rgb2ycbcr`` on uint8 images, rounded to integers; a single-channel HR on its grey values."""
+    if grey:
+        a, b = sr[..., 0].astype(np.float64), hr[..., 0].astype(np.float64)
+    else:
+        w = np.array([65.481, 128.553, 24.966]) / 255.0
+        a, b = (np.round(16.0 + img.astype(np.float64) @ w) for img in (sr, hr))
+    d = (a - b)[scale:-scale, scale:-scale]
+    return float(10.0 * np.log10(255.0**2 / np.mean(d**2)))
+
+
+def run_bicubic_matlab_style(set_name, scales, hr_root, lr_root) -> dict:
+    import cv2
+
+    res = {}
+    for s in scales:
+        vals = []
+        for hr_path in sorted((hr_root / set_name / 'HR').glob('*.png')):
+            hr, lr = protocol_pair(hr_path, set_name, s, lr_root)
+            up = np.clip(np.round(imresize_to(to_float(lr), hr.shape[:2]) * 255.0), 0, 255).astype(np.uint8)
+            grey = cv2.imread(str(hr_path), cv2.IMREAD_UNCHANGED).ndim == 2
+            vals.append(matlab_style_psnr(up, hr, s, grey))
+        res[s] = float(np.mean(vals))
+    return res
+
+
 # ------------------------------------------------------------------------------ official code
 def import_official(code: Path):
     """Import the official LIIF code from a checkout, on the CPU (no file of it is changed)."""
@@ -216,6 +245,7 @@ def tables(results: dict) -> str:
             ('LIIF, official code, BasicSR metric', {k: v['basicsr_rounded'] for k, v in official.items()}),
             ('LIIF, published', PUBLISHED_LIIF.get(set_name, {})),
             ('bicubic, ours', r.get('bicubic', {})),
+            ('bicubic, ours, MATLAB-style scoring (diagnostic)', r.get('bicubic_matlab_style', {})),
             ('bicubic, published', PUBLISHED_BICUBIC.get(set_name, {})),
         ]
         lines += [f'**{set_name}** (PSNR-Y, dB, crop = scale)', '']
@@ -294,6 +324,8 @@ def main(argv=None) -> int:
             r['ours_seconds'] = round(time.time() - t0, 1)
             bicubic = run_bicubic(set_name, args.scales, hr_root, lr_root)
             r.setdefault('bicubic', {}).update({str(k): v for k, v in bicubic.items()})
+            matlab = run_bicubic_matlab_style(set_name, args.scales, hr_root, lr_root)
+            r.setdefault('bicubic_matlab_style', {}).update({str(k): v for k, v in matlab.items()})
         if args.official_code:
             t0 = time.time()
             off = run_official(args.official_code.resolve(), set_name, args.scales, hr_root, lr_root, checkpoint)
