@@ -52,8 +52,8 @@ FILE_LR_SCALES = (2, 3, 4)  # read from the set's LR_bicubic/X<s>; the others: P
 
 # Published PSNR (dB), Y channel, crop = scale. Sources in docs/benchmarks.md ("Set5 / Set14 ...").
 # EDSR-baseline-LIIF: empty on purpose. No published Set5/Set14 table could be read in the stored
-# copies searched (LMF, A-LIIF, DIIF, HIIF, LTE, arXiv:2601.17723; SRNO, CiaoSR, CLIT: only their
-# opening pages are indexed); nothing is filled from memory. Fill as
+# copies searched (LMF, A-LIIF, DIIF, HIIF, LTE, arXiv:2601.17723: only their opening pages are
+# indexed; SRNO, CiaoSR, CLIT: no stored copy surfaced); nothing is filled from memory. Fill as
 # {'Set5': {2: ..., ...}, 'Set14': {...}} with the paper and table number when one is read.
 PUBLISHED_LIIF = {}
 # Bicubic (MATLAB): the first row of e.g. EDSR (Lim et al., CVPRW 2017) Table 6 / RCAN Table 3.
