@@ -510,7 +510,7 @@ def test_converter_round_trip_and_load_model(tmp_path):
         torch.save(net.state_dict(), bare)
         assert torch.equal(load_model(str(bare)).upscale(lq, size=(15, 20)), want)
     # an existing output is kept without --force
-    assert convert.main([str(src), str(dst)]) == 2
+    assert _exit_code(convert.main, [str(src), str(dst)]) == 2
 
 
 def test_converter_errors_are_one_line(tmp_path, capsys):
@@ -529,7 +529,7 @@ def test_converter_errors_are_one_line(tmp_path, capsys):
         src = tmp_path / f'{name}.pth'
         torch.save(ckpt, src)
         capsys.readouterr()
-        assert convert.main([str(src), str(tmp_path / f'{name}_out.pth')]) == 2
+        assert _exit_code(convert.main, [str(src), str(tmp_path / f'{name}_out.pth')]) == 2
         err = capsys.readouterr().err
         assert expected[name] in err and err.count('\n') == 1, err
         assert not (tmp_path / f'{name}_out.pth').exists()
@@ -584,3 +584,10 @@ def test_strips_of_lr_rows_give_the_whole_image_gaussians(monkeypatch):
     for name in ('centre', 'cholesky', 'colour'):
         assert getattr(strips, name).shape == getattr(whole, name).shape
         assert torch.allclose(getattr(strips, name), getattr(whole, name), atol=1e-6, rtol=0), name
+
+
+def _exit_code(main, argv) -> int:
+    """The exit status of a tool whose run ends in SystemExit (user errors: 2, as every tool)."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    return info.value.code

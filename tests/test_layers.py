@@ -91,3 +91,36 @@ def test_output_of_every_image_writing_tool_is_a_folder(module_name):
     parser = importlib.import_module(f'gaussiansr_arch.tools.{module_name}').build_parser()
     (action,) = [a for a in parser._actions if '-o' in a.option_strings]
     assert action.help.startswith('output folder'), (module_name, action.help)
+
+
+# tools/ modules that still import another tools/ module besides common.py (the rest of issue 22
+# item 2: what they share moves to toolkit/ or they become one tool). Shrink it; never grow it.
+KNOWN_TOOL_IMPORTS = {
+    'compare.py: gaussiansr_arch.tools.compare_html',
+    'compare.py: gaussiansr_arch.tools.compare_report',
+    'compare_html.py: gaussiansr_arch.tools.compare',
+    'model_card.py: gaussiansr_arch.tools.training_log',
+    'plot_curves.py: gaussiansr_arch.tools.training_log',
+    'prepare_benchmark.py: gaussiansr_arch.tools.lmdb_tools',
+    'prepare_div2k.py: gaussiansr_arch.tools.lmdb_tools',
+}
+
+
+def test_no_tool_module_imports_another_and_toolkit_imports_no_tool():
+    """tools/ holds command lines: a tool imports tools/common.py (CLI helpers) and the library, never
+    another tool; toolkit/ (the library the tools share) imports nothing from tools/."""
+    found = set()
+    for path in sorted((PACKAGE / 'tools').glob('*.py')):
+        for module in imported_modules(path):
+            if not module.startswith('gaussiansr_arch.tools.') or module.count('.') != 2:
+                continue  # `from gaussiansr_arch.tools.x import name` also lists x.name: keep the module
+            if module != 'gaussiansr_arch.tools.common' and module != f'gaussiansr_arch.tools.{path.stem}':
+                found.add(f'{path.name}: {module}')
+    assert found <= KNOWN_TOOL_IMPORTS, sorted(found - KNOWN_TOOL_IMPORTS)
+    toolkit = {
+        f'{path.name}: {module}'
+        for path in sorted((PACKAGE / 'toolkit').glob('*.py'))
+        for module in imported_modules(path)
+        if module.startswith('gaussiansr_arch.tools')
+    }
+    assert not toolkit, sorted(toolkit)

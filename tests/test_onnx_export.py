@@ -25,9 +25,9 @@ pytest.importorskip('onnxscript')
 from gaussiansr_arch.archs.coordinates import output_size_for_scale  # noqa: E402
 from gaussiansr_arch.archs.decoders import DECODERS  # noqa: E402
 from gaussiansr_arch.archs.liif_arch import LIIF  # noqa: E402
-from gaussiansr_arch.toolkit import onnx_runtime  # noqa: E402
-from gaussiansr_arch.tools import export_onnx, onnx_image, onnx_render  # noqa: E402
-from gaussiansr_arch.tools.common import image_to_tensor, tensor_to_image  # noqa: E402
+from gaussiansr_arch.data.protocol import image_to_tensor, tensor_to_image  # noqa: E402
+from gaussiansr_arch.toolkit import onnx_image, onnx_runtime  # noqa: E402
+from gaussiansr_arch.tools import export_onnx, onnx_render  # noqa: E402
 from gaussiansr_arch.utils.image_io import read_image, write_image_atomic  # noqa: E402
 from gaussiansr_arch.utils.weights import build_arch, save_weights  # noqa: E402
 

@@ -15,9 +15,11 @@ from basicsr.archs import build_network
 from basicsr.metrics import calculate_psnr
 from skimage import data
 
+from gaussiansr_arch.archs.precision import upscale_tensor
 from gaussiansr_arch.archs.tiling import encode_tiled, receptive_radius
+from gaussiansr_arch.data.protocol import image_to_tensor, tensor_to_image
 from gaussiansr_arch.tools import compare, kernel_bank, plot_curves, upscale
-from gaussiansr_arch.tools.common import image_to_tensor, parse_scale, tensor_to_image, upscale_tensor
+from gaussiansr_arch.tools.common import parse_scale
 from gaussiansr_arch.utils.image_io import imresize_to, read_image
 
 import train_helpers as th

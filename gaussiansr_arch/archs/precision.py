@@ -7,8 +7,13 @@ coordinates stay float32, and outputs are returned as float32.
 
 import contextlib
 import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from gaussiansr_arch.archs.arbitrary_scale import ArbitraryScaleArch
 
 logger = logging.getLogger('basicsr')  # BasicSR's logger: training runs write it to their log file
 
@@ -55,3 +60,29 @@ def upscale_in_precision(arch, lq: torch.Tensor, precision: str = 'fp32', **kwar
     """``arch.upscale(lq, **kwargs)`` in ``precision``; the result is float32 [B,3,H,W]."""
     with torch.no_grad(), precision_context(precision, lq.device):
         return arch.upscale(lq, **kwargs).float()
+
+
+@torch.no_grad()
+def upscale_tensor(
+    arch: 'ArbitraryScaleArch',
+    lq: torch.Tensor,
+    size: Sequence[int],
+    chunk_size: int,
+    tile: int | None = None,
+    overlap: int = 0,
+    precision: str = 'fp32',
+) -> torch.Tensor:
+    """Upscale [1,3,h,w] to ``size`` with ``arch`` in ``precision``, tiling the encoder when ``tile`` is set.
+
+    Raises:
+        ValueError: a size the arch cannot render (its ``check_output_size``, e.g. GSASR's one scale).
+    """
+    from gaussiansr_arch.archs.coordinates import check_size
+    from gaussiansr_arch.archs.tiling import encode_tiled
+
+    size = check_size(size)
+    arch.check_output_size(lq.shape[-2:], size)
+    with torch.no_grad(), precision_context(precision, lq.device):
+        if not tile or (lq.shape[-2] <= tile and lq.shape[-1] <= tile):
+            return arch.upscale(lq, size=size, chunk_size=chunk_size).float()
+        return arch.render(encode_tiled(arch, lq, tile, overlap), size, chunk_size).float()

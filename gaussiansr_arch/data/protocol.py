@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from gaussiansr_arch.archs.coordinates import check_scale
 from gaussiansr_arch.utils.image_io import imresize_pil, imresize_to
@@ -333,3 +334,18 @@ def get_protocol(name) -> Protocol:
         return PROTOCOLS[name]
     except (KeyError, TypeError):
         raise ValueError(f'unknown protocol {name!r}: choose one of {", ".join(PROTOCOLS)}') from None
+
+
+# ---------------------------------------------------------------------------- tensors
+def image_to_tensor(img: np.ndarray, device=None, dtype=torch.float32) -> torch.Tensor:
+    """HxWx3 RGB uint8 (or float in [0,1]) -> [1,3,H,W] float tensor in [0,1]."""
+    arr = to_float(img) if img.dtype == np.uint8 else img.astype(np.float32)
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None].to(device=device, dtype=dtype)
+
+
+def tensor_to_image(t: torch.Tensor) -> np.ndarray:
+    """[1,3,H,W] (or [3,H,W]) tensor in [0,1] -> HxWx3 RGB uint8, rounded like BasicSR's tensor2img."""
+    t = t.detach().float().cpu()
+    if t.dim() == 4:
+        t = t[0]
+    return to_uint8(t.permute(1, 2, 0).numpy())

@@ -23,12 +23,9 @@ import numpy as np
 import torch
 import yaml
 
-from gaussiansr_arch.archs.arbitrary_scale import ArbitraryScaleArch
 from gaussiansr_arch.archs.coordinates import check_scale, check_size
-from gaussiansr_arch.archs.tiling import encode_tiled
-from gaussiansr_arch.data.protocol import to_float, to_uint8
 from gaussiansr_arch.toolkit.errors import ToolError
-from gaussiansr_arch.tools.plotting import pyplot
+from gaussiansr_arch.toolkit.plotting import pyplot
 from gaussiansr_arch.utils import atomic
 from gaussiansr_arch.utils.image_io import IMAGE_EXTENSIONS, ImageReadError, write_image_atomic
 from gaussiansr_arch.utils.weights import WeightsError
@@ -326,48 +323,13 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-# ---------------------------------------------------------------------------- tensors
-def image_to_tensor(img: np.ndarray, device=None, dtype=torch.float32) -> torch.Tensor:
-    """HxWx3 RGB uint8 (or float in [0,1]) -> [1,3,H,W] float tensor in [0,1]."""
-    arr = to_float(img) if img.dtype == np.uint8 else img.astype(np.float32)
-    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None].to(device=device, dtype=dtype)
-
-
-def tensor_to_image(t: torch.Tensor) -> np.ndarray:
-    """[1,3,H,W] (or [3,H,W]) tensor in [0,1] -> HxWx3 RGB uint8, rounded like BasicSR's tensor2img."""
-    t = t.detach().float().cpu()
-    if t.dim() == 4:
-        t = t[0]
-    return to_uint8(t.permute(1, 2, 0).numpy())
-
-
-# ---------------------------------------------------------------------------- upscaling
-@torch.no_grad()
-def upscale_tensor(
-    arch: ArbitraryScaleArch,
-    lq: torch.Tensor,
-    size: Sequence[int],
-    chunk_size: int,
-    tile: int | None = None,
-    overlap: int = 0,
-    precision: str = 'fp32',
-) -> torch.Tensor:
-    """Upscale [1,3,h,w] to ``size`` with ``arch`` in ``precision``, tiling the encoder when ``tile`` is set.
-
-    Raises:
-        ToolError: a size the arch cannot render (its ``check_output_size``, e.g. GSASR's one scale).
-    """
-    from gaussiansr_arch.archs.precision import precision_context
-
-    size = check_size(size)
+def check_renderable(arch, lq: torch.Tensor, size) -> None:
+    """ToolError when ``arch`` cannot render ``size`` from ``lq`` (its ``check_output_size``, e.g.
+    GSASR's one scale): checked before :func:`~gaussiansr_arch.archs.precision.upscale_tensor`."""
     try:
-        arch.check_output_size(lq.shape[-2:], size)
+        arch.check_output_size(lq.shape[-2:], check_size(size))
     except ValueError as err:
         raise ToolError(str(err)) from None
-    with torch.no_grad(), precision_context(precision, lq.device):
-        if not tile or (lq.shape[-2] <= tile and lq.shape[-1] <= tile):
-            return arch.upscale(lq, size=size, chunk_size=chunk_size).float()
-        return arch.render(encode_tiled(arch, lq, tile, overlap), size, chunk_size).float()
 
 
 def fail_if_too_large(h: int, w: int, max_pixels: float, name: str) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from gaussiansr_arch.archs.arbitrary_scale import DEFAULT_CHUNK_SIZE
+from gaussiansr_arch.archs.precision import upscale_tensor
 from gaussiansr_arch.data.protocol import (
     DEFAULT_PROTOCOL,
     EVAL_PROTOCOLS,
@@ -26,7 +27,9 @@ from gaussiansr_arch.data.protocol import (
     dataset_family,
     get_protocol,
     hr_crop_for_lr,
+    image_to_tensor,
     lr_size_matches,
+    tensor_to_image,
     to_float,
     to_uint8,
 )
@@ -36,18 +39,16 @@ from gaussiansr_arch.tools.common import (
     add_execution_args,
     check_output_dir,
     check_output_free,
+    check_renderable,
     collect_images,
     count_parameters,
     format_scale,
-    image_to_tensor,
     is_finite_number,
     load_yaml,
     opt_network,
     prepare_arch,
     progress,
     resolve_device,
-    tensor_to_image,
-    upscale_tensor,
 )
 from gaussiansr_arch.tools.compare_html import HtmlReport
 from gaussiansr_arch.tools.compare_report import pick_crop, plot_crops, plot_psnr_vs_scale, write_tables
@@ -336,6 +337,7 @@ def run_model(model: ModelEntry, lr: np.ndarray, size, device, chunk_size: int, 
         return bicubic_upscale(lr, size)
     lq = image_to_tensor(lr, device)
     if model.kind == 'arbitrary':
+        check_renderable(model.net, lq, size)
         return tensor_to_image(upscale_tensor(model.net, lq, size, chunk_size, precision=precision))
     # Fixed-scale archs with windows (SwinIR) need sizes divisible by the window: pad, then crop.
     window = int(getattr(model.net, 'window_size', 1) or 1)

@@ -28,7 +28,7 @@ from collections import OrderedDict
 
 import torch
 
-from gaussiansr_arch.tools import convert_liif
+from gaussiansr_arch.toolkit import conversion
 from gaussiansr_arch.tools.common import (
     Tool,
     ToolError,
@@ -69,7 +69,7 @@ def split_official(ckpt) -> tuple[str, dict, dict]:
     Raises:
         ToolError: not such a checkpoint, or not a ContinuousSR one.
     """
-    name, args, sd = convert_liif.split_official(ckpt, 'an official ContinuousSR checkpoint')
+    name, args, sd = conversion.split_official(ckpt, 'an official ContinuousSR checkpoint')
     if name != OFFICIAL_NAME:
         raise ToolError(f'model {name!r} is not ContinuousSR (expected {OFFICIAL_NAME!r})')
     if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
@@ -183,7 +183,7 @@ def convert_file(src: str, dst: str, force: bool = False) -> dict:
     check_output_dir(os.path.dirname(dst))
     ckpt = read_weights(src, 'input checkpoint')
     converted = convert_checkpoint(ckpt)
-    convert_liif.check_loadable(converted, src)
+    conversion.check_loadable(converted, src)
     converted['source'] = {'file': os.path.basename(src)}
     with writing(dst):
         atomic_torch_save(converted, dst)

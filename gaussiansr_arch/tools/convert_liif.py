@@ -26,9 +26,10 @@ from collections import OrderedDict
 
 import torch
 
+from gaussiansr_arch.toolkit.conversion import check_loadable, split_official
 from gaussiansr_arch.tools.common import Tool, ToolError, check_output_dir, writing
 from gaussiansr_arch.utils.checkpoint import atomic_torch_save
-from gaussiansr_arch.utils.weights import build_arch, check_fits, read_weights
+from gaussiansr_arch.utils.weights import read_weights
 
 PROG = 'gaussiansr-convert-liif'
 # LIIF's encoder names -> ours and the res_scale its factory uses.
@@ -98,19 +99,6 @@ def _hidden_widths(imnet_sd: dict) -> list[int]:
     return [int(imnet_sd[f'imnet.{i}.weight'].shape[0]) for i in idx[:-1]]
 
 
-def split_official(ckpt, what: str = 'a LIIF checkpoint') -> tuple[str, dict, dict]:
-    """Name, args and state dict of an official LIIF-repo checkpoint (``{'model': {...}}``), the
-    layout LIIF-derived code (ContinuousSR's) saves too; ``what`` names it in the error.
-
-    Raises:
-        ToolError: not such a checkpoint.
-    """
-    model = ckpt.get('model') if isinstance(ckpt, dict) else None
-    if not isinstance(model, dict) or not {'name', 'sd'} <= set(model):
-        raise ToolError(f"not {what} (expected a dict with 'model': {{'name', 'args', 'sd'}})")
-    return model['name'], model.get('args') or {}, model['sd']
-
-
 def _encoder_of(args: dict, sd: dict) -> tuple[str, dict, dict]:
     """Our encoder name, its options and its converted weights from a LIIF-repo model."""
     spec = args.get('encoder_spec') or {}
@@ -160,25 +148,6 @@ def convert_checkpoint(ckpt, encoder_only: bool = False) -> dict:
         for flag in ('feat_unfold', 'local_ensemble', 'cell_decode'):
             network_g[flag] = bool(args.get(flag, True))  # LIIF's defaults are all True
     return {'params': params, 'network_g': network_g}
-
-
-def check_loadable(converted: dict, src: str = '') -> None:
-    """Build the target arch and check that the parameters load strictly: the file will load in BasicSR.
-
-    Raises:
-        WeightsError: missing/unexpected keys or shape mismatches (the report of
-            :mod:`gaussiansr_arch.utils.weights`, first few keys listed).
-    """
-    from gaussiansr_arch.archs.encoders import build_encoder
-
-    what = f'the weights converted from {src}' if src else 'the converted weights'
-    if 'network_g' in converted:
-        net, sd = build_arch(converted['network_g'], what), converted['params']
-    else:
-        enc = converted['encoder']
-        net = build_encoder(enc['encoder'], **enc['encoder_opt'])
-        sd = {k[len('encoder.') :]: v for k, v in converted['params'].items()}
-    check_fits(net, sd, what)
 
 
 def load_checkpoint(path: str):

@@ -36,8 +36,8 @@ from gaussiansr_arch.utils.weights import (
     build_arch,
     check_fits,
     is_safetensors,
-    is_state_dict,
     pick_state_dict,
+    picked_key,
     read_weights,
     recorded_network_opt,
     save_weights,
@@ -50,17 +50,6 @@ FORMATS = ('.safetensors', *TORCH_SUFFIXES)
 def _check_format(path: str, what: str) -> None:
     if not is_safetensors(path) and not path.lower().endswith(TORCH_SUFFIXES):
         raise ToolError(f'{what} {path}: unknown format; name it {", ".join(FORMATS)}')
-
-
-def picked_key(ckpt, param_key: str | None) -> str:
-    """The key the parameters are recorded under in the output (what ``pick_state_dict`` took)."""
-    if param_key is not None:
-        return param_key
-    if isinstance(ckpt, dict) and not is_state_dict(ckpt):
-        for key in DEFAULT_PARAM_KEYS:
-            if key in ckpt:
-                return key
-    return 'params'
 
 
 def convert(src: str, dst: str, param_key: str | None = None, opt_path: str | None = None, force: bool = False) -> dict:

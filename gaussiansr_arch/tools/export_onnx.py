@@ -20,7 +20,7 @@ ones (proving the axes dynamic), one of them a whole output grid; a graph furthe
 
 With ``--image-to-image --scale S`` (or ``--size HxW``) the graph is instead what upscaling front
 ends run: ``input`` [N,3,h,w] -> ``output`` [N,3,H,W] at that one scale, the coordinate grid and
-the row-chunk loop built inside the graph (:mod:`gaussiansr_arch.tools.onnx_image`); it is checked
+the row-chunk loop built inside the graph (:mod:`gaussiansr_arch.toolkit.onnx_image`); it is checked
 the same way, against ``arch.upscale`` on whole images of two input sizes (one with N = 2).
 """
 
@@ -39,8 +39,8 @@ from torch import nn
 from gaussiansr_arch._version import __version__
 from gaussiansr_arch.archs.arbitrary_scale import DEFAULT_CHUNK_SIZE, ArbitraryScaleArch
 from gaussiansr_arch.archs.encoders import SwinIREncoder
+from gaussiansr_arch.toolkit import onnx_image
 from gaussiansr_arch.toolkit.onnx_runtime import INPUT_NAMES, OUTPUT_NAME, import_onnx_module, open_session
-from gaussiansr_arch.tools import onnx_image
 from gaussiansr_arch.tools.common import (
     Tool,
     ToolError,

@@ -22,7 +22,8 @@ import sys
 import numpy as np
 import torch
 
-from gaussiansr_arch.data.protocol import lr_size_for, make_lr_uint8
+from gaussiansr_arch.data.protocol import image_to_tensor, lr_size_for, make_lr_uint8
+from gaussiansr_arch.toolkit.plotting import pyplot
 from gaussiansr_arch.tools.common import (
     Tool,
     ToolError,
@@ -31,14 +32,12 @@ from gaussiansr_arch.tools.common import (
     check_output_free,
     collect_images,
     format_scale,
-    image_to_tensor,
     opt_network,
     progress,
     resolve_device,
     save_figure_atomic,
     write_text_atomic,
 )
-from gaussiansr_arch.tools.plotting import pyplot
 from gaussiansr_arch.utils.weights import load_model
 
 SCALE_NOTE = (

@@ -44,7 +44,6 @@ from gaussiansr_arch.tools.common import (
     load_yaml,
     write_text_atomic,
 )
-from gaussiansr_arch.tools.convert_weights import picked_key
 from gaussiansr_arch.tools.training_log import Curves, TrainingProgress, parse_logs, training_progress
 from gaussiansr_arch.utils.methods import get_method
 from gaussiansr_arch.utils.weights import (
@@ -54,6 +53,7 @@ from gaussiansr_arch.utils.weights import (
     check_fits,
     is_safetensors,
     pick_state_dict,
+    picked_key,
     read_weights,
     recorded_network_opt,
 )

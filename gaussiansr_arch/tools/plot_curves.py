@@ -13,8 +13,8 @@ import os
 import sys
 from collections import defaultdict
 
+from gaussiansr_arch.toolkit.plotting import pyplot
 from gaussiansr_arch.tools.common import Tool, ToolError, check_output_dir, check_output_free, save_figure_atomic
-from gaussiansr_arch.tools.plotting import pyplot
 from gaussiansr_arch.tools.training_log import Curves, parse_logs
 
 

@@ -15,7 +15,9 @@ import torch
 
 from gaussiansr_arch.archs.arbitrary_scale import DEFAULT_CHUNK_SIZE
 from gaussiansr_arch.archs.coordinates import output_size_for_scale
+from gaussiansr_arch.archs.precision import upscale_tensor
 from gaussiansr_arch.archs.tiling import encode_tiled, receptive_radius
+from gaussiansr_arch.data.protocol import image_to_tensor, tensor_to_image
 from gaussiansr_arch.tools.common import (
     Tool,
     ToolError,
@@ -23,9 +25,9 @@ from gaussiansr_arch.tools.common import (
     add_weights_args,
     check_output_dir,
     check_output_free,
+    check_renderable,
     collect_images,
     fail_if_too_large,
-    image_to_tensor,
     opt_network,
     output_name,
     parse_scale,
@@ -34,8 +36,6 @@ from gaussiansr_arch.tools.common import (
     progress,
     resolve_device,
     save_image,
-    tensor_to_image,
-    upscale_tensor,
 )
 from gaussiansr_arch.utils.weights import load_model
 
@@ -145,6 +145,7 @@ def _run(args: argparse.Namespace) -> list[str]:
         fail_if_too_large(out_hw[0], out_hw[1], args.max_pixels, path)
         lq = image_to_tensor(img, device)
         try:
+            check_renderable(arch, lq, out_hw)
             sr = upscale_tensor(arch, lq, out_hw, args.chunk_size, args.tile or None, overlap or 0, args.precision)
         except torch.cuda.OutOfMemoryError:
             raise ToolError(f'{path}: out of GPU memory; lower --chunk-size or use --tile') from None

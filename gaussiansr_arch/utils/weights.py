@@ -195,6 +195,17 @@ def as_state_dict(obj: Any, path: str, what: str = 'weights file') -> dict[str, 
     return {k.removeprefix('module.'): v for k, v in obj.items()}
 
 
+def picked_key(ckpt, param_key: str | None) -> str:
+    """The key the parameters are recorded under in the output (what ``pick_state_dict`` took)."""
+    if param_key is not None:
+        return param_key
+    if isinstance(ckpt, dict) and not is_state_dict(ckpt):
+        for key in DEFAULT_PARAM_KEYS:
+            if key in ckpt:
+                return key
+    return 'params'
+
+
 def pick_state_dict(
     ckpt: Any, path: str, param_key: str | None = None, what: str = 'weights file'
 ) -> dict[str, torch.Tensor]:
