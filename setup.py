@@ -88,6 +88,8 @@ setup(
     license='Apache-2.0',
     packages=find_packages(include=['gaussiansr_arch', 'gaussiansr_arch.*']),
     py_modules=['_gaussiansr_arch_hook'],
+    # options the package itself loads (gaussiansr_arch/options/, utils/option_files.packaged_options)
+    package_data={'gaussiansr_arch': ['options/*.yml']},
     cmdclass={'build_py': BuildPyWithHook, 'develop': DevelopWithHook},
     python_requires='>=3.10',
     install_requires=[

@@ -33,6 +33,9 @@ import yaml
 from _common import TRAIN_PHOTOS, machine_info, median, networks, photo, progress
 
 from gaussiansr_arch.data.protocol import to_uint8
+from gaussiansr_arch.utils.option_files import read_options
+
+OPTIONS = Path(__file__).resolve().parent / 'options' / 'bench_train.yml'  # the recipe; train_yaml sets the run's part
 
 # The trainer with the benchmark-only OfficialFormLIIF registered (same entry point otherwise).
 # On CUDA the trainer prints its peak allocated GPU memory at exit.
@@ -101,42 +104,19 @@ def make_lmdb(root: Path, min_side: int) -> str:
 
 
 def train_yaml(args, lmdb: str, model: str, name: str, amp: str = 'fp32') -> dict:
-    return {
-        'name': name,
-        'model_type': 'ArbitraryScaleSRModel',
-        'num_gpu': 1 if args.device.startswith('cuda') else 0,
-        'manual_seed': 0,
-        'network_g': networks()[model],
-        'datasets': {
-            'train': {
-                'name': 'skimage',
-                'type': 'ArbitraryScaleImageDataset',
-                'dataroot_gt': lmdb,
-                'meta_info_file': os.path.join(lmdb, 'meta_info.txt'),
-                'io_backend': {'type': 'lmdb'},
-                'lr_size': args.lr_size,
-                'scale_min': 1.0,
-                'scale_max': args.scale_max,
-                'sample_q': args.sample_q,
-                'use_hflip': True,
-                'use_rot': True,
-                'num_worker_per_gpu': 0,
-                'batch_size_per_gpu': args.batch,
-                'dataset_enlarge_ratio': 100,
-                'prefetch_mode': None,
-            }
-        },
-        'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
-        'train': {
-            'optim_g': {'type': 'Adam', 'lr': 1e-4, 'weight_decay': 0, 'betas': [0.9, 0.999]},
-            'scheduler': {'type': 'MultiStepLR', 'milestones': [10**6], 'gamma': 0.5},
-            'total_iter': args.iters,
-            'warmup_iter': -1,
-            'amp': None if amp == 'fp32' else amp,
-            'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'},
-        },
-        'logger': {'print_freq': 1, 'save_checkpoint_freq': 10**9, 'use_tb_logger': False},
-    }
+    """``benchmarks/options/bench_train.yml`` with the run's model, LMDB and command-line recipe."""
+    opt = read_options(OPTIONS)
+    opt.update(name=name, num_gpu=1 if args.device.startswith('cuda') else 0, network_g=networks()[model])
+    opt['datasets']['train'].update(
+        dataroot_gt=lmdb,
+        meta_info_file=os.path.join(lmdb, 'meta_info.txt'),
+        lr_size=args.lr_size,
+        scale_max=args.scale_max,
+        sample_q=args.sample_q,
+        batch_size_per_gpu=args.batch,
+    )
+    opt['train'].update(total_iter=args.iters, amp=None if amp == 'fp32' else amp)
+    return opt
 
 
 def iteration_times(log_text: str) -> list[float]:

@@ -29,6 +29,9 @@ import gaussiansr_arch  # noqa: F401  (torchvision shim + registration: must pre
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from gaussiansr_arch.models.arbitrary_scale_sr_model import ArbitraryScaleSRModel
+from gaussiansr_arch.utils.option_files import read_options
+
+OPTIONS = Path(__file__).resolve().parent / 'options' / 'soak.yml'  # soak_opt sets the run's part
 
 RSS_SAMPLES: dict[int, int] = {}  # iteration -> VmRSS in kB (filled by the model hook)
 SAMPLE_EVERY = [100]
@@ -93,62 +96,16 @@ def make_data(root: Path) -> dict:
 
 
 def soak_opt(data: dict, iters: int, ckpt_every: int, val_every: int) -> dict:
-    """A tiny GaussianSR config: ~25k parameters, 16x16 LR patches, batch 2, 128 queries."""
-    return {
-        'name': 'soak',
-        'model_type': 'SoakArbitraryScaleSRModel',
-        'num_gpu': 0,
-        'manual_seed': 0,
-        'network_g': {
-            'type': 'GaussianSR',
-            'encoder': 'edsr-baseline',
-            'encoder_opt': {'num_feat': 16, 'num_block': 1},
-            'splat_channels': 4,
-            'bank_size': 16,
-            'decoder_hidden': [32, 32],
-        },
-        'datasets': {
-            'train': {
-                'name': 'soak',
-                'type': 'ArbitraryScaleImageDataset',
-                'dataroot_gt': data['train'],
-                'io_backend': {'type': 'disk'},
-                'lr_size': 16,
-                'scale_min': 1.0,
-                'scale_max': 4.0,
-                'sample_q': 128,
-                'use_hflip': True,
-                'use_rot': True,
-                'num_worker_per_gpu': 0,
-                'batch_size_per_gpu': 2,
-                'dataset_enlarge_ratio': 100,
-                'prefetch_mode': None,
-            },
-            'val_x2': {
-                'name': 'val_x2',
-                'type': 'ArbitraryScalePairedDataset',
-                'dataroot_gt': data['val'],
-                'scale': 2,
-                'io_backend': {'type': 'disk'},
-            },
-        },
-        'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
-        'train': {
-            'ema_decay': 0.999,
-            'optim_g': {'type': 'Adam', 'lr': 1e-4, 'betas': [0.9, 0.99]},
-            'scheduler': {'type': 'MultiStepLR', 'milestones': [iters // 2], 'gamma': 0.5},
-            'total_iter': iters,
-            'warmup_iter': -1,
-            'grad_clip': 1.0,
-        },
-        'val': {
-            'val_freq': val_every,
-            'save_img': False,
-            'chunk_size': 1024,
-            'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 2, 'test_y_channel': False}},
-        },
-        'logger': {'print_freq': 100, 'save_checkpoint_freq': ckpt_every, 'use_tb_logger': False},
-    }
+    """A tiny GaussianSR config: ~25k parameters, 16x16 LR patches, batch 2, 128 queries
+    (``benchmarks/options/soak.yml`` with the data folders and the command line's frequencies)."""
+    opt = read_options(OPTIONS)
+    opt['datasets']['train']['dataroot_gt'] = data['train']
+    opt['datasets']['val_x2']['dataroot_gt'] = data['val']
+    opt['train']['scheduler']['milestones'] = [iters // 2]
+    opt['train']['total_iter'] = iters
+    opt['val']['val_freq'] = val_every
+    opt['logger']['save_checkpoint_freq'] = ckpt_every
+    return opt
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,8 +4,9 @@ scikit-image, on the CPU, in a few minutes, with nothing downloaded.
 1. writes real photos into a DIV2K-like folder: a train split and a held-out val split;
 2. builds the train LMDB with ``gaussiansr-prepare-div2k`` (BasicSR's lmdb utilities);
 3. trains GaussianSR with our bilinear image skip (``image_skip: bilinear``, not the paper's default:
-   see ``DEMO_NETWORK``) briefly with BasicSR's own trainer (``gaussiansr-train``), validating x2,
-   x3.5 and x4 on the held-out photos with BasicSR's PSNR/SSIM;
+   see ``gaussiansr_arch/options/demo_train.yml``, the run's options) briefly with BasicSR's own
+   trainer (``gaussiansr-train``), validating x2, x3.5 and x4 on the held-out photos with BasicSR's
+   PSNR/SSIM;
 4. evaluates the trained model against bicubic on the held-out photos (``gaussiansr-compare``:
    table, PSNR-vs-scale plot, crop comparisons, the interactive ``report.html``);
 5. upscales one held-out photo x3.7 to a PNG (``gaussiansr-upscale``);
@@ -23,20 +24,16 @@ import yaml
 from gaussiansr_arch.data.protocol import metric_options
 from gaussiansr_arch.utils.atomic import write_text_atomic
 from gaussiansr_arch.utils.image_io import write_image_atomic
+from gaussiansr_arch.utils.option_files import packaged_options
 
 TRAIN_PHOTOS = ('astronaut', 'rocket', 'hubble_deep_field', 'immunohistochemistry', 'retina')
 VAL_PHOTOS = ('chelsea', 'coffee')
 VAL_SCALES = (2.0, 3.5, 4.0)
-EXPERIMENT = 'GaussianSR-skip_demo'
+# The demo's training options: gaussiansr_arch/options/demo_train.yml (package data), whose network_g is
+# the paper's GaussianSR with our bilinear image skip (the file says why)
+DEMO_OPTIONS = 'demo_train.yml'
+EXPERIMENT = packaged_options(DEMO_OPTIONS)['name']
 MODEL_LABEL = 'GaussianSR+skip'
-
-# The paper's GaussianSR (EDSR-baseline encoder, 100-kernel bank, 8 Gaussian channels, LTE
-# decoder; 1.84M parameters) plus one change of ours: a bilinear LR image skip added to the
-# output (LTE's). The paper's model (no skip) first has to learn colours from scratch: after
-# 600 iterations it is still far below bicubic (docs/benchmarks.md section 4), so a demo of a
-# few minutes could not show a trained model beating bicubic. The skip variant starts at
-# bilinear quality and gets past bicubic within the demo's budget.
-DEMO_NETWORK = {'type': 'GaussianSR', 'image_skip': 'bilinear'}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,62 +78,26 @@ def val_dataset(val_dir: str, scale: float) -> dict:
 
 
 def train_options(lmdb_path: str, val_dir: str, args: argparse.Namespace) -> dict:
-    """BasicSR options of the demo run."""
-    datasets = {
-        'train': {
-            'name': 'skimage-photos',
-            'type': 'ArbitraryScaleImageDataset',
-            'dataroot_gt': lmdb_path,
-            'meta_info_file': osp.join(lmdb_path, 'meta_info.txt'),
-            'io_backend': {'type': 'lmdb'},
-            'lr_size': args.lr_size,
-            'scale_min': 1,
-            'scale_max': 4,
-            'sample_q': args.sample_q,
-            'use_hflip': True,
-            'use_rot': True,
-            'use_shuffle': True,
-            'num_worker_per_gpu': args.workers,
-            'batch_size_per_gpu': args.batch_size,
-            'dataset_enlarge_ratio': 100,
-            'prefetch_mode': None,
-        }
-    }
+    """BasicSR options of the demo run: ``gaussiansr_arch/options/demo_train.yml`` with the run's folders,
+    one held-out val set per scale and what the command line sets."""
+    opt = packaged_options(DEMO_OPTIONS)
+    train_set = opt['datasets']['train']
+    train_set.update(
+        dataroot_gt=lmdb_path,
+        meta_info_file=osp.join(lmdb_path, 'meta_info.txt'),
+        lr_size=args.lr_size,
+        sample_q=args.sample_q,
+        num_worker_per_gpu=args.workers,
+        batch_size_per_gpu=args.batch_size,
+    )
     for s in VAL_SCALES:
-        datasets[f'val_x{s:g}'.replace('.', 'p')] = val_dataset(val_dir, s)
-    return {
-        'name': EXPERIMENT,
-        'model_type': 'ArbitraryScaleSRModel',
-        'num_gpu': 0,
-        'manual_seed': 0,
-        'datasets': datasets,
-        'network_g': DEMO_NETWORK,
-        'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
-        'train': {
-            'ema_decay': 0,  # an EMA over a few hundred iterations would mostly average the random start
-            'optim_g': {'type': 'Adam', 'lr': 2e-4, 'weight_decay': 0, 'betas': [0.9, 0.99]},
-            'scheduler': {
-                'type': 'CosineAnnealingRestartLR',
-                'periods': [args.iters],
-                'restart_weights': [1],
-                'eta_min': 1e-5,
-            },
-            'total_iter': args.iters,
-            'warmup_iter': -1,
-            'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'},
-        },
-        'val': {
-            'val_freq': max(1, args.iters // 2),
-            'save_img': False,
-            'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 4, 'test_y_channel': True}},
-        },
-        'logger': {
-            'print_freq': max(1, min(50, args.iters // 10)),
-            'save_checkpoint_freq': max(1, args.iters // 2),
-            'use_tb_logger': False,
-            'wandb': {'project': None, 'resume_id': None},
-        },
-    }
+        opt['datasets'][f'val_x{s:g}'.replace('.', 'p')] = val_dataset(val_dir, s)
+    opt['train']['scheduler']['periods'] = [args.iters]
+    opt['train']['total_iter'] = args.iters
+    opt['val']['val_freq'] = max(1, args.iters // 2)
+    opt['logger']['print_freq'] = max(1, min(50, args.iters // 10))
+    opt['logger']['save_checkpoint_freq'] = max(1, args.iters // 2)
+    return opt
 
 
 def compare_heldout(weights: str, option_path: str, val_dir: str, compare_dir: str) -> dict:

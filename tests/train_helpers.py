@@ -27,9 +27,11 @@ from basicsr.utils.registry import MODEL_REGISTRY
 
 from gaussiansr_arch.models.arbitrary_scale_sr_model import ArbitraryScaleSRModel
 from gaussiansr_arch.utils.methods import get_method
+from gaussiansr_arch.utils.option_files import read_options
 
 HERE = Path(__file__).resolve().parent
 RUN_ENTRY = HERE / 'run_entry.py'
+OPTIONS = HERE / 'options'  # the YAML fixtures train_opt and unit_model_opt load
 
 TINY_NET = get_method('GaussianSR').network(tiny=True)  # the descriptor's (archs/gaussiansr_arch.py)
 
@@ -110,86 +112,30 @@ def train_opt(
     model_type: str = 'HookedArbitraryScaleSRModel',
     dump_dir: str | None = None,
 ) -> dict:
-    """A tiny GaussianSR training config (seconds on 2 CPU cores)."""
-    return {
-        'name': name,
-        'model_type': model_type,
-        'num_gpu': 0,
-        'manual_seed': 0,
-        'test_dump_dir': dump_dir,
-        'network_g': dict(TINY_NET),
-        'datasets': {
-            'train': {
-                'name': 'tiny',
-                'type': TRAIN_DATASET,
-                'dataroot_gt': data['lmdb'],
-                'meta_info_file': os.path.join(data['lmdb'], 'meta_info.txt'),
-                'io_backend': {'type': 'lmdb'},
-                'lr_size': 16,
-                'scale_min': 1.0,
-                'scale_max': 2.0,
-                'sample_q': 128,
-                'use_hflip': True,
-                'use_rot': True,
-                'num_worker_per_gpu': 0,
-                'batch_size_per_gpu': 2,
-                'dataset_enlarge_ratio': 20,
-                'prefetch_mode': None,
-            },
-            'val_x2': {
-                'name': 'val_x2',
-                'type': VAL_DATASET,
-                'dataroot_gt': data['val'],
-                'scale': 2,
-                'io_backend': {'type': 'disk'},
-            },
-        },
-        'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
-        'train': {
-            'ema_decay': 0.9,
-            'optim_g': {'type': 'Adam', 'lr': 1e-3, 'weight_decay': 0, 'betas': [0.9, 0.99]},
-            'scheduler': {'type': 'MultiStepLR', 'milestones': [2, 4], 'gamma': 0.5},
-            'total_iter': total_iter,
-            'warmup_iter': -1,
-            'grad_clip': 1.0,
-            'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'},
-        },
-        'val': {
-            'val_freq': val_freq,
-            'save_img': False,
-            'chunk_size': 512,
-            'metrics': {
-                'psnr': {'type': 'calculate_psnr', 'crop_border': 2, 'test_y_channel': False},
-                'ssim': {'type': 'calculate_ssim', 'crop_border': 2, 'test_y_channel': False},
-            },
-        },
-        'logger': {'print_freq': 1, 'save_checkpoint_freq': ckpt_freq, 'use_tb_logger': False},
-    }
+    """A tiny GaussianSR training config (seconds on 2 CPU cores): ``tests/options/train_tiny.yml``."""
+    opt = read_options(OPTIONS / 'train_tiny.yml')
+    opt.update(name=name, model_type=model_type, test_dump_dir=dump_dir, network_g=dict(TINY_NET))
+    opt['datasets']['train'].update(
+        dataroot_gt=data['lmdb'], meta_info_file=os.path.join(data['lmdb'], 'meta_info.txt')
+    )
+    opt['datasets']['val_x2']['dataroot_gt'] = data['val']
+    opt['train']['total_iter'] = total_iter
+    opt['val']['val_freq'] = val_freq
+    opt['logger']['save_checkpoint_freq'] = ckpt_freq
+    return opt
 
 
 def unit_model_opt(folder, network: dict | None = None, device_type: str = 'cpu', **train) -> dict:
-    """Options of an in-process ArbitraryScaleSRModel (no dataset), checkpoints into ``folder``.
+    """Options of an in-process ArbitraryScaleSRModel (no dataset), checkpoints into ``folder``:
+    ``tests/options/unit_model.yml``.
 
     ``train`` overrides the defaults (EMA 0.5, Adam 1e-3, MultiStepLR at 10).
     """
-    return {
-        'name': 'unit',
-        'model_type': 'ArbitraryScaleSRModel',
-        'num_gpu': 1 if device_type == 'cuda' else 0,
-        'dist': False,
-        'rank': 0,
-        'world_size': 1,
-        'is_train': True,
-        'network_g': dict(network or TINY_NET),
-        'path': {'models': str(folder), 'training_states': str(folder)},
-        'train': {
-            'ema_decay': 0.5,
-            'optim_g': {'type': 'Adam', 'lr': 1e-3},
-            'scheduler': {'type': 'MultiStepLR', 'milestones': [10], 'gamma': 0.5},
-            **train,
-        },
-        'val': {'chunk_size': 100},
-    }
+    opt = read_options(OPTIONS / 'unit_model.yml')
+    opt.update(num_gpu=1 if device_type == 'cuda' else 0, network_g=dict(network or TINY_NET))
+    opt['path'] = {'models': str(folder), 'training_states': str(folder)}
+    opt['train'].update(train)
+    return opt
 
 
 def test_opt(data: dict, name: str, model_path: str) -> dict:
