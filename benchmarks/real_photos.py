@@ -170,7 +170,7 @@ def bicubic_psnr(shared: Path, work: Path) -> dict:
 
 def arm_curves(work: Path) -> dict:
     """{arm: {dataset: {iter: psnr}}} from the BasicSR logs and the authors' arm's ``curves.json``."""
-    from gaussiansr_arch.tools.training_log import parse_logs
+    from gaussiansr_arch.toolkit.training_log import parse_logs
 
     curves = {}
     for arm in ARMS:

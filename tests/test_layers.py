@@ -99,8 +99,8 @@ KNOWN_TOOL_IMPORTS = {
     'compare.py: gaussiansr_arch.tools.compare_html',
     'compare.py: gaussiansr_arch.tools.compare_report',
     'compare_html.py: gaussiansr_arch.tools.compare',
-    'model_card.py: gaussiansr_arch.tools.training_log',
-    'plot_curves.py: gaussiansr_arch.tools.training_log',
+    'model_card.py: gaussiansr_arch.toolkit.training_log',
+    'plot_curves.py: gaussiansr_arch.toolkit.training_log',
     'prepare_benchmark.py: gaussiansr_arch.tools.lmdb_tools',
     'prepare_div2k.py: gaussiansr_arch.tools.lmdb_tools',
 }

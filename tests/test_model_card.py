@@ -15,8 +15,8 @@ import yaml
 from basicsr.archs import build_network
 from skimage import data as skdata
 
+from gaussiansr_arch.toolkit.training_log import TrainingProgress, parse_logs, training_progress
 from gaussiansr_arch.tools import convert_weights, model_card, upscale
-from gaussiansr_arch.tools.training_log import TrainingProgress, parse_logs, training_progress
 
 import train_helpers as th
 

@@ -8,7 +8,7 @@ Everything the card says comes from the run folder BasicSR writes (``experiments
 * the options file BasicSR copied there (``<yml>``, with the command line in its header): the arch
   (``network_g``, built through the registry for its parameter count), the training data, the
   schedule and the validation protocol;
-* the training logs (``train_*.log``, parsed by :mod:`gaussiansr_arch.tools.training_log`, the
+* the training logs (``train_*.log``, parsed by :mod:`gaussiansr_arch.toolkit.training_log`, the
   parser of ``gaussiansr-plot-curves``): the validation table, how far training went, the world size;
 * the weights (``models/net_g_<iter>.pth`` / ``.safetensors``, the latest by default, or
   ``--weights``): name, size, sha256, which parameters (EMA or not), the iteration they were saved at.
@@ -35,6 +35,7 @@ import torch
 import yaml
 
 from gaussiansr_arch._version import __version__
+from gaussiansr_arch.toolkit.training_log import Curves, TrainingProgress, parse_logs, training_progress
 from gaussiansr_arch.tools.common import (
     Tool,
     ToolError,
@@ -44,7 +45,6 @@ from gaussiansr_arch.tools.common import (
     load_yaml,
     write_text_atomic,
 )
-from gaussiansr_arch.tools.training_log import Curves, TrainingProgress, parse_logs, training_progress
 from gaussiansr_arch.utils.methods import get_method
 from gaussiansr_arch.utils.weights import (
     DEFAULT_PARAM_KEYS,

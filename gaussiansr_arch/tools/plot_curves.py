@@ -2,7 +2,7 @@
 
 Sources per run: BasicSR text logs (``train_*.log``; validation blocks ``Validation <name>``
 followed by ``# psnr: 30.1234`` lines, the iteration taken from the last training line
-``[epoch: .., iter: 5,000, ...]`` before them: :mod:`gaussiansr_arch.tools.training_log`, the
+``[epoch: .., iter: 5,000, ...]`` before them: :mod:`gaussiansr_arch.toolkit.training_log`, the
 parser ``gaussiansr-model-card`` uses too) and/or TensorBoard event files (scalars
 ``metrics/<dataset>/<metric>``, as BasicSR writes them). One subplot per (dataset, metric).
 """
@@ -14,8 +14,8 @@ import sys
 from collections import defaultdict
 
 from gaussiansr_arch.toolkit.plotting import pyplot
+from gaussiansr_arch.toolkit.training_log import Curves, parse_logs
 from gaussiansr_arch.tools.common import Tool, ToolError, check_output_dir, check_output_free, save_figure_atomic
-from gaussiansr_arch.tools.training_log import Curves, parse_logs
 
 
 def parse_events(path: str) -> Curves:

@@ -23,7 +23,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gaussiansr_arch.tools.common import ToolError
+from gaussiansr_arch.toolkit.errors import ToolError
 
 ITER_RE = re.compile(r'\biter:\s*([\d,]+)')
 VALIDATION_RE = re.compile(r'Validation\s+(\S+)')
