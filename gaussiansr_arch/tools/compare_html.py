@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gaussiansr_arch.toolkit.comparison import bicubic_upscale, crop_border_for, metrics
 from gaussiansr_arch.tools.common import (
     check_output_dir,
     check_output_free,
@@ -122,8 +123,6 @@ class HtmlReport:
     def add(self, ds, scale: float, border: int, path: str, lr, hr, outputs: dict, crop: str | None = None) -> None:
         """One image of dataset ``ds`` at ``scale``: ``outputs`` = {model name: (sr, psnr, ssim)} of the
         models that produced it (uint8 RGB of HR's size); ``crop`` = the static crop PNG, if any."""
-        from gaussiansr_arch.tools.compare import bicubic_upscale, metrics
-
         index = len(self.items)
         stem = os.path.splitext(os.path.basename(path))[0]
         folder = f'{FILES_DIR}/{_safe(ds.name)}/x{format_scale(scale)}/{index:05d}_{_safe(stem)}'
@@ -219,8 +218,6 @@ def _num(value: float | None, digits: int = 4) -> str:
 
 def protocol_lines(datasets) -> list[str]:
     """One sentence per dataset: channel, crop border per scale, how the LR is made (its protocol's rule)."""
-    from gaussiansr_arch.tools.compare import crop_border_for
-
     lines = []
     for ds in datasets:
         borders = ', '.join(f'{crop_border_for(ds, s)} px at x{format_scale(s)}' for s in ds.scales)
