@@ -98,10 +98,6 @@ def test_output_of_every_image_writing_tool_is_a_folder(module_name):
 KNOWN_TOOL_IMPORTS = {
     'compare.py: gaussiansr_arch.tools.compare_html',
     'compare.py: gaussiansr_arch.tools.compare_report',
-    'model_card.py: gaussiansr_arch.toolkit.training_log',
-    'plot_curves.py: gaussiansr_arch.toolkit.training_log',
-    'prepare_benchmark.py: gaussiansr_arch.tools.lmdb_tools',
-    'prepare_div2k.py: gaussiansr_arch.tools.lmdb_tools',
 }
 
 

@@ -18,8 +18,9 @@ from gaussiansr_arch.data.arbitrary_scale_dataset import (
     hr_crop_and_lr_size,
     make_lr,
 )
-from gaussiansr_arch.tools import lmdb_tools, prepare_benchmark, prepare_div2k
-from gaussiansr_arch.tools.lmdb_tools import subimage_origins, verify_lmdb
+from gaussiansr_arch.toolkit import lmdb_tools
+from gaussiansr_arch.toolkit.lmdb_tools import subimage_origins, verify_lmdb
+from gaussiansr_arch.tools import prepare_benchmark, prepare_div2k
 
 import train_helpers as th
 

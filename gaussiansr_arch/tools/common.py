@@ -16,7 +16,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,7 @@ import yaml
 
 from gaussiansr_arch.archs.coordinates import check_scale, check_size
 from gaussiansr_arch.toolkit.errors import ToolError
+from gaussiansr_arch.toolkit.lmdb_tools import default_workers, verify_or_fail
 from gaussiansr_arch.toolkit.outputs import (  # noqa: F401  (the tools import these from here too)
     check_output_dir,
     check_output_free,
@@ -308,3 +309,52 @@ def progress(iterable, desc: str, disable: bool = False):
     from tqdm import tqdm
 
     return tqdm(iterable, desc=desc, unit='img', file=sys.stderr, disable=disable, dynamic_ncols=True)
+
+
+# ---------------------------------------------------------------------------- data preparation tools
+def add_prepare_args(parser) -> None:
+    """Options shared by the preparation tools."""
+    parser.add_argument(
+        '--workers',
+        type=int,
+        default=default_workers(),
+        help='reading processes (default: all cores, %(default)s here)',
+    )
+    parser.add_argument('--overwrite', action='store_true', help='rebuild outputs that already exist')
+    parser.add_argument(
+        '--skip-bad', action='store_true', help='skip unreadable source images (listed on stderr) instead of stopping'
+    )
+    parser.add_argument(
+        '--verify',
+        action='store_true',
+        help='afterwards re-read every LMDB key and check it against meta_info.txt '
+        '(also checks LMDBs that already existed)',
+    )
+    parser.add_argument(
+        '--compress-level',
+        type=int,
+        default=1,
+        choices=range(10),
+        metavar='0-9',
+        help='PNG compression level of stored images (default 1, as BasicSR)',
+    )
+
+
+def check_prepare_args(args, scales_attr: str) -> None:
+    """Validate the options every preparation tool shares (ToolError, one line, on a bad one)."""
+    if args.workers < 1:
+        raise ToolError('--workers must be >= 1')
+    flag = '--' + scales_attr.replace('_', '-')
+    try:
+        setattr(args, scales_attr, [check_scale(s) for s in getattr(args, scales_attr)])
+    except ValueError as err:
+        raise ToolError(f'{flag}: {err}') from None
+
+
+def run_builds(built_paths: Iterable[str], verify: bool) -> None:
+    """Drive a preparation tool: consume the generator that builds its outputs (yielding each
+    finished LMDB path) and verify them on request (ToolError on a problem; the tools' runner
+    turns it, and Ctrl-C, into a one-line exit)."""
+    for path in built_paths:
+        if verify:
+            verify_or_fail(path)

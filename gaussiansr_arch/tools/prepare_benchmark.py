@@ -27,17 +27,14 @@ from collections.abc import Iterable
 from multiprocessing import Pool
 
 from gaussiansr_arch.data.protocol import lr_size_matches
-from gaussiansr_arch.tools.common import Tool
-from gaussiansr_arch.tools.lmdb_tools import (
-    Task,
+from gaussiansr_arch.toolkit.lmdb_tools import Task, build_output, scale_tag, scan_images
+from gaussiansr_arch.tools.common import (
+    Tool,
     ToolError,
-    add_common_args,
-    build_output,
-    check_common_args,
+    add_prepare_args,
     check_output_dir,
+    check_prepare_args,
     run_builds,
-    scale_tag,
-    scan_images,
 )
 from gaussiansr_arch.utils.image_io import ImageReadError, read_image
 
@@ -71,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         default='folder',
         help='folder: check + write missing LR as PNG; lmdb: also pack HR and LR (default folder)',
     )
-    add_common_args(parser)
+    add_prepare_args(parser)
     return parser
 
 
@@ -191,7 +188,7 @@ def _build_all(args) -> Iterable[str]:
 
 
 def _run(args: argparse.Namespace) -> None:
-    check_common_args(args, 'scales')
+    check_prepare_args(args, 'scales')
     run_builds(_build_all(args), args.verify)
 
 

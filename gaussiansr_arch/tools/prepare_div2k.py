@@ -22,17 +22,14 @@ import os.path as osp
 import sys
 from collections.abc import Iterable
 
-from gaussiansr_arch.tools.common import Tool
-from gaussiansr_arch.tools.lmdb_tools import (
-    Task,
+from gaussiansr_arch.toolkit.lmdb_tools import Task, build_output, scale_tag, scan_images
+from gaussiansr_arch.tools.common import (
+    Tool,
     ToolError,
-    add_common_args,
-    build_output,
-    check_common_args,
+    add_prepare_args,
     check_output_dir,
+    check_prepare_args,
     run_builds,
-    scale_tag,
-    scan_images,
 )
 
 SHIPPED_SCALES = (2, 3, 4)
@@ -74,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar='S',
         help='also make MATLAB-bicubic valid LR LMDBs for these scales, e.g. 1.5 2.4 3.6 6',
     )
-    add_common_args(parser)
+    add_prepare_args(parser)
     return parser
 
 
@@ -132,7 +129,7 @@ def _build_all(args) -> Iterable[str]:
 
 
 def _run(args: argparse.Namespace) -> None:
-    check_common_args(args, 'lr_scales')
+    check_prepare_args(args, 'lr_scales')
     if min(args.crop_size, args.step) < 1 or args.thresh_size < 0:
         raise ToolError('--crop-size and --step must be >= 1, --thresh-size >= 0')
     run_builds(_build_all(args), args.verify)

@@ -1,4 +1,7 @@
-"""Shared machinery of the data preparation tools (``gaussiansr-prepare-div2k`` / ``-benchmark``).
+"""Shared machinery of the data preparation tools (``gaussiansr-prepare-div2k`` / ``-benchmark``), as a
+library: scanning, tasks, building an output safely, verifying an LMDB. Their shared command-line
+options and driver (``add_prepare_args``, ``check_prepare_args``, ``run_builds``) are in
+``tools/common.py``.
 
 Safety rules every output follows:
 
@@ -10,7 +13,7 @@ Safety rules every output follows:
 * an output that cannot be written (a folder under a file, no permission, a full disk) stops the
   run with one line naming it, and the temporary build is removed.
 
-Errors are the tools' :class:`~gaussiansr_arch.tools.common.ToolError`: one line ``error: ...``
+Errors are the tools' :class:`~gaussiansr_arch.toolkit.errors.ToolError`: one line ``error: ...``
 on stderr and exit status 2, as for every tool.
 
 Images are read with :mod:`gaussiansr_arch.utils.image_io` (grayscale -> RGB, alpha dropped,
@@ -29,10 +32,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from gaussiansr_arch.archs.coordinates import check_scale
 from gaussiansr_arch.data.image_sources import shared_lmdb_env
 from gaussiansr_arch.data.protocol import hr_crop_and_lr_size, make_lr_uint8
-from gaussiansr_arch.tools.common import ToolError, check_output_dir, os_error_reason
+from gaussiansr_arch.toolkit.errors import ToolError
+from gaussiansr_arch.toolkit.outputs import os_error_reason
 from gaussiansr_arch.utils.atomic import make_folders, remove_folders
 from gaussiansr_arch.utils.image_io import IMAGE_EXTENSIONS, ImageReadError, decode_image, read_image
 
@@ -46,7 +49,6 @@ __all__ = [
     'verify_lmdb',
     'scale_tag',
     'default_workers',
-    'check_output_dir',
 ]
 
 
@@ -346,51 +348,3 @@ def verify_or_fail(path: str) -> None:
         more = f' (+{len(problems) - 3} more)' if len(problems) > 3 else ''
         raise ToolError(f'verify {path}: ' + '; '.join(problems[:3]) + more)
     print(f'verified {path}: OK')
-
-
-def add_common_args(parser) -> None:
-    """Options shared by the preparation tools."""
-    parser.add_argument(
-        '--workers',
-        type=int,
-        default=default_workers(),
-        help='reading processes (default: all cores, %(default)s here)',
-    )
-    parser.add_argument('--overwrite', action='store_true', help='rebuild outputs that already exist')
-    parser.add_argument(
-        '--skip-bad', action='store_true', help='skip unreadable source images (listed on stderr) instead of stopping'
-    )
-    parser.add_argument(
-        '--verify',
-        action='store_true',
-        help='afterwards re-read every LMDB key and check it against meta_info.txt '
-        '(also checks LMDBs that already existed)',
-    )
-    parser.add_argument(
-        '--compress-level',
-        type=int,
-        default=1,
-        choices=range(10),
-        metavar='0-9',
-        help='PNG compression level of stored images (default 1, as BasicSR)',
-    )
-
-
-def check_common_args(args, scales_attr: str) -> None:
-    """Validate the options every preparation tool shares (ToolError, one line, on a bad one)."""
-    if args.workers < 1:
-        raise ToolError('--workers must be >= 1')
-    flag = '--' + scales_attr.replace('_', '-')
-    try:
-        setattr(args, scales_attr, [check_scale(s) for s in getattr(args, scales_attr)])
-    except ValueError as err:
-        raise ToolError(f'{flag}: {err}') from None
-
-
-def run_builds(built_paths: Iterable[str], verify: bool) -> None:
-    """Drive a preparation tool: consume the generator that builds its outputs (yielding each
-    finished LMDB path) and verify them on request (ToolError on a problem; the tools' runner
-    turns it, and Ctrl-C, into a one-line exit)."""
-    for path in built_paths:
-        if verify:
-            verify_or_fail(path)
