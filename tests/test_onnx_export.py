@@ -29,6 +29,7 @@ from gaussiansr_arch.data.protocol import image_to_tensor, tensor_to_image  # no
 from gaussiansr_arch.toolkit import onnx_image, onnx_runtime  # noqa: E402
 from gaussiansr_arch.tools import export_onnx, onnx_render  # noqa: E402
 from gaussiansr_arch.utils.image_io import read_image, write_image_atomic  # noqa: E402
+from gaussiansr_arch.utils.methods import get_method  # noqa: E402
 from gaussiansr_arch.utils.weights import build_arch, save_weights  # noqa: E402
 
 import train_helpers as th  # noqa: E402
@@ -36,12 +37,7 @@ from conftest import REPO_ROOT  # noqa: E402
 
 TOLERANCE = 1e-4
 LIIF_REF = REPO_ROOT.parent / 'shared' / 'reference' / 'liif'
-TINY_LIIF = {
-    'type': 'LIIF',
-    'encoder': 'edsr-baseline',
-    'encoder_opt': {'num_feat': 8, 'num_block': 1},
-    'hidden': [16, 16],
-}
+TINY_LIIF = get_method('LIIF').network(tiny=True)  # the descriptor's (archs/liif_arch.py)
 ARCHS = {'liif': TINY_LIIF, **{f'gaussiansr-{name}': {**th.TINY_NET, 'decoder': name} for name in sorted(DECODERS)}}
 # (LR h, w, queries): neither equals the traced example (19x23, 97 queries), nor each other.
 PARITY_CASES = ((9, 11, 50), (17, 6, 333))

@@ -50,8 +50,8 @@ from gaussiansr_arch.utils.weights import (
     DEFAULT_PARAM_KEYS,
     WeightsError,
     build_arch,
-    check_fits,
     is_safetensors,
+    load_model,
     pick_state_dict,
     picked_key,
     read_weights,
@@ -381,7 +381,7 @@ def gather(
     progress = training_progress(run.logs)
     network_g = dict(run.opt['network_g'])
     source = f'options file {run.options_file}'
-    arch = build_arch(network_g, source)
+    build_arch(network_g, source)  # a network_g that cannot be built is reported before the weights
     weights_path = weights if weights is not None else default_weights(run, progress)[0]
     ckpt = read_weights(weights_path)
     state = pick_state_dict(ckpt, weights_path)
@@ -391,7 +391,7 @@ def gather(
             f'weights file {weights_path} records a network_g different from the one of {source}; '
             'give the weights of this run'
         )
-    check_fits(arch, state, f'weights file {weights_path}', source)
+    arch = load_model(weights_path, network_g=network_g, source=source)  # the one loader: fits, loads
     iteration, iteration_source = weights_iteration(weights_path, state, run, progress)
     sha256, size = file_digest(weights_path)
     facts_weights = WeightsFacts(
