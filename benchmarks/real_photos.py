@@ -245,20 +245,17 @@ def report(shared: Path, work: Path) -> None:
                 continue
             last = max(pts)
             passed = next((i for i in sorted(pts) if pts[i] > bicubic[ds]), None)
-            cells.append(f'{pts[last]:.2f} @{last} (passes bicubic at {passed if passed else "never"})')
+            crossing = f'above bicubic from {passed}' if passed else f'below bicubic up to {last}'
+            cells.append(f'{pts[last]:.2f} @{last} ({crossing})')
         print(f'| {ds} | {bicubic[ds]:.2f} | ' + ' | '.join(cells) + ' |')
-    common_iters = None
-    for arm in ('gaussiansr', 'bicubic64', 'liif'):
-        if arm in curves:
-            its = set.intersection(*(set(curves[arm].get(ds, {})) for ds in datasets))
-            common_iters = its if common_iters is None else common_iters & its
-    if common_iters:
-        t = max(common_iters)
-        print(f'\nat iteration {t}:')
-        for label, other in (('T5 (GaussianSR - Bicubic-64)', 'bicubic64'), ('T4 (GaussianSR - LIIF)', 'liif')):
-            if other in curves:
+    for label, other in (('T5 (GaussianSR - Bicubic-64)', 'bicubic64'), ('T4 (GaussianSR - LIIF)', 'liif')):
+        if other in curves and 'gaussiansr' in curves:
+            common = set.intersection(*(set(curves[a].get(ds, {})) for a in ('gaussiansr', other) for ds in datasets))
+            if common:
+                t = max(common)
                 diffs = [curves['gaussiansr'][ds][t] - curves[other][ds][t] for ds in datasets]
-                print(f'{label}: ' + ' / '.join(f'{d:+.2f}' for d in diffs) + f'  ({", ".join(datasets)})')
+                figures = ' / '.join(f'{d:+.2f}' for d in diffs)
+                print(f'{label} at iteration {t}: {figures}  ({", ".join(datasets)})')
     if 'authors' in curves and 'gaussiansr' in curves:
         common = set.intersection(*(set(curves[a].get(ds, {})) for a in ('authors', 'gaussiansr') for ds in datasets))
         if common:
