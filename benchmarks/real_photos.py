@@ -184,6 +184,27 @@ def arm_curves(work: Path) -> dict:
     return curves
 
 
+def train_losses(work: Path) -> dict:
+    """{arm: {iter: L1 of that iteration's batch, in [0, 1] units}} (BasicSR logs every print_freq;
+    the authors' arm prints its loss on (x - 0.5) / 0.5 values, i.e. twice the [0, 1] L1)."""
+    import re
+
+    losses = {}
+    for arm in ARMS:
+        for log in sorted((work / 'experiments' / f'real_photos_{arm}').glob('train_*.log')):
+            for line in log.read_text(encoding='utf-8', errors='replace').splitlines():
+                found = re.search(r'iter:\s*([\d,]+),.*l_pix: ([-+0-9.eE]+)', line)
+                if found:
+                    losses.setdefault(arm, {})[int(found.group(1).replace(',', ''))] = float(found.group(2))
+    authors = work / 'authors.out'
+    if authors.exists():
+        for line in authors.read_text(encoding='utf-8', errors='replace').splitlines():
+            found = re.match(r'iter (\d+) loss ([-+0-9.eE]+)', line)
+            if found:
+                losses.setdefault('authors', {})[int(found.group(1))] = float(found.group(2)) / 2
+    return losses
+
+
 def batch_digests(work: Path) -> dict:
     out = {}
     for arm in (*ARMS, 'authors'):
@@ -233,6 +254,21 @@ def report(shared: Path, work: Path) -> None:
     out.mkdir(exist_ok=True)
     fig.savefig(out / 'curves.png', dpi=110)
     print(f'wrote {out / "curves.png"}')
+
+    losses = train_losses(work)
+    if losses:
+        fig, ax = plt.subplots(figsize=(7, 3.6))
+        for arm, pts in losses.items():
+            its = [i for i in sorted(pts) if i % 50 == 0]  # the iterations every arm logs
+            ax.plot(its, [pts[i] for i in its], marker='.', lw=1, label=ARM_LABELS[arm])
+        ax.set_yscale('log')
+        ax.set_xlabel('iteration (identical batches in every arm)')
+        ax.set_ylabel('training L1 of the batch ([0, 1] units)')
+        ax.grid(alpha=0.3, which='both')
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / 'train_loss.png', dpi=110)
+        print(f'wrote {out / "train_loss.png"}')
 
     print('\n| dataset | bicubic | ' + ' | '.join(ARM_LABELS[a] for a in curves) + ' |')
     print('|---|---|' + '---|' * len(curves))
