@@ -1,7 +1,7 @@
 """The embedded demo (``gaussiansr-demo``): the whole BasicSR workflow on photos that ship with
 scikit-image, on the CPU, in a few minutes, with nothing downloaded.
 
-1. writes real photos into a DIV2K-like folder: a train split and a held-out val split;
+1. writes real photos into a DIV2K-like train folder and a held-out folder (``heldout/HR``);
 2. builds the train LMDB with ``gaussiansr-prepare-div2k`` (BasicSR's lmdb utilities);
 3. trains GaussianSR with our bilinear image skip (``image_skip: bilinear``, not the paper's default:
    see ``gaussiansr_arch/options/demo_train.yml``, the run's options) briefly with BasicSR's own
@@ -52,10 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def write_photos(data_root: str) -> tuple[str, str]:
-    """Write the train and held-out photos as PNGs in a DIV2K-like layout; returns both folders."""
+    """Write the train photos as PNGs in a DIV2K-like folder and the held-out ones in ``heldout/HR``;
+    returns both folders. The held-out set is scored as a benchmark (Y, crop ceil(s)): gaussiansr-compare
+    names ``<root>/heldout/HR`` 'heldout', whereas a folder named DIV2K... would get DIV2K's protocol
+    (RGB, crop ceil(s) + 6)."""
     import skimage.data
 
-    folders = {'train': osp.join(data_root, 'DIV2K_train_HR'), 'val': osp.join(data_root, 'DIV2K_valid_HR')}
+    folders = {'train': osp.join(data_root, 'DIV2K_train_HR'), 'val': osp.join(data_root, 'heldout', 'HR')}
     for split, names in (('train', TRAIN_PHOTOS), ('val', VAL_PHOTOS)):
         os.makedirs(folders[split], exist_ok=True)
         for name in names:

@@ -451,3 +451,18 @@ def test_browser_large_report_opens_quickly(tmp_path, monkeypatch):
         d.execute_script('document.getElementById("img-299").scrollIntoView()')
         assert _wait(d, 'return document.querySelectorAll("#img-299 .grid img[src]").length === 3')
         assert time.monotonic() - t1 < 5.0
+
+
+def test_demo_heldout_photos_are_scored_as_the_benchmark_protocol_it_prints(tmp_path, monkeypatch):
+    """The demo says 'Y, crop ceil(s)' for the held-out photos: compare must give that folder the
+    benchmark family (a folder named DIV2K... gets DIV2K's RGB, crop + 6)."""
+    from gaussiansr_arch.data.protocol import dataset_family, get_protocol
+    from gaussiansr_arch.toolkit.comparison import default_dataset_name
+
+    monkeypatch.setattr(demo, 'VAL_PHOTOS', ('chelsea',))
+    monkeypatch.setattr(demo, 'TRAIN_PHOTOS', ('coffee',))
+    _, val_dir = demo.write_photos(str(tmp_path))
+    assert os.listdir(val_dir) == ['chelsea.png']
+    family = dataset_family(default_dataset_name(val_dir))
+    assert family == 'benchmark'
+    assert get_protocol('liif').test_y_channel(family) is True
