@@ -7,6 +7,7 @@ re-scaled so that colours, drifts and covariances spread over their ranges, are 
 ours by ``gaussiansr-convert-continuoussr``'s key mapping. The whole file takes ~1 min on 2 cores.
 """
 
+import copy
 import importlib.util
 import math
 import re
@@ -29,19 +30,13 @@ from gaussiansr_arch.archs.continuoussr_arch import (
 )
 from gaussiansr_arch.archs.coordinates import make_cell, make_coord
 from gaussiansr_arch.tools import convert_continuoussr as convert
+from gaussiansr_arch.utils.methods import get_method
 
 import train_helpers as th
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CSR_REF = REPO_ROOT.parent / 'shared' / 'reference' / 'continuoussr'
-TINY = {
-    'encoder_opt': {'num_feat': 8, 'num_block': 1},
-    'num_feat': 8,
-    'embed_dim': 16,
-    'colour_hidden': [16],
-    'offset_hidden': [16],
-    'dictionary_hidden': [16],
-}
+TINY = copy.deepcopy(dict(get_method('ContinuousSR').tiny))  # the descriptor's tiny configuration
 # (LR size, official scale tensor (s_h, s_w)): integer, non-integer and non-square scales, with
 # h s and w s integers so that the official nominal scale is the size ratio.
 PARITY_CASES = {'x4': ((8, 8), (4.0, 4.0)), 'x2.7': ((10, 20), (2.7, 2.7)), 'x2-x3.5': ((8, 8), (2.0, 3.5))}
