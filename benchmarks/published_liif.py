@@ -39,9 +39,10 @@ import yaml
 import gaussiansr_arch  # noqa: F401  (torchvision shim: must precede any basicsr import)
 
 # isort: split
-from gaussiansr_arch.data.protocol import crop_border, hr_crop_and_lr_size, hr_crop_for_lr, make_lr_uint8, to_float
+from gaussiansr_arch.data.protocol import crop_border, hr_crop_and_lr_size, hr_crop_for_lr, make_lr_uint8
+from gaussiansr_arch.toolkit.comparison import bicubic_upscale
 from gaussiansr_arch.tools.convert_liif import convert_file
-from gaussiansr_arch.utils.image_io import imresize_to, read_image
+from gaussiansr_arch.utils.image_io import read_image
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SHARED = REPO.parent / 'shared'
@@ -126,14 +127,22 @@ def protocol_pair(hr_path: Path, set_name: str, scale: int, lr_root: Path):
     return hr, make_lr_uint8(hr, lr_size, 'pil')
 
 
-def run_bicubic(set_name, scales, hr_root, lr_root) -> dict:
+def run_bicubic(set_name, scales, hr_root, lr_root, matlab_style: bool = False) -> dict:
+    """Mean bicubic PSNR-Y per scale (``bicubic_upscale``, compare's baseline), scored as BasicSR's
+    validator does or, with ``matlab_style``, as :func:`matlab_style_psnr` (a diagnostic)."""
+    import cv2
+
     res = {}
     for s in scales:
         vals = []
         for hr_path in sorted((hr_root / set_name / 'HR').glob('*.png')):
             hr, lr = protocol_pair(hr_path, set_name, s, lr_root)
-            up = np.clip(np.round(imresize_to(to_float(lr), hr.shape[:2]) * 255.0), 0, 255).astype(np.uint8)
-            vals.append(psnr_y(up, hr, s))
+            up = bicubic_upscale(lr, hr.shape[:2])
+            if matlab_style:
+                grey = cv2.imread(str(hr_path), cv2.IMREAD_UNCHANGED).ndim == 2
+                vals.append(matlab_style_psnr(up, hr, s, grey))
+            else:
+                vals.append(psnr_y(up, hr, s))
         res[s] = float(np.mean(vals))
     return res
 
@@ -148,21 +157,6 @@ def matlab_style_psnr(sr: np.ndarray, hr: np.ndarray, scale: int, grey: bool) ->
         a, b = (np.round(16.0 + img.astype(np.float64) @ w) for img in (sr, hr))
     d = (a - b)[scale:-scale, scale:-scale]
     return float(10.0 * np.log10(255.0**2 / np.mean(d**2)))
-
-
-def run_bicubic_matlab_style(set_name, scales, hr_root, lr_root) -> dict:
-    import cv2
-
-    res = {}
-    for s in scales:
-        vals = []
-        for hr_path in sorted((hr_root / set_name / 'HR').glob('*.png')):
-            hr, lr = protocol_pair(hr_path, set_name, s, lr_root)
-            up = np.clip(np.round(imresize_to(to_float(lr), hr.shape[:2]) * 255.0), 0, 255).astype(np.uint8)
-            grey = cv2.imread(str(hr_path), cv2.IMREAD_UNCHANGED).ndim == 2
-            vals.append(matlab_style_psnr(up, hr, s, grey))
-        res[s] = float(np.mean(vals))
-    return res
 
 
 # ------------------------------------------------------------------------------ official code
@@ -327,7 +321,7 @@ def main(argv=None) -> int:
             r['ours_seconds'] = round(time.time() - t0, 1)
             bicubic = run_bicubic(set_name, args.scales, hr_root, lr_root)
             r.setdefault('bicubic', {}).update({str(k): v for k, v in bicubic.items()})
-            matlab = run_bicubic_matlab_style(set_name, args.scales, hr_root, lr_root)
+            matlab = run_bicubic(set_name, args.scales, hr_root, lr_root, matlab_style=True)
             r.setdefault('bicubic_matlab_style', {}).update({str(k): v for k, v in matlab.items()})
         if args.official_code:
             t0 = time.time()
