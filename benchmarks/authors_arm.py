@@ -24,7 +24,6 @@ so that it runs on the CPU (none of its maths):
 """
 
 import argparse
-import hashlib
 import json
 import math
 import sys
@@ -45,6 +44,7 @@ from basicsr.metrics import calculate_psnr
 from basicsr.utils import tensor2img
 
 from gaussiansr_arch.archs.coordinates import make_cell, make_coord
+from gaussiansr_arch.models.arbitrary_scale_sr_model import batch_digest
 
 HERE = Path(__file__).resolve().parent
 AUTHORS = HERE.parents[1] / 'shared' / 'reference' / 'gaussiansr_authors'
@@ -111,13 +111,6 @@ def train_loader(opt: dict):
     return loader, sampler
 
 
-def batch_digest(batch: dict) -> str:
-    digest = hashlib.sha256()
-    for key in ('lq', 'gt', 'coord', 'cell'):
-        digest.update(batch[key].contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
 @torch.no_grad()
 def validate(model, opt: dict) -> dict:
     """PSNR-Y per val set, as the BasicSR arms' validation computes it (uint8 output, crop = scale)."""
@@ -181,7 +174,7 @@ def main(argv=None) -> int:
         sampler.set_epoch(epoch)
         for batch in loader:
             step += 1
-            digests.write(f'{step} {batch_digest(batch)}\n')
+            digests.write(f'{step} {batch_digest(*(batch[k] for k in ("lq", "gt", "coord", "cell")))}\n')
             digests.flush()
             start, start_wall = time.process_time(), time.perf_counter()
             pred = model((batch['lq'] - 0.5) / 0.5, batch['coord'], batch['scale'], batch['cell'])

@@ -150,7 +150,7 @@ def bicubic_psnr(shared: Path, work: Path) -> dict:
     # isort: split
     from basicsr.metrics import calculate_psnr
 
-    from gaussiansr_arch.tools.compare import bicubic_upscale
+    from gaussiansr_arch.toolkit.comparison import bicubic_upscale
     from gaussiansr_arch.utils.image_io import read_image
 
     table = {}

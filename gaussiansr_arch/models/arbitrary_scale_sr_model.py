@@ -43,6 +43,14 @@ class NonFiniteLossError(FloatingPointError):
     """Raised (policy ``raise``) when the loss or the gradient norm is NaN/inf."""
 
 
+def batch_digest(*tensors: torch.Tensor) -> str:
+    """sha256 of a training batch's tensors (``lq, gt, coord, cell``; ``logger.batch_digests``)."""
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 @MODEL_REGISTRY.register()
 class ArbitraryScaleSRModel(SRModel):
     """SR model whose generator is an ``ArbitraryScaleArch``.
@@ -135,12 +143,9 @@ class ArbitraryScaleSRModel(SRModel):
     # ------------------------------------------------------------------ training
     @master_only
     def _record_batch_digest(self, current_iter: int) -> None:
-        digest = hashlib.sha256()
-        for tensor in (self.lq, self.gt, self.coord, self.cell):
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
         path = osp.join(self.opt['path']['experiments_root'], 'batch_digests.txt')
         with open(path, 'a', encoding='utf-8') as file:
-            file.write(f'{current_iter} {digest.hexdigest()}\n')
+            file.write(f'{current_iter} {batch_digest(self.lq, self.gt, self.coord, self.cell)}\n')
 
     def optimize_parameters(self, current_iter: int) -> None:
         """One step: query the arch at the sampled coordinates, pixel loss, backward, step."""
