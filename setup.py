@@ -110,7 +110,8 @@ setup(
     extras_require={
         # einops: only the parity tests build the official GSASR networks with it (they skip without ../shared);
         # selenium: the browser tests of report.html drive the system Chromium through chromedriver
-        'test': ['pytest', 'ruff', 'einops', 'selenium'],
+        # pytest-timeout: a hanging test fails alone with its stacks (pytest.ini) instead of stalling CI
+        'test': ['pytest', 'pytest-timeout', 'ruff', 'einops', 'selenium'],
         # ONNX export (gaussiansr-export-onnx) and running the exported graph; onnxscript is
         # torch.onnx's exporter back end
         'onnx': ['onnx', 'onnxruntime', 'onnxscript'],

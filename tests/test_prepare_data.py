@@ -324,3 +324,27 @@ def test_benchmark_general100_hr_only(bench, tmp_path, capsys):
     with pytest.raises(SystemExit):
         prepare_benchmark.main(['--help'])
     assert 'General100' in capsys.readouterr().out
+
+
+def test_worker_pool_survives_a_parent_that_used_torch_threads(tmp_path):
+    """The preparation tools also run inside processes that have already run torch on several threads
+    (this suite, a notebook). A worker forked from such a process hangs in its first multi-threaded
+    torch op (OpenMP is not fork-safe): the suite once hung here for the whole CI limit. Workers run
+    single-threaded, as DataLoader's do."""
+    import subprocess
+
+    root = tmp_path / 'bench'
+    for name in ('astronaut', 'coffee', 'chelsea'):
+        _write(root / 'Set5' / 'HR' / f'{name}.png', getattr(skimage.data, name)()[:300, :300, :3])
+    script = (
+        'import sys, torch\n'
+        'from gaussiansr_arch.tools import prepare_benchmark\n'
+        'torch.set_num_threads(2)\n'
+        'torch.rand(4_000_000).exp().sum()  # the intra-op pool (OpenMP) is now running\n'
+        'args = ["--root", sys.argv[1], "--out", sys.argv[2], "--scales", "3", "--workers", "2"]\n'
+        'sys.exit(prepare_benchmark.main(args))\n'
+    )
+    cmd = [sys.executable, '-c', script, str(root), str(tmp_path / 'out')]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(os.listdir(tmp_path / 'out' / 'Set5' / 'LR_bicubic' / 'X3')) == 3

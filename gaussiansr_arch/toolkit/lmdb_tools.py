@@ -21,12 +21,12 @@ Images are read with :mod:`gaussiansr_arch.utils.image_io` (grayscale -> RGB, al
 basicsr's ``LmdbMaker`` (keys = file stems, ``meta_info.txt`` lines ``name.png (h,w,3) level``).
 """
 
+import multiprocessing
 import os
 import os.path as osp
 import shutil
 import sys
 from collections.abc import Iterable
-from multiprocessing import Pool
 
 import cv2
 import numpy as np
@@ -49,6 +49,7 @@ __all__ = [
     'verify_lmdb',
     'scale_tag',
     'default_workers',
+    'worker_pool',
 ]
 
 
@@ -134,6 +135,26 @@ def _run_task(args) -> tuple:
         return 'err', task.src, str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
+def _single_threaded_worker() -> None:
+    # what DataLoader does in its workers: a worker forked from a process whose torch (OpenMP) thread
+    # pool has run hangs in its first multi-threaded op; one thread per worker never enters OpenMP
+    import torch
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+
+
+def worker_pool(processes: int):
+    """A process pool for reading and resizing images whose workers run single-threaded.
+
+    Forked (so scripts calling the tools need no ``if __name__ == '__main__'`` guard), each worker
+    first drops to one torch and one OpenCV thread: the tools also run inside processes that have
+    already used torch's thread pool (the test suite, notebooks), where a forked worker otherwise
+    hangs for ever in its first parallel torch op (seen: the suite hung in ``prepare_benchmark``).
+    """
+    return multiprocessing.Pool(processes, initializer=_single_threaded_worker)
+
+
 def run_tasks(tasks: list, workers: int, level: int = 1, desc: str = '') -> Iterable:
     """Yield ``_run_task`` results in task order, reading with a Pool of ``workers`` processes."""
     args = [(t, level) for t in tasks]
@@ -144,7 +165,7 @@ def run_tasks(tasks: list, workers: int, level: int = 1, desc: str = '') -> Iter
                 yield _run_task(a)
                 bar.update(1)
         else:
-            with Pool(min(workers, len(tasks))) as pool:
+            with worker_pool(min(workers, len(tasks))) as pool:
                 for result in pool.imap(_run_task, args, chunksize=1):
                     yield result
                     bar.update(1)

@@ -24,10 +24,9 @@ import os
 import os.path as osp
 import sys
 from collections.abc import Iterable
-from multiprocessing import Pool
 
 from gaussiansr_arch.data.protocol import lr_size_matches
-from gaussiansr_arch.toolkit.lmdb_tools import Task, build_output, scale_tag, scan_images
+from gaussiansr_arch.toolkit.lmdb_tools import Task, build_output, scale_tag, scan_images, worker_pool
 from gaussiansr_arch.tools.common import (
     Tool,
     ToolError,
@@ -95,7 +94,7 @@ def check_pairs(hr_dir: str, lr_dir: str, scale: float, workers: int, skip_bad: 
         lr_names.append(lr_by_stem[want])
     paths = [osp.join(hr_dir, n) for n in hr_names] + [osp.join(lr_dir, n) for n in lr_names]
     if workers > 1:
-        with Pool(min(workers, len(paths))) as pool:
+        with worker_pool(min(workers, len(paths))) as pool:
             sizes = pool.map(_size, paths)
     else:
         sizes = [_size(p) for p in paths]
