@@ -106,8 +106,8 @@ def train_options(lmdb_path: str, val_dir: str, args: argparse.Namespace) -> dic
 def compare_heldout(weights: str, option_path: str, val_dir: str, compare_dir: str) -> dict:
     """Step 4: the trained model against bicubic on the held-out photos (``gaussiansr-compare``: tables,
     plot, crops and the interactive ``report.html``); prints where the report is and returns the results."""
+    from gaussiansr_arch.toolkit.compare_html import REPORT_NAME
     from gaussiansr_arch.tools import compare
-    from gaussiansr_arch.tools.compare_html import REPORT_NAME
 
     scales = [f'{s:g}' for s in VAL_SCALES]
     results = compare.run(

@@ -27,7 +27,8 @@ from basicsr.archs import build_network
 from skimage import data
 
 from gaussiansr_arch import demo
-from gaussiansr_arch.tools import compare, compare_html
+from gaussiansr_arch.toolkit import compare_html
+from gaussiansr_arch.tools import compare
 
 import train_helpers as th
 from conftest import TINY_GAUSSIANSR_OPT

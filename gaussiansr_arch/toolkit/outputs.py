@@ -1,12 +1,19 @@
-"""Outputs of the tools, as a library (no argument parsing, no exits): names of scales in file names, and
-the checks run before any slow work (an output that exists, an output folder that cannot be made), with
-one-line :class:`~gaussiansr_arch.toolkit.errors.ToolError` messages. ``tools/common.py`` re-exports them
+"""Outputs of the tools, as a library (no argument parsing, no exits): names of scales in file names, the
+checks run before any slow work (an output that exists, an output folder that cannot be made) and the
+atomic writers of text, images and figures, with one-line :class:`~gaussiansr_arch.toolkit.errors.ToolError`
+messages naming the file at fault. ``tools/common.py`` re-exports them
 for the command lines."""
 
+import contextlib
 import os
+from collections.abc import Iterator
+
+import numpy as np
 
 from gaussiansr_arch.toolkit.errors import ToolError
+from gaussiansr_arch.toolkit.plotting import pyplot
 from gaussiansr_arch.utils import atomic
+from gaussiansr_arch.utils.image_io import write_image_atomic
 
 
 def format_scale(scale) -> str:
@@ -53,3 +60,37 @@ def os_error_reason(err: OSError) -> str:
     if culprit and not culprit.endswith(atomic.TMP_SUFFIX):
         reason += f': {culprit}'
     return reason
+
+
+@contextlib.contextmanager
+def writing(path: str) -> Iterator[None]:
+    """Turn an OSError raised while writing ``path`` into a one-line ToolError naming it.
+
+    The atomic writers have removed their temporary file (and the folders they created) by then:
+    ``path`` keeps its previous content or stays absent.
+    """
+    try:
+        yield
+    except OSError as err:
+        raise ToolError(f'cannot write {path}: {os_error_reason(err)}') from None
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """Write a UTF-8 text file atomically; ToolError naming it when that fails."""
+    with writing(path):
+        atomic.write_text_atomic(path, text)
+
+
+def save_image(path: str, img: np.ndarray) -> None:
+    """Write an RGB uint8 image atomically (the extension picks the format); ToolError naming it when that fails."""
+    with writing(path):
+        write_image_atomic(path, img)
+
+
+def save_figure_atomic(fig, path: str, dpi: int = 110) -> None:
+    """Save a matplotlib figure as PNG atomically and close it; ToolError naming it when that fails."""
+    try:
+        with writing(path), atomic.atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches='tight', format='png')
+    finally:
+        pyplot().close(fig)

@@ -10,16 +10,14 @@ that is a file or cannot be created, and a write that fails (full disk, permissi
 one-line errors too, with nothing partial left behind.
 """
 
-import contextlib
 import glob
 import math
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 import yaml
 
@@ -31,10 +29,12 @@ from gaussiansr_arch.toolkit.outputs import (  # noqa: F401  (the tools import t
     check_output_free,
     format_scale,
     os_error_reason,
+    save_figure_atomic,
+    save_image,
+    write_text_atomic,
+    writing,
 )
-from gaussiansr_arch.toolkit.plotting import pyplot
-from gaussiansr_arch.utils import atomic
-from gaussiansr_arch.utils.image_io import IMAGE_EXTENSIONS, ImageReadError, write_image_atomic
+from gaussiansr_arch.utils.image_io import IMAGE_EXTENSIONS, ImageReadError
 from gaussiansr_arch.utils.weights import WeightsError
 
 # Exit status of every tool for a user error (a bad argument, input, weights file or output path).
@@ -173,40 +173,6 @@ def collect_images(inputs: Sequence[str]) -> list[str]:
             raise ToolError(f'input {item}: no such file or folder')
         paths.extend(p for p in found if p not in paths)
     return paths
-
-
-@contextlib.contextmanager
-def writing(path: str) -> Iterator[None]:
-    """Turn an OSError raised while writing ``path`` into a one-line ToolError naming it.
-
-    The atomic writers have removed their temporary file (and the folders they created) by then:
-    ``path`` keeps its previous content or stays absent.
-    """
-    try:
-        yield
-    except OSError as err:
-        raise ToolError(f'cannot write {path}: {os_error_reason(err)}') from None
-
-
-def write_text_atomic(path: str, text: str) -> None:
-    """Write a UTF-8 text file atomically; ToolError naming it when that fails."""
-    with writing(path):
-        atomic.write_text_atomic(path, text)
-
-
-def save_image(path: str, img: np.ndarray) -> None:
-    """Write an RGB uint8 image atomically (the extension picks the format); ToolError naming it when that fails."""
-    with writing(path):
-        write_image_atomic(path, img)
-
-
-def save_figure_atomic(fig, path: str, dpi: int = 110) -> None:
-    """Save a matplotlib figure as PNG atomically and close it; ToolError naming it when that fails."""
-    try:
-        with writing(path), atomic.atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=dpi, bbox_inches='tight', format='png')
-    finally:
-        pyplot().close(fig)
 
 
 # ---------------------------------------------------------------------------- models

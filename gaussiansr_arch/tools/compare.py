@@ -3,7 +3,7 @@
 Writes into ``--output``: ``results.md`` and ``results.csv`` (PSNR/SSIM per dataset x scale,
 parameters, seconds per image), ``psnr_vs_scale.png`` and ``crops/*.png`` (the same region of
 every model's output beside bicubic and HR), and ``report.html`` (``--html``, see
-:mod:`gaussiansr_arch.tools.compare_html`). See docs/tools.md and
+:mod:`gaussiansr_arch.toolkit.compare_html`). See docs/tools.md and
 options/compare/compare_example.yml.
 """
 
@@ -27,6 +27,8 @@ from gaussiansr_arch.data.protocol import (
     image_to_tensor,
     tensor_to_image,
 )
+from gaussiansr_arch.toolkit.compare_html import HtmlReport
+from gaussiansr_arch.toolkit.compare_report import pick_crop, plot_crops, plot_psnr_vs_scale, write_tables
 from gaussiansr_arch.toolkit.comparison import (
     DatasetEntry,
     bicubic_upscale,
@@ -53,8 +55,6 @@ from gaussiansr_arch.tools.common import (
     progress,
     resolve_device,
 )
-from gaussiansr_arch.tools.compare_html import HtmlReport
-from gaussiansr_arch.tools.compare_report import pick_crop, plot_crops, plot_psnr_vs_scale, write_tables
 from gaussiansr_arch.utils.weights import load_model
 
 OUTPUT_FILES = ('results.md', 'results.csv', 'psnr_vs_scale.png')

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gaussiansr_arch.toolkit.comparison import bicubic_upscale, crop_border_for, metrics
-from gaussiansr_arch.tools.common import (
+from gaussiansr_arch.toolkit.outputs import (
     check_output_dir,
     check_output_free,
     format_scale,

@@ -10,8 +10,8 @@ import os
 
 import numpy as np
 
+from gaussiansr_arch.toolkit.outputs import format_scale, save_figure_atomic, write_text_atomic
 from gaussiansr_arch.toolkit.plotting import pyplot
-from gaussiansr_arch.tools.common import format_scale, save_figure_atomic, write_text_atomic
 
 
 def pick_crop(hr: np.ndarray, side: int) -> tuple[int, int, int]:
