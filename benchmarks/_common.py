@@ -20,6 +20,7 @@ from gaussiansr_arch.archs.gaussiansr_arch import GaussianSR
 from gaussiansr_arch.archs.liif_arch import LIIF, LIIFState, feature_coord_map, sample_nearest, unfold3x3
 from gaussiansr_arch.data.protocol import to_float
 from gaussiansr_arch.utils.methods import methods
+from gaussiansr_arch.utils.weights import model_from_checkpoint
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / 'results'
@@ -132,13 +133,19 @@ def liif(pretrained: bool = True, official_form: bool = False) -> tuple[LIIF, st
     Returns:
         tuple: (model, description of its weights).
     """
-    model = OfficialFormLIIF() if official_form else LIIF()
-    if pretrained and LIIF_CHECKPOINT.is_file():
-        from gaussiansr_arch.tools.convert_liif import convert_checkpoint, load_checkpoint
+    if not (pretrained and LIIF_CHECKPOINT.is_file()):
+        model = OfficialFormLIIF() if official_form else LIIF()
+        return model, f'RANDOM-INIT weights (official checkpoint not found at {LIIF_CHECKPOINT})'
+    from gaussiansr_arch.tools.convert_liif import convert_checkpoint, load_checkpoint
 
-        model.load_state_dict(convert_checkpoint(load_checkpoint(str(LIIF_CHECKPOINT)))['params'], strict=True)
-        return model, f'official weights ({LIIF_CHECKPOINT})'
-    return model, f'RANDOM-INIT weights (official checkpoint not found at {LIIF_CHECKPOINT})'
+    # converted in memory and loaded by the one loader, as gaussiansr-convert-liif + load_model would
+    converted = convert_checkpoint(load_checkpoint(str(LIIF_CHECKPOINT)))
+    model = model_from_checkpoint(converted, str(LIIF_CHECKPOINT))
+    if official_form:
+        official = OfficialFormLIIF(**{k: v for k, v in model.network_g.items() if k != 'type'})
+        official.load_state_dict(model.state_dict(), strict=True)
+        model = official
+    return model, f'official weights ({LIIF_CHECKPOINT})'
 
 
 class OfficialFormLIIF(LIIF):

@@ -2,11 +2,13 @@
 layout and the check that a converted file loads."""
 
 from gaussiansr_arch.toolkit.errors import ToolError
-from gaussiansr_arch.utils.weights import build_arch, check_fits
+from gaussiansr_arch.utils.weights import check_fits, model_from_checkpoint
 
 
 def check_loadable(converted: dict, src: str = '') -> None:
-    """Build the target arch and check that the parameters load strictly: the file will load in BasicSR.
+    """Check, before anything is written, that the converted weights load strictly: the converted
+    file goes through the one loader (:func:`~gaussiansr_arch.utils.weights.model_from_checkpoint`,
+    what ``load_model`` runs once it has read a file), and so loads in every tool and in BasicSR.
 
     Raises:
         WeightsError: missing/unexpected keys or shape mismatches (the report of
@@ -16,12 +18,12 @@ def check_loadable(converted: dict, src: str = '') -> None:
 
     what = f'the weights converted from {src}' if src else 'the converted weights'
     if 'network_g' in converted:
-        net, sd = build_arch(converted['network_g'], what), converted['params']
-    else:
-        enc = converted['encoder']
-        net = build_encoder(enc['encoder'], **enc['encoder_opt'])
-        sd = {k[len('encoder.') :]: v for k, v in converted['params'].items()}
-    check_fits(net, sd, what)
+        model_from_checkpoint(converted, src or 'converted weights', what=what)
+        return
+    # an encoder alone (pretrained encoder weights): no arch to load it into, only the encoder
+    enc = converted['encoder']
+    net = build_encoder(enc['encoder'], **enc['encoder_opt'])
+    check_fits(net, {k[len('encoder.') :]: v for k, v in converted['params'].items()}, what)
 
 
 def split_official(ckpt, what: str = 'a LIIF checkpoint') -> tuple[str, dict, dict]:

@@ -56,6 +56,7 @@ __all__ = [
     'plain_tensors',
     'save_weights',
     'load_model',
+    'model_from_checkpoint',
 ]
 
 # Keys tried, in order, when no param_key is asked for (BasicSR saves both, params_ema is the better one).
@@ -509,8 +510,36 @@ def load_model(
             layout, or parameters that do not fit the arch (the one mismatch report).
     """
     path = os.fspath(path)
-    what = f'weights file {path}'
-    ckpt = read_weights(path)
+    arch = model_from_checkpoint(read_weights(path), path, param_key=param_key, network_g=network_g, source=source)
+    arch.eval().to(device)
+    arch.requires_grad_(False)
+    return arch
+
+
+def model_from_checkpoint(
+    ckpt: Any,
+    path: str,
+    *,
+    param_key: str | None = None,
+    network_g: Mapping | None = None,
+    source: str | None = None,
+    what: str | None = None,
+) -> torch.nn.Module:
+    """What :func:`load_model` does once the file is read: the arch with its parameters loaded strictly.
+
+    The converters call it on a checkpoint still in memory, so a converted file is checked by the
+    same loader that will read it, before anything is written.
+
+    Args:
+        ckpt: A checkpoint as :func:`read_weights` returns it.
+        path (str): Its file (or what it is), for messages.
+        param_key, network_g, source: as for :func:`load_model`.
+        what (str | None): What to call the weights in messages. Default: ``'weights file <path>'``.
+
+    Returns:
+        nn.Module: The arch (train mode, on the CPU), its ``network_g`` attribute set.
+    """
+    what = what or f'weights file {path}'
     state = pick_state_dict(ckpt, path, param_key)
     if network_g is not None:
         network_opt = dict(network_g)
@@ -523,7 +552,5 @@ def load_model(
         network_opt, source = detect_network_opt(state, path), 'the network_g detected from its shapes'
         arch = build_arch(network_opt, f'{what} ({source})')
     load_into(arch, state, what, source)
-    arch.eval().to(device)
-    arch.requires_grad_(False)
     arch.network_g = network_opt
     return arch
