@@ -20,64 +20,18 @@ replaced with ``--force``. Errors are one line on stderr and exit status 2, as f
 
 import argparse
 import os
-import re
 import sys
 from collections import OrderedDict
 
 import torch
 
 from gaussiansr_arch.toolkit.conversion import check_loadable, split_official
+from gaussiansr_arch.toolkit.liif_layout import convert_edsr_encoder, edsr_encoder_opt, encoder_of
 from gaussiansr_arch.tools.common import Tool, ToolError, check_output_dir, writing
 from gaussiansr_arch.utils.checkpoint import atomic_torch_save
 from gaussiansr_arch.utils.weights import read_weights
 
 PROG = 'gaussiansr-convert-liif'
-# LIIF's encoder names -> ours and the res_scale its factory uses.
-ENCODER_NAMES = {'edsr-baseline': ('edsr-baseline', 1.0), 'edsr': ('edsr-baseline', 0.1)}
-# Weights of LIIF's EDSR that its no-upsampling forward never uses (mean shifts, upsampler).
-UNUSED_ENCODER_KEYS = re.compile(r'^(sub_mean|add_mean|tail)\.')
-_BLOCK_CONV = re.compile(r'^body\.(\d+)\.body\.([02])\.(weight|bias)$')
-
-
-def convert_edsr_encoder(sd: dict, num_block: int | None = None) -> 'OrderedDict[str, torch.Tensor]':
-    """Rename LIIF/EDSR-PyTorch EDSR keys (without the ``encoder.`` prefix) to ``EDSRBaselineEncoder``'s.
-
-    ``head.0`` -> ``conv_first``; ``body.i.body.0/2`` -> ``body.i.conv1/conv2``; the last body
-    conv ``body.N`` -> ``conv_after_body``. Mean shifts and the upsampler are dropped (unused).
-
-    Raises:
-        ToolError: keys that match none of these (listed).
-    """
-    if num_block is None:
-        num_block = len({int(m.group(1)) for k in sd if (m := _BLOCK_CONV.match(k))})
-    out, unexpected = OrderedDict(), []
-    for key, value in sd.items():
-        if m := _BLOCK_CONV.match(key):
-            out[f'body.{m.group(1)}.conv{1 if m.group(2) == "0" else 2}.{m.group(3)}'] = value
-        elif key.startswith('head.0.'):
-            out['conv_first.' + key[len('head.0.') :]] = value
-        elif key.startswith(f'body.{num_block}.'):
-            out['conv_after_body.' + key[len(f'body.{num_block}.') :]] = value
-        elif not UNUSED_ENCODER_KEYS.match(key):
-            unexpected.append(key)
-    if unexpected:
-        raise ToolError(
-            f'unexpected encoder key(s) {unexpected[:3]} ({len(unexpected)} in all); '
-            'only EDSR / EDSR-baseline encoders are supported'
-        )
-    if 'conv_first.weight' not in out:
-        raise ToolError('no EDSR head (head.0.weight) found')
-    return out
-
-
-def edsr_encoder_opt(enc_sd: dict, res_scale: float) -> dict:
-    """Encoder options that rebuild the converted EDSR encoder (sizes read from the weights)."""
-    num_block = len({k.split('.')[1] for k in enc_sd if k.startswith('body.')})
-    return {
-        'num_feat': int(enc_sd['conv_first.weight'].shape[0]),
-        'num_block': num_block,
-        'res_scale': float(res_scale),
-    }
 
 
 def _mlp_keys(sd: dict, prefix: str = 'imnet.layers.') -> 'OrderedDict[str, torch.Tensor]':
@@ -99,19 +53,6 @@ def _hidden_widths(imnet_sd: dict) -> list[int]:
     return [int(imnet_sd[f'imnet.{i}.weight'].shape[0]) for i in idx[:-1]]
 
 
-def _encoder_of(args: dict, sd: dict) -> tuple[str, dict, dict]:
-    """Our encoder name, its options and its converted weights from a LIIF-repo model."""
-    spec = args.get('encoder_spec') or {}
-    name = spec.get('name', 'edsr-baseline')
-    if name not in ENCODER_NAMES:
-        raise ToolError(f'encoder {name!r} is not supported (supported: {sorted(ENCODER_NAMES)})')
-    ours, default_res_scale = ENCODER_NAMES[name]
-    enc_raw = {k[len('encoder.') :]: v for k, v in sd.items() if k.startswith('encoder.')}
-    enc_sd = convert_edsr_encoder(enc_raw)
-    enc_args = spec.get('args') or {}
-    return ours, edsr_encoder_opt(enc_sd, enc_args.get('res_scale', default_res_scale)), enc_sd
-
-
 def convert_checkpoint(ckpt, encoder_only: bool = False) -> dict:
     """Convert a loaded checkpoint (official LIIF/MetaSR, or a plain EDSR one with ``encoder_only``).
 
@@ -131,7 +72,7 @@ def convert_checkpoint(ckpt, encoder_only: bool = False) -> dict:
         name, args, sd = split_official(ckpt)
         if name not in ('liif', 'metasr'):
             raise ToolError(f"model {name!r} is not supported (supported: 'liif', 'metasr')")
-        encoder, encoder_opt, enc_sd = _encoder_of(args, sd)
+        encoder, encoder_opt, enc_sd = encoder_of(args, sd)
     params = OrderedDict(('encoder.' + k, v) for k, v in enc_sd.items())
     if encoder_only:
         return {'params': params, 'encoder': {'encoder': encoder, 'encoder_opt': encoder_opt}}

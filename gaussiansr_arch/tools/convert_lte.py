@@ -1,0 +1,143 @@
+"""Convert an official LTE checkpoint to a BasicSR weights file for this package's ``LTE``.
+
+    gaussiansr-convert-lte edsr-baseline-lte.pth experiments/pretrained_models/LTE_EDSR-baseline_official.pth
+
+The official checkpoints (https://github.com/jaewon-lee-b/lte) have LIIF's layout, ``{'model':
+{'name': 'lte', 'args': {'encoder_spec', 'imnet_spec', 'hidden_dim'}, 'sd': state_dict}}``. The
+output is ``{'params', 'network_g', 'source'}``: ``path.pretrain_network_g`` + ``strict_load_g:
+true`` loads it, and ``gaussiansr_arch.load_model`` rebuilds the arch from it alone (``network_g``).
+
+Keys: the encoder as ``gaussiansr-convert-liif`` converts it (``toolkit/liif_layout.py``: EDSR /
+EDSR-baseline; the mean shifts and upsampler, unused, are dropped); the estimator ``coef.``,
+``freq.``, ``phase.`` -> ``estimator.coef.`` ...; the MLP ``imnet.layers.N`` -> ``estimator.mlp.N``.
+Widths are read from the shapes. The official RDN and SwinIR encoders (RDN-LTE, SwinIR-LTE) and
+the ``lte-fast`` model are refused with a one-line error.
+
+Errors are one line on stderr and exit status 2, as for every tool; the output is written
+atomically and an existing one is only replaced with ``--force``.
+"""
+
+import argparse
+import os
+import sys
+from collections import OrderedDict
+
+import torch
+
+from gaussiansr_arch.toolkit.conversion import check_loadable, split_official
+from gaussiansr_arch.toolkit.liif_layout import encoder_of
+from gaussiansr_arch.tools.common import Tool, ToolError, check_output_dir, check_output_free, writing
+from gaussiansr_arch.utils.checkpoint import atomic_torch_save
+from gaussiansr_arch.utils.weights import read_weights
+
+PROG = 'gaussiansr-convert-lte'
+OFFICIAL_NAME = 'lte'
+# Official prefixes (outside the encoder) -> ours.
+PREFIXES = {
+    'coef.': 'estimator.coef.',
+    'freq.': 'estimator.freq.',
+    'phase.': 'estimator.phase.',
+    'imnet.layers.': 'estimator.mlp.',
+}
+
+
+def _renamed(sd: dict) -> 'OrderedDict[str, torch.Tensor]':
+    """The non-encoder keys under our names.
+
+    Raises:
+        ToolError: keys under none of :data:`PREFIXES` (listed).
+    """
+    out, unexpected = OrderedDict(), []
+    for key, value in sd.items():
+        if key.startswith('encoder.'):
+            continue
+        prefix = next((p for p in PREFIXES if key.startswith(p)), None)
+        if prefix is None:
+            unexpected.append(key)
+        else:
+            out[PREFIXES[prefix] + key[len(prefix) :]] = value
+    if unexpected:
+        raise ToolError(f'unexpected key(s) {unexpected[:3]} ({len(unexpected)} in all)')
+    if 'estimator.coef.weight' not in out:
+        raise ToolError('no coef.weight: not an LTE state dict')
+    return out
+
+
+def _hidden_widths(params: dict) -> list[int]:
+    """Hidden widths of the converted MLP: out features of every Linear but the last."""
+    idx = sorted({int(k.split('.')[2]) for k in params if k.startswith('estimator.mlp.') and k.endswith('.weight')})
+    return [int(params[f'estimator.mlp.{i}.weight'].shape[0]) for i in idx[:-1]]
+
+
+def convert_checkpoint(ckpt) -> dict:
+    """Convert a loaded official LTE checkpoint.
+
+    Returns:
+        dict: ``{'params': state_dict, 'network_g': options}``.
+
+    Raises:
+        ToolError: not an official LTE checkpoint, or keys that do not fit.
+    """
+    name, args, sd = split_official(ckpt, 'an official LTE checkpoint')
+    if name != OFFICIAL_NAME:
+        raise ToolError(f'model {name!r} is not supported (supported: {OFFICIAL_NAME!r})')
+    if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
+        raise ToolError("the checkpoint's 'sd' is not a dict of tensors")
+    encoder, encoder_opt, enc_sd = encoder_of(args, sd)
+    params = OrderedDict(('encoder.' + k, v) for k, v in enc_sd.items())
+    params.update(_renamed(sd))
+    network_g = {
+        'type': 'LTE',
+        'encoder': encoder,
+        'encoder_opt': encoder_opt,
+        'hidden_dim': int(params['estimator.coef.weight'].shape[0]),
+        'hidden': _hidden_widths(params),
+    }
+    return {'params': params, 'network_g': network_g}
+
+
+def convert_file(src: str, dst: str, force: bool = False) -> dict:
+    """Convert ``src`` to a BasicSR weights file at ``dst`` (atomic write).
+
+    Returns:
+        dict: What was written.
+
+    Raises:
+        ToolError, WeightsError: any problem (one-line message); ``dst`` is then left untouched.
+    """
+    check_output_free(dst, force)
+    check_output_dir(os.path.dirname(dst))
+    ckpt = read_weights(src, 'input checkpoint')
+    converted = convert_checkpoint(ckpt)
+    check_loadable(converted, src)
+    converted['source'] = {'file': os.path.basename(src)}
+    if isinstance(ckpt, dict) and isinstance(ckpt.get('epoch'), int):
+        converted['source']['epoch'] = ckpt['epoch']
+    with writing(dst):
+        atomic_torch_save(converted, dst)
+    return converted
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface of ``gaussiansr-convert-lte``."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Convert an official LTE checkpoint to a BasicSR weights file ({'params': ..., "
+        "'network_g': ...}) for this package's LTE arch.",
+    )
+    parser.add_argument('src', help='official checkpoint (e.g. edsr-baseline-lte.pth)')
+    parser.add_argument('dst', help='output .pth')
+    parser.add_argument('--force', action='store_true', help='overwrite dst if it exists')
+    return parser
+
+
+def _run(args: argparse.Namespace) -> dict:
+    converted = convert_file(args.src, args.dst, force=args.force)
+    print(f'wrote {args.dst}: {len(converted["params"])} tensors, {converted["network_g"]}')
+    return converted
+
+
+run, main = Tool(build_parser, _run, PROG).entry_points()
+
+if __name__ == '__main__':
+    sys.exit(main())
