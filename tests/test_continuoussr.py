@@ -511,12 +511,12 @@ def test_converter_round_trip_and_load_model(tmp_path):
 def test_converter_errors_are_one_line(tmp_path, capsys):
     net = tiny(**TINY_SWINIR)
     cases = {
-        'hat': official_layout(net, 'hat'),
+        'rdn': official_layout(net, 'rdn'),
         'liif': {'model': {'name': 'liif', 'args': {}, 'sd': {}}},
         'plain': net.state_dict(),
     }
     expected = {
-        'hat': "encoder 'hat' is not supported: this package has no HAT encoder",
+        'rdn': "encoder 'rdn' is not supported: the official RDN encoder gives LR-size features",
         'liif': "model 'liif' is not ContinuousSR",
         'plain': 'not an official ContinuousSR checkpoint',
     }

@@ -292,7 +292,7 @@ def test_converter_errors_are_one_line(tmp_path, capsys):
 
     assert f"head file {h}: unexpected Fea2GS key 'extra.weight'" in fails(g, h, dst)
     torch.save({'params': head}, h)
-    assert 'neither EDSRNOUP nor RDNNOUP' in fails(h, h, dst)
+    assert 'neither EDSRNOUP, RDNNOUP nor HATNOUP' in fails(h, h, dst)
     assert f'encoder file {tmp_path / "missing.pth"} does not exist' in fails(tmp_path / 'missing.pth', h, dst)
     assert not dst.exists()
     convert_gsasr.run([str(g), str(h), str(dst)])

@@ -2,7 +2,8 @@
 
 Each encoder maps a normalised LR image [B,3,h,w] (RGB scaled to [-1, 1]) to features
 [B,C,h,w] of the same spatial size and exposes ``out_channels``. ``build_encoder(name, **opt)``
-builds one from a YAML-friendly name ('edsr-baseline', 'rdn', 'swinir').
+builds one from a YAML-friendly name ('edsr-baseline', 'rdn', 'swinir', 'hat'). HAT's encoder
+lives in ``hat_encoder.py`` (it reads the image as the arch gives it, as ContinuousSR and GSASR feed it).
 """
 
 from collections.abc import Sequence
@@ -12,6 +13,8 @@ import torch.nn.functional as F
 from basicsr.archs.arch_util import ResidualBlockNoBN, make_layer
 from basicsr.archs.swinir_arch import SwinIR
 from torch import nn
+
+from gaussiansr_arch.archs.hat_encoder import HATEncoder
 
 
 class EDSRBaselineEncoder(nn.Module):
@@ -209,11 +212,12 @@ ENCODERS = {
     'edsr-baseline': EDSRBaselineEncoder,
     'rdn': RDNEncoder,
     'swinir': SwinIREncoder,
+    'hat': HATEncoder,
 }
 
 
 def build_encoder(name: str, **opt) -> nn.Module:
-    """Build an encoder by name ('edsr-baseline', 'rdn', 'swinir') with its options.
+    """Build an encoder by name ('edsr-baseline', 'rdn', 'swinir', 'hat') with its options.
 
     Raises:
         ValueError: unknown name (lists the known ones) or unknown option keys.

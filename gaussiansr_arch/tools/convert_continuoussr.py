@@ -12,8 +12,8 @@ Keys: the official heads ``conv1`` -> ``covariance_conv``, ``mlp_vector.layers.N
 ``offset_mlp.N``; the encoder's reconstruction head ``encoder.conv_before_upsample`` /
 ``encoder.upsample`` -> ``upsampler.*`` (its image conv ``encoder.conv_last``, which the official
 forward skips, is dropped); the rest of ``encoder.*`` stays ``encoder.*``, its options read from
-the shapes. Encoders: the official ``swinir`` (the paper's). The released ``ContinuousSR.pth``
-uses HAT, which this package has no encoder for: it is refused with a one-line error. The
+the shapes. Encoders: the official ``swinir`` (the paper's) and ``hat`` (the released
+``ContinuousSR.pth``'s; our ``HATEncoder`` has its names, docs/architecture.md). The
 official EDSR/RDN encoders give LR-size features (``no_upsampling``) or an RGB image, not the 4x
 feature map the heads read, so no working official checkpoint can carry them.
 
@@ -53,10 +53,9 @@ HEAD_PREFIXES = {
 FEATURE_HEAD_PREFIXES = {'conv_before_upsample.': 'upsampler.conv_before_upsample.', 'upsample.': 'upsampler.upsample.'}
 # Weights of the official encoder that its ContinuousSR forward never uses (the RGB output conv).
 UNUSED_ENCODER_PREFIXES = ('conv_last.',)
-SUPPORTED_ENCODERS = ('swinir',)
+SUPPORTED_ENCODERS = ('swinir', 'hat')
 _NO_4X_FEATURES = "gives LR-size features or an RGB image, not the 4x feature map ContinuousSR's heads read"
 UNSUPPORTED_WHY = {
-    'hat': 'this package has no HAT encoder (the released ContinuousSR.pth uses HAT)',
     'edsr-baseline': f'the official EDSR encoder {_NO_4X_FEATURES}',
     'edsr-large': f'the official EDSR encoder {_NO_4X_FEATURES}',
     'rdn': f'the official RDN encoder {_NO_4X_FEATURES}',

@@ -2,13 +2,17 @@
 
     gaussiansr-convert-gsasr net_g.pth net_fea2gs.pth GSASR_EDSR-baseline_official.safetensors
 
-The official training saves the encoder (``network_g``: ``EDSRNOUP`` or ``RDNNOUP``) and the head
+The official training saves the encoder (``network_g``: ``EDSRNOUP``, ``RDNNOUP`` or ``HATNOUP``) and the head
 (``network_fea2gs``: ``Fea2GS``) separately, each with ``params`` and ``params_ema``. The output holds
 ``params`` (our :class:`~gaussiansr_arch.archs.gsasr_arch.GSASR`'s names) and the ``network_g`` read
 from the shapes (channels, heads, blocks, layers, seeds, window, shuffle factors, encoder depth), so
 ``gaussiansr_arch.load_model``, ``gaussiansr-upscale --weights`` and ``strict_load_g: true`` use it
 alone. ``--param-key`` picks the set in both inputs (default: ``params_ema`` if present, else
-``params``, else a bare state dict).
+``params``, else a bare state dict). ``HATNOUP`` (HAT's body and the first conv + LeakyReLU of its
+head, ``conv_before_upsample``) keeps its names as our ``hat`` encoder with ``out_feat``; its RoPE
+variant ``HATNOUP_ROPE_AMP`` (the released HAT-L model, with a ``Fea2GS_ROPE_AMP`` head) has rotary
+position embeddings instead of HAT's relative-position bias, which this package does not have: it is
+refused with one line.
 
 What changes besides names (all exact, see :mod:`gaussiansr_arch.archs.gsasr_head`):
 
@@ -100,14 +104,24 @@ _RDN_KEYS = (
     (re.compile(r'^GFF\.'), 'global_fusion.'),
 )
 _EDSR_KEY = re.compile(r'^(conv_first|conv_after_body|body\.\d+\.conv[12])\.(weight|bias)$')
+# A key only HAT has (its overlapping cross-attention); HATNOUP's names are our HATEncoder's.
+_HAT_KEY = 'layers.0.residual_group.overlap_attn.'
+_ROPE_KEY = 'rope_freqs'
 
 
 def convert_encoder(sd: dict) -> 'OrderedDict[str, torch.Tensor]':
-    """``EDSRNOUP`` or ``RDNNOUP`` parameters -> our encoder's, with the ``encoder.`` prefix.
+    """``EDSRNOUP``, ``RDNNOUP`` or ``HATNOUP`` parameters -> our encoder's, with the ``encoder.`` prefix.
 
     Raises:
-        ToolError: another encoder (keys listed).
+        ToolError: another encoder (keys listed), or HAT with RoPE attention (``HATNOUP_ROPE_AMP``).
     """
+    if any(_ROPE_KEY in k for k in sd):
+        raise ToolError(
+            'RoPE attention (rope_freqs: the HAT-L release, HATNOUP_ROPE_AMP + Fea2GS_ROPE_AMP) is not '
+            "supported: this package's HAT and GSASR head have the relative-position bias"
+        )
+    if any(k.startswith(_HAT_KEY) for k in sd):
+        return OrderedDict(('encoder.' + k, v) for k, v in sd.items())
     out = OrderedDict()
     if 'SFENet1.weight' in sd:
         for key, value in sd.items():
@@ -121,7 +135,7 @@ def convert_encoder(sd: dict) -> 'OrderedDict[str, torch.Tensor]':
     unexpected = [k for k in sd if not _EDSR_KEY.match(k)]
     if unexpected or 'conv_first.weight' not in sd:
         shown = unexpected[:3] or sorted(sd)[:3]
-        raise ToolError(f'encoder keys {shown} are neither EDSRNOUP nor RDNNOUP (the encoders GSASR ships)')
+        raise ToolError(f'encoder keys {shown} are neither EDSRNOUP, RDNNOUP nor HATNOUP (the encoders GSASR ships)')
     return OrderedDict(('encoder.' + k, v) for k, v in sd.items())
 
 
@@ -205,7 +219,7 @@ def convert(
         network_g = detect_network_opt(params, f'{net_g} + {net_fea2gs}')
     except UnknownLayoutError:
         raise ToolError(
-            f'{net_g} + {net_fea2gs}: not an EDSRNOUP/RDNNOUP encoder with a Fea2GS head '
+            f'{net_g} + {net_fea2gs}: not an EDSRNOUP/RDNNOUP/HATNOUP encoder with a Fea2GS head '
             '(the head does not read the encoder channels?)'
         ) from None
     what = f'the weights converted from {net_g} + {net_fea2gs}'
@@ -224,7 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
             "weights file ({'params': ..., 'network_g': ...}) for this package's GSASR."
         ),
     )
-    parser.add_argument('net_g', metavar='NET_G', help='official encoder weights (EDSRNOUP / RDNNOUP, net_g_*.pth)')
+    parser.add_argument(
+        'net_g', metavar='NET_G', help='official encoder weights (EDSRNOUP / RDNNOUP / HATNOUP, net_g_*.pth)'
+    )
     parser.add_argument('net_fea2gs', metavar='NET_FEA2GS', help='official head weights (Fea2GS, net_fea2gs_*.pth)')
     parser.add_argument('dst', metavar='OUT', help='output weights (.safetensors or .pth)')
     parser.add_argument(

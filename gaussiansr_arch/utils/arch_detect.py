@@ -2,7 +2,7 @@
 
 :func:`gaussiansr_arch.load_model` falls back on :func:`detect_network_opt` for weights that record
 no ``network_g`` (a bare state dict, a BasicSR ``net_g_*.pth``, a converted file without ``--opt``).
-The encoder follows from ``encoder.*`` (EDSR-baseline, RDN, SwinIR: :func:`detect_encoder`), the
+The encoder follows from ``encoder.*`` (EDSR-baseline, RDN, SwinIR, HAT: :func:`detect_encoder`), the
 arch from the registered method descriptors (``utils/methods.py``): each method's ``marker`` (a
 parameter-name prefix: ``decoder.`` GaussianSR, ``imnet.`` LIIF and MetaSR, ``head.embedding`` GSASR,
 ``dictionary_embedding.`` ContinuousSR) says which to ask, and its ``detect`` (in its
@@ -18,6 +18,8 @@ What has no parameters cannot be seen, and takes the arch's default (the paper's
   'lte', relu for 'mlp'); LIIF ``local_ensemble`` (on) and ``image_skip`` ('none');
 * EDSR-baseline ``res_scale``: 1.0 (LIIF's 'edsr' encoder uses 0.1);
 * SwinIR ``drop_path_rate`` and the like (training only);
+* HAT ``conv_scale`` (0.01, every released HAT), ``img_size`` (64; only checked against the window)
+  and ``drop_path_rate``;
 * GSASR ``step_size`` (1.2) and ``tolerance``; its EDSR-baseline ``long_skip`` (off, GSASR's default).
 
 Weights written by this package's tools and by training with ``logger.save_safetensors`` record
@@ -110,12 +112,60 @@ def _swinir(enc: Mapping[str, torch.Tensor]) -> tuple[dict, int]:
     return opt, embed_dim
 
 
+HAT_IMG_SIZE = 64  # HATEncoder's default img_size (invisible in the weights)
+
+
+def _hat(enc: Mapping[str, torch.Tensor]) -> tuple[dict, int]:
+    first = enc['conv_first.weight']
+    embed_dim = int(first.shape[0])
+    group = r'layers\.(\d+)\.residual_group\.'
+    layers = indices(enc, group + r'overlap_attn\.relative_position_bias_table')
+    depths = [len(indices(enc, rf'layers\.{i}\.residual_group\.blocks\.(\d+)\.attn\.qkv\.weight')) for i in layers]
+    block = 'layers.0.residual_group.blocks.0.'
+    table = enc[f'{block}attn.relative_position_bias_table']
+    window = (math.isqrt(int(table.shape[0])) + 1) // 2  # (2 ws - 1)^2 rows
+    oca = enc['layers.0.residual_group.overlap_attn.relative_position_bias_table']
+    extra = math.isqrt(int(oca.shape[0])) + 1 - 2 * window  # rows: (ws + overlap - 1)^2, overlap = ws + extra
+    ratio = extra / window
+    if int(window * ratio) != extra:  # rounding of the division: the smallest ratio giving ``extra``
+        ratio = math.nextafter(ratio, math.inf)
+    cab = f'{block}conv_block.cab.'
+    opt = {
+        'embed_dim': embed_dim,
+        'depths': depths,
+        'num_heads': [
+            int(enc[f'layers.{i}.residual_group.overlap_attn.relative_position_bias_table'].shape[1]) for i in layers
+        ],
+        'window_size': window,
+        # any ratio r with embed_dim // r == the hidden channels builds the same network
+        'compress_ratio': embed_dim // int(enc[f'{cab}0.weight'].shape[0]),
+        'squeeze_factor': embed_dim // int(enc[f'{cab}3.attention.1.weight'].shape[0]),
+        'overlap_ratio': ratio,
+        'mlp_ratio': float(enc[f'{block}mlp.fc1.weight'].shape[0]) / embed_dim,
+        'resi_connection': '1conv' if 'conv_after_body.weight' in enc else 'identity',
+    }
+    channels = embed_dim
+    if 'conv_before_upsample.0.weight' in enc:
+        channels = opt['out_feat'] = int(enc['conv_before_upsample.0.weight'].shape[0])
+    if window >= HAT_IMG_SIZE:
+        opt['img_size'] = window + 1
+    if first.shape[1] != 3:
+        opt['num_in_ch'] = int(first.shape[1])
+    if f'{block}attn.qkv.bias' not in enc:
+        opt['qkv_bias'] = False
+    if 'patch_embed.norm.weight' not in enc:
+        opt['patch_norm'] = False
+    return opt, channels
+
+
 def detect_encoder(enc: Mapping[str, torch.Tensor]) -> tuple[str, dict, int] | None:
     """(name, encoder_opt, out_channels) of ``encoder.*`` parameters without their prefix, or None."""
     if 'conv_first.weight' not in enc:
         return None
     if 'conv_second.weight' in enc and 'blocks.0.layers.0.conv.weight' in enc:
         return ('rdn', *_rdn(enc))
+    if 'layers.0.residual_group.overlap_attn.relative_position_bias_table' in enc:
+        return ('hat', *_hat(enc))
     if 'layers.0.residual_group.blocks.0.attn.relative_position_bias_table' in enc:
         return ('swinir', *_swinir(enc))
     if 'conv_after_body.weight' in enc and 'body.0.conv1.weight' in enc:
@@ -154,7 +204,7 @@ def detect_network_opt(state: Mapping[str, torch.Tensor], path: str = 'state dic
         raise unknown(f'no encoder.* parameters; keys: {first}{", ..." if len(state) > 3 else ""}')
     encoder = detect_encoder(enc)
     if encoder is None:
-        raise unknown('an encoder that is neither EDSR-baseline, RDN nor SwinIR')
+        raise unknown('an encoder that is neither EDSR-baseline, RDN, SwinIR nor HAT')
     name, encoder_opt, channels = encoder
     known = methods()
     asked = [m for m in known if any(k.startswith(m.marker) for k in state)]
