@@ -346,14 +346,20 @@ def test_plot_curves_from_logs(tmp_path, capsys):
         (tmp_path / name).mkdir()
         (tmp_path / name / 'train_runA_20240101.log').write_text(LOG.replace('30.5000', f'{30.5 + shift:.4f}'))
     png = tmp_path / 'curves.png'
-    runs = plot_curves.run([str(tmp_path / 'runA'), str(tmp_path / 'runB' / 'train_runA_20240101.log'), '-o', str(png)])
+    runs = plot_curves.run(
+        [str(tmp_path / 'runA'), str(tmp_path / 'runB' / 'train_runA_20240101.log'), '-o', str(tmp_path)]
+    )
     assert png.is_file() and set(runs) == {'runA', 'runB'}
     assert runs['runA'][('Set5', 'psnr')] == {100: 30.1, 1200: 30.5}
     assert runs['runB'][('Set5', 'psnr')][1200] == pytest.approx(30.7)
     assert runs['runA'][('DIV2K_x4', 'psnr')] == {100: 28.0}
-    assert 'curves.png exists' in _error(capsys, plot_curves.run, [str(tmp_path / 'runA'), '-o', str(png)])
+    assert 'curves.png exists' in _error(capsys, plot_curves.run, [str(tmp_path / 'runA'), '-o', str(tmp_path)])
     (tmp_path / 'empty').mkdir()
-    assert 'empty' in _error(capsys, plot_curves.run, [str(tmp_path / 'empty'), '-o', str(tmp_path / 'x.png')])
+    assert 'empty' in _error(capsys, plot_curves.run, [str(tmp_path / 'empty'), '-o', str(tmp_path), '--name', 'x.png'])
+    # -o is a folder for every tool that writes images: a PNG name there is one line pointing at --name
+    msg = _error(capsys, plot_curves.run, [str(tmp_path / 'runA'), '-o', str(tmp_path / 'new.png')])
+    assert msg == f'error: -o {tmp_path / "new.png"}: -o is the output folder; name the file with --name'
+    assert not (tmp_path / 'new.png').exists()
 
 
 def test_plot_curves_from_tensorboard_events(tmp_path):
@@ -367,7 +373,7 @@ def test_plot_curves_from_tensorboard_events(tmp_path):
         writer.add_scalar('metrics/Set5/psnr', value, step)
         writer.add_scalar('losses/l_pix', 0.1, step)  # not a validation metric: ignored
     writer.close()
-    runs = plot_curves.run([str(run_dir), '-o', str(tmp_path / 'tb.png')])
+    runs = plot_curves.run([str(run_dir), '-o', str(tmp_path), '--name', 'tb.png'])
     assert runs['runC'] == {('Set5', 'psnr'): {100: 29.5, 200: 30.25}}
     assert (tmp_path / 'tb.png').is_file()
 
@@ -423,7 +429,7 @@ def _writing_tool(env, tool, out):
     if tool == 'compare':
         return compare.run, ['--model', 'bicubic', '--hr', str(env['hr']), '--scales', '2', '-o', str(out), '--quiet']
     assert tool == 'plot-curves'
-    return plot_curves.run, [str(_log_run(env['root'])), '-o', str(out / 'curves.png')]
+    return plot_curves.run, [str(_log_run(env['root'])), '-o', str(out)]
 
 
 WRITING_TOOLS = ['upscale', 'kernel-bank', 'compare', 'plot-curves']

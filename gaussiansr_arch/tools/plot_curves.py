@@ -103,7 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument('runs', nargs='+', metavar='RUN', help='log file, event file or run folder')
     parser.add_argument('--labels', nargs='+', help='legend label per RUN (default: folder or file name)')
-    parser.add_argument('-o', '--output', default='results/curves.png', help='output PNG')
+    parser.add_argument(
+        '-o', '--output', default='results', help='output folder (as for every tool that writes images)'
+    )
+    parser.add_argument('--name', default='curves.png', help='file name of the PNG written in the output folder')
     parser.add_argument('--metrics', nargs='+', help='only these metrics (e.g. psnr)')
     parser.add_argument('--title', help='figure title')
     parser.add_argument('--force', action='store_true', help='overwrite the output PNG')
@@ -118,10 +121,13 @@ def _label(path: str) -> str:
 def _run(args: argparse.Namespace) -> dict:
     if args.labels and len(args.labels) != len(args.runs):
         raise ToolError(f'--labels: {len(args.labels)} labels for {len(args.runs)} runs')
-    if not args.output.lower().endswith('.png'):
-        raise ToolError(f'--output {args.output}: must end in .png')
-    check_output_dir(os.path.dirname(args.output))
-    check_output_free(args.output, args.force)
+    if os.path.basename(args.name) != args.name or not args.name.lower().endswith('.png'):
+        raise ToolError(f'--name {args.name}: a file name ending in .png (the folder is -o)')
+    if args.output.lower().endswith('.png') and not os.path.exists(args.output):
+        raise ToolError(f'-o {args.output}: -o is the output folder; name the file with --name')
+    check_output_dir(args.output)
+    png = os.path.join(args.output, args.name)
+    check_output_free(png, args.force)
     runs = {}
     for i, path in enumerate(args.runs):
         curves = load_run(path)
@@ -133,8 +139,8 @@ def _run(args: argparse.Namespace) -> dict:
         while label in runs:
             label += "'"
         runs[label] = curves
-    keys = plot_runs(runs, args.output, args.title)
-    print(f'wrote {args.output} ({len(runs)} runs, {len(keys)} subplots)', file=sys.stderr)
+    keys = plot_runs(runs, png, args.title)
+    print(f'wrote {png} ({len(runs)} runs, {len(keys)} subplots)', file=sys.stderr)
     return runs
 
 
