@@ -227,3 +227,12 @@ def test_gsasr_converter_refuses_the_rope_variant(tmp_path, capsys):
         capsys, convert_gsasr.run, [str(tmp_path / 'g.pth'), str(tmp_path / 'h.pth'), str(tmp_path / 'o.pth')]
     )
     assert 'HATNOUP_ROPE_AMP' in err
+
+
+def test_onnx_export_is_refused_with_one_line():
+    from gaussiansr_arch.tools.common import ToolError
+    from gaussiansr_arch.tools.export_onnx import check_exportable
+
+    net = ContinuousSR(**{**th_tiny_continuoussr(), 'encoder': 'hat', 'encoder_opt': TINY_HAT})
+    with pytest.raises(ToolError, match="the 'hat' encoder pads to its window size"):
+        check_exportable(net, {'type': 'ContinuousSR'})

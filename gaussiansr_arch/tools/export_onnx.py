@@ -38,7 +38,7 @@ from torch import nn
 
 from gaussiansr_arch._version import __version__
 from gaussiansr_arch.archs.arbitrary_scale import DEFAULT_CHUNK_SIZE, ArbitraryScaleArch
-from gaussiansr_arch.archs.encoders import SwinIREncoder
+from gaussiansr_arch.archs.encoders import HATEncoder, SwinIREncoder
 from gaussiansr_arch.toolkit import onnx_image
 from gaussiansr_arch.toolkit.onnx_runtime import INPUT_NAMES, OUTPUT_NAME, import_onnx_module, open_session
 from gaussiansr_arch.tools.common import (
@@ -76,6 +76,10 @@ DIM_NAMES = {'batch': 'N', 'height': 'h', 'width': 'w', 'queries': 'Q'}
 UNEXPORTABLE_ENCODERS = {
     SwinIREncoder: (
         "the 'swinir' encoder pads to its window size and builds its shifted-window attention masks in "
+        'Python from the input size, so a graph would only work at one LR size'
+    ),
+    HATEncoder: (
+        "the 'hat' encoder pads to its window size and builds its shifted-window attention masks in "
         'Python from the input size, so a graph would only work at one LR size'
     ),
 }
