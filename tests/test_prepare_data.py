@@ -327,8 +327,8 @@ def test_benchmark_general100_hr_only(bench, tmp_path, capsys):
 
 
 def test_worker_pool_survives_a_parent_that_used_torch_threads(tmp_path):
-    """The preparation tools also run inside processes that have already run torch on several threads
-    (this suite, a notebook). A worker forked from such a process hangs in its first multi-threaded
+    """The preparation tools also run inside processes that have already run torch and OpenCV on several
+    threads (this suite, a notebook). A worker forked from such a process hangs in its first multi-threaded
     torch op (OpenMP is not fork-safe): the suite once hung here for the whole CI limit. Workers run
     single-threaded, as DataLoader's do."""
     import subprocess
@@ -341,10 +341,13 @@ def test_worker_pool_survives_a_parent_that_used_torch_threads(tmp_path):
         'from gaussiansr_arch.tools import prepare_benchmark\n'
         'torch.set_num_threads(2)\n'
         'torch.rand(4_000_000).exp().sum()  # the intra-op pool (OpenMP) is now running\n'
+        'import cv2, numpy as np\n'
+        'cv2.resize(np.zeros((2000, 2000, 3), np.uint8), (1000, 1000), interpolation=cv2.INTER_AREA)  # its pool too\n'
         'args = ["--root", sys.argv[1], "--out", sys.argv[2], "--scales", "3", "--workers", "2"]\n'
         'sys.exit(prepare_benchmark.main(args))\n'
     )
     cmd = [sys.executable, '-c', script, str(root), str(tmp_path / 'out')]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    env = {k: v for k, v in os.environ.items() if k != 'OMP_NUM_THREADS'}  # the pools as a user has them
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(os.listdir(tmp_path / 'out' / 'Set5' / 'LR_bicubic' / 'X3')) == 3

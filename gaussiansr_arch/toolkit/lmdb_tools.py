@@ -137,18 +137,19 @@ def _run_task(args) -> tuple:
 
 def _single_threaded_worker() -> None:
     # what DataLoader does in its workers: a worker forked from a process whose torch (OpenMP) thread
-    # pool has run hangs in its first multi-threaded op; one thread per worker never enters OpenMP
+    # pool has run hangs in its first multi-threaded op; one thread per worker never enters OpenMP.
+    # Not cv2.setNumThreads: in a child forked after OpenCV's pool ran, that call itself hangs (seen),
+    # while OpenCV's own operations there are fine.
     import torch
 
     torch.set_num_threads(1)
-    cv2.setNumThreads(1)
 
 
 def worker_pool(processes: int):
     """A process pool for reading and resizing images whose workers run single-threaded.
 
     Forked (so scripts calling the tools need no ``if __name__ == '__main__'`` guard), each worker
-    first drops to one torch and one OpenCV thread: the tools also run inside processes that have
+    first drops to one torch thread: the tools also run inside processes that have
     already used torch's thread pool (the test suite, notebooks), where a forked worker otherwise
     hangs for ever in its first parallel torch op (seen: the suite hung in ``prepare_benchmark``).
     """
