@@ -36,6 +36,7 @@ from collections import OrderedDict
 
 import torch
 
+from gaussiansr_arch.toolkit.liif_layout import RDN_KEYS
 from gaussiansr_arch.tools.common import Tool, ToolError, check_output_dir, check_output_free, writing
 from gaussiansr_arch.utils.arch_detect import UnknownLayoutError, detect_network_opt
 from gaussiansr_arch.utils.weights import (
@@ -95,14 +96,6 @@ SCALE_ATTENTION = 'gs_cross_attn_scale'
 ATTENTION_PROJECTIONS = {'qhead': 'q', 'khead': 'k', 'vhead': 'v'}
 _LAYER_KEY = re.compile(r'^(\w+)\.(\d+)\.blocks\.(\d+)\.(\w+)\.(.+)$')
 _BLOCK_KEY = re.compile(r'^(\w+)\.(\d+)\.(norm|mlp)\.(.+)$')
-# RDNNOUP names -> RDNEncoder's (EDSRNOUP's are ours already).
-_RDN_KEYS = (
-    (re.compile(r'^SFENet1\.'), 'conv_first.'),
-    (re.compile(r'^SFENet2\.'), 'conv_second.'),
-    (re.compile(r'^RDBs\.(\d+)\.convs\.(\d+)\.conv\.0\.'), r'blocks.\1.layers.\2.conv.'),
-    (re.compile(r'^RDBs\.(\d+)\.LFF\.'), r'blocks.\1.local_fusion.'),
-    (re.compile(r'^GFF\.'), 'global_fusion.'),
-)
 _EDSR_KEY = re.compile(r'^(conv_first|conv_after_body|body\.\d+\.conv[12])\.(weight|bias)$')
 # A key only HAT has (its overlapping cross-attention); HATNOUP's names are our HATEncoder's.
 _HAT_KEY = 'layers.0.residual_group.overlap_attn.'
@@ -125,7 +118,7 @@ def convert_encoder(sd: dict) -> 'OrderedDict[str, torch.Tensor]':
     out = OrderedDict()
     if 'SFENet1.weight' in sd:
         for key, value in sd.items():
-            for pattern, name in _RDN_KEYS:
+            for pattern, name in RDN_KEYS:  # RDNNOUP names -> RDNEncoder's
                 if pattern.match(key):
                     out['encoder.' + pattern.sub(name, key)] = value
                     break
