@@ -72,6 +72,7 @@ CONSOLE_SCRIPTS = [
     'gaussiansr-prepare-benchmark = gaussiansr_arch.tools.prepare_benchmark:main',
     'gaussiansr-convert-liif = gaussiansr_arch.tools.convert_liif:main',
     'gaussiansr-convert-lte = gaussiansr_arch.tools.convert_lte:main',
+    'gaussiansr-convert-aliif = gaussiansr_arch.tools.convert_aliif:main',
     'gaussiansr-convert-itsrn = gaussiansr_arch.tools.convert_itsrn:main',
     'gaussiansr-convert-weights = gaussiansr_arch.tools.convert_weights:main',
     'gaussiansr-convert-gsasr = gaussiansr_arch.tools.convert_gsasr:main',
