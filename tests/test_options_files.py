@@ -39,7 +39,7 @@ COMMITTED = sorted(TEST_OPTIONS.glob('test_*.yml'))
 
 def test_committed_test_options_are_the_generated_ones():
     files = MTO.render_all()
-    assert len(files) == len(MTO.MODELS) * len(MTO.DATASETS) == 63
+    assert len(files) == len(MTO.MODELS) * len(MTO.DATASETS) == 70
     assert {p.name for p in COMMITTED} == set(files), 'run python scripts/make_test_options.py'
     for path in COMMITTED:
         assert path.read_bytes() == files[path.name].encode(), f'{path.name}: run python scripts/make_test_options.py'
@@ -67,6 +67,7 @@ OWN_PROTOCOL = {  # each method's paper: GaussianSR and MetaSR are reported in L
     'LIIF': 'liif',
     'LTE': 'liif',  # LTE's tables are LIIF's
     'ITSRN': 'liif',  # its natural-image rows are in LIIF's tables
+    'ALIIF': 'liif',  # A-LIIF's tables are LIIF's
     'MetaSR': 'liif',
     'GSASR': 'gsasr',
     'ContinuousSR': 'continuoussr',
@@ -119,6 +120,7 @@ def test_models_cover_the_papers_rows():
         'LIIF_EDSR-baseline',
         'LTE_EDSR-baseline',
         'ITSRN_EDSR-baseline',
+        'ALIIF_EDSR-baseline',
         'MetaSR_EDSR-baseline',
         'GSASR_EDSR-baseline',
         'ContinuousSR_EDSR-baseline',
@@ -131,7 +133,7 @@ def test_protocol_override_writes_every_model_under_one_protocol(tmp_path, capsy
     out = tmp_path / 'gsasr'
     assert MTO.main(['--protocol', 'gsasr', '--out', str(out)]) == 0
     written = sorted(out.glob('*.yml'))
-    assert len(written) == 63 and all(p.name.endswith('_gsasr-protocol.yml') for p in written)
+    assert len(written) == 70 and all(p.name.endswith('_gsasr-protocol.yml') for p in written)
     text = (out / 'test_GaussianSR_EDSR-baseline_Set5_gsasr-protocol.yml').read_text()
     assert "\n# Protocol: gsasr, GSASR's (Chen et al., ICCV 2025); not this method's own (liif)" in text
     opt = yaml.safe_load(text)
@@ -141,7 +143,7 @@ def test_protocol_override_writes_every_model_under_one_protocol(tmp_path, capsy
     assert MTO.main(['--protocol', 'gsasr', '--check', '--out', str(out)]) == 0
     # the default files are not checked against the override's (and the other way round)
     assert MTO.main(['--check', '--out', str(out)]) == 1
-    assert capsys.readouterr().out.count('missing: ') == 63
+    assert capsys.readouterr().out.count('missing: ') == 70
 
 
 def _write(path: Path, img: np.ndarray) -> None:
