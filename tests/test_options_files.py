@@ -20,6 +20,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 
 from gaussiansr_arch.data.arbitrary_scale_dataset import ArbitraryScalePairedDataset, make_lr
 from gaussiansr_arch.tools import prepare_benchmark
+from gaussiansr_arch.utils.methods import methods
 from gaussiansr_arch.utils.option_checks import options_file_error
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,7 +40,7 @@ COMMITTED = sorted(TEST_OPTIONS.glob('test_*.yml'))
 
 def test_committed_test_options_are_the_generated_ones():
     files = MTO.render_all()
-    assert len(files) == len(MTO.MODELS) * len(MTO.DATASETS) == 70
+    assert len(files) == len(MTO.MODELS) * len(MTO.DATASETS)
     assert {p.name for p in COMMITTED} == set(files), 'run python scripts/make_test_options.py'
     for path in COMMITTED:
         assert path.read_bytes() == files[path.name].encode(), f'{path.name}: run python scripts/make_test_options.py'
@@ -62,16 +63,20 @@ def test_check_lists_differing_missing_and_stale_files(tmp_path, capsys):
     assert out.count('\n') == 4  # the three problems and the hint
 
 
-OWN_PROTOCOL = {  # each method's paper: GaussianSR and MetaSR are reported in LIIF's tables
+# each method's own protocol is what its descriptor states (a new method adds no line here); the papers'
+# choices checked independently: GaussianSR, LTE, ITSRN, A-LIIF and MetaSR are reported in LIIF's tables
+OWN_PROTOCOL = {m.arch: m.protocol for m in methods()}
+PAPERS_PROTOCOL = {
     'GaussianSR': 'liif',
     'LIIF': 'liif',
-    'LTE': 'liif',  # LTE's tables are LIIF's
-    'ITSRN': 'liif',  # its natural-image rows are in LIIF's tables
-    'ALIIF': 'liif',  # A-LIIF's tables are LIIF's
     'MetaSR': 'liif',
     'GSASR': 'gsasr',
     'ContinuousSR': 'continuoussr',
 }
+
+
+def test_descriptors_state_the_papers_protocols():
+    assert {arch: OWN_PROTOCOL[arch] for arch in PAPERS_PROTOCOL} == PAPERS_PROTOCOL
 
 
 def _check_entries(opt: dict, proto_name: str) -> None:
@@ -113,18 +118,11 @@ def test_test_options_protocol(path):
 
 
 def test_models_cover_the_papers_rows():
-    assert set(MTO.MODELS) == {
-        'GaussianSR_EDSR-baseline',
-        'GaussianSR_RDN',
-        'GaussianSR_SwinIR',
-        'LIIF_EDSR-baseline',
-        'LTE_EDSR-baseline',
-        'ITSRN_EDSR-baseline',
-        'ALIIF_EDSR-baseline',
-        'MetaSR_EDSR-baseline',
-        'GSASR_EDSR-baseline',
-        'ContinuousSR_EDSR-baseline',
-    }
+    """Every method with test encoders has its files; the GaussianSR paper's rows among them."""
+    expected = {f'{m.arch}_{MTO.ENCODER_NAMES[e]}' for m in methods() for e in m.test_encoders}
+    assert set(MTO.MODELS) == expected
+    assert {'GaussianSR_EDSR-baseline', 'GaussianSR_RDN', 'GaussianSR_SwinIR', 'LIIF_EDSR-baseline'} <= expected
+    assert 'MetaSR_EDSR-baseline' in expected
     for model, spec in MTO.MODELS.items():
         assert spec['protocol'] == OWN_PROTOCOL[model.split('_')[0]]
 
@@ -133,7 +131,7 @@ def test_protocol_override_writes_every_model_under_one_protocol(tmp_path, capsy
     out = tmp_path / 'gsasr'
     assert MTO.main(['--protocol', 'gsasr', '--out', str(out)]) == 0
     written = sorted(out.glob('*.yml'))
-    assert len(written) == 70 and all(p.name.endswith('_gsasr-protocol.yml') for p in written)
+    assert len(written) == len(COMMITTED) and all(p.name.endswith('_gsasr-protocol.yml') for p in written)
     text = (out / 'test_GaussianSR_EDSR-baseline_Set5_gsasr-protocol.yml').read_text()
     assert "\n# Protocol: gsasr, GSASR's (Chen et al., ICCV 2025); not this method's own (liif)" in text
     opt = yaml.safe_load(text)
@@ -143,7 +141,7 @@ def test_protocol_override_writes_every_model_under_one_protocol(tmp_path, capsy
     assert MTO.main(['--protocol', 'gsasr', '--check', '--out', str(out)]) == 0
     # the default files are not checked against the override's (and the other way round)
     assert MTO.main(['--check', '--out', str(out)]) == 1
-    assert capsys.readouterr().out.count('missing: ') == 70
+    assert capsys.readouterr().out.count('missing: ') == len(COMMITTED)
 
 
 def _write(path: Path, img: np.ndarray) -> None:
