@@ -25,8 +25,6 @@ from gaussiansr_arch.archs.hat_encoder import HATEncoder, shifted_window_mask
 from gaussiansr_arch.tools import convert_continuoussr, convert_gsasr
 from gaussiansr_arch.utils.arch_detect import detect_encoder, detect_network_opt
 
-import train_helpers as th
-
 FIXTURES = Path(__file__).resolve().parent / 'fixtures' / 'hat'
 TOLERANCE = 1e-5
 # Official HAT constructor options -> ours (the rest: upscale, img_range, upsampler, in_chans, are the head's).
@@ -215,18 +213,24 @@ def test_gsasr_converter_accepts_hatnoup(tmp_path):
         assert torch.equal(loaded.upscale(lq, scale=2.5), net.upscale(lq, scale=2.5))
 
 
-def test_gsasr_converter_refuses_the_rope_variant(tmp_path, capsys):
+def test_gsasr_converter_converts_the_rope_variant(tmp_path):
+    """HATNOUP_ROPE_AMP + Fea2GS_ROPE_AMP (the HAT-L release) convert; parity: tests/test_gsasr_rope.py."""
     from test_gsasr import TINY as GSASR_TINY
 
-    net = GSASR(**{**GSASR_TINY, 'encoder': 'hat', 'encoder_opt': {**TINY_HAT, 'out_feat': 8}, 'window_size': 4})
+    hat = {**TINY_HAT, 'embed_dim': 8, 'out_feat': 8, 'rope': True}  # RoPE: head dims divisible by 4
+    net = GSASR(**{**GSASR_TINY, 'encoder': 'hat', 'encoder_opt': hat, 'channels': 8, 'rope': True}).eval()
     encoder, head = gsasr_official_layout(net, torch.Generator().manual_seed(0))
-    rope = {k.replace('relative_position_bias_table', 'rope_freqs'): v for k, v in encoder.items()}
-    torch.save({'params': rope}, tmp_path / 'g.pth')
+    assert any(k.endswith('rope_freqs') for k in encoder) and 'conv_final.weight' in head
+    # the official RoPE HAT still holds the relative-position indices it never reads
+    encoder |= {name: torch.zeros(1, dtype=torch.long) for name in convert_gsasr._ROPE_HAT_UNUSED}
+    torch.save({'params': encoder}, tmp_path / 'g.pth')
     torch.save({'params': head}, tmp_path / 'h.pth')
-    err = th.tool_error(
-        capsys, convert_gsasr.run, [str(tmp_path / 'g.pth'), str(tmp_path / 'h.pth'), str(tmp_path / 'o.pth')]
-    )
-    assert 'HATNOUP_ROPE_AMP' in err
+    network_g = convert_gsasr.run([str(tmp_path / 'g.pth'), str(tmp_path / 'h.pth'), str(tmp_path / 'o.pth')])
+    assert network_g['encoder_opt']['rope'] is True and network_g['rope'] is True
+    loaded = gaussiansr_arch.load_model(str(tmp_path / 'o.pth'))
+    lq = torch.rand(1, 3, 6, 7)
+    with torch.no_grad():
+        assert torch.equal(loaded.upscale(lq, scale=2.5), net.upscale(lq, scale=2.5))
 
 
 def test_onnx_export_is_refused_with_one_line():

@@ -188,6 +188,9 @@ class GSASR(ArbitraryScaleArch):
             pixels when ``s r = 1``. Default: 1.2.
         tolerance (float | None): Weight below which a Gaussian may be left out of a query's window
             (renderer's ``window_radius``; None: its default, 1e-5).
+        rope (bool): The official ``Fea2GS_ROPE_AMP`` head of the released "enhanced" models (RoPE
+            attention, block convs; :mod:`~gaussiansr_arch.archs.gsasr_head`). The released HAT-L model
+            is ``encoder: hat`` with ``encoder_opt.rope`` too (``HATNOUP_ROPE_AMP``). Default: False.
     """
 
     def __init__(
@@ -205,6 +208,7 @@ class GSASR(ArbitraryScaleArch):
         shuffle_scales: Sequence[int] = (2, 2),
         step_size: float = 1.2,
         tolerance: float | None = None,
+        rope: bool = False,
     ):
         super().__init__()
         encoder_opt = dict(encoder_opt or {})
@@ -222,6 +226,7 @@ class GSASR(ArbitraryScaleArch):
             num_seeds=num_seeds,
             window_size=window_size,
             shuffle_scales=tuple(shuffle_scales),
+            rope=rope,
         )
         per_window = self.head.seeds_side * self.head.upsample_factor
         if per_window % window_size:
@@ -339,22 +344,38 @@ def detect_gsasr(state: Mapping[str, torch.Tensor], channels: int) -> dict | Non
     num_seeds, width = (int(n) for n in embedding.shape)
     injection = indices(state, r'head\.injection_blocks\.(\d+)\.norm\.weight')
     interaction = indices(state, r'head\.interaction_blocks\.(\d+)\.norm\.weight')
-    tables = [k for k in state if k.startswith('head.') and k.endswith('.relative_position_bias_table')]
-    cross_index = state.get('head.injection_blocks.0.layers.0.attn.relative_position_index')
     upsample = [state[f'head.upsample.{i}.weight'] for i in indices(state, r'head\.upsample\.(\d+)\.weight')]
-    if not tables or cross_index is None or not upsample:
-        return None
-    return {
+    cross = 'head.injection_blocks.0.layers.0.attn.'
+    rope = f'{cross}rope_freqs' in state
+    if rope:  # [2, heads, head_dim / 2]; positions on a raster max(seeds side, window) wide
+        heads = int(state[f'{cross}rope_freqs'].shape[1])
+        raster = state.get(f'{cross}rope_t_x')
+        if raster is None or not upsample:
+            return None
+        # the window is visible only when wider than the seeds' side; else taken equal to it (as in
+        # every released RoPE model)
+        window = math.isqrt(int(raster.shape[0]))
+    else:
+        tables = [k for k in state if k.startswith('head.') and k.endswith('.relative_position_bias_table')]
+        cross_index = state.get(f'{cross}relative_position_index')
+        if not tables or cross_index is None or not upsample:
+            return None
+        heads = int(state[tables[0]].shape[1])
+        window = math.isqrt(int(cross_index.shape[1]))  # [seeds, window^2]
+    opt = {
         'channels': width,
-        'num_heads': int(state[tables[0]].shape[1]),
+        'num_heads': heads,
         'injection_blocks': len(injection),
         'injection_layers': len(indices(state, r'head\.injection_blocks\.0\.layers\.(\d+)\.attn_norm\.weight')),
         'interaction_blocks': len(interaction),
         'interaction_layers': len(indices(state, r'head\.interaction_blocks\.0\.layers\.(\d+)\.attn_norm\.weight')),
         'num_seeds': num_seeds,
-        'window_size': math.isqrt(int(cross_index.shape[1])),  # [seeds, window^2]
+        'window_size': window,
         'shuffle_scales': [math.isqrt(int(w.shape[0]) // width) for w in upsample],  # conv to C f^2 channels
     }
+    if rope:
+        opt['rope'] = True
+    return opt
 
 
 METHOD = register_method(

@@ -18,6 +18,11 @@ them against the official classes):
   have no effect on the output and are not parameters here (the converter drops them).
 * Attention is ``F.scaled_dot_product_attention`` with the relative position bias as additive mask.
 
+``rope=True`` is the official ``Fea2GS_ROPE_AMP`` (GSASR's released "enhanced" models, HAT-L among
+them): both window attentions use rotary position embeddings (:mod:`gaussiansr_arch.archs.rope`)
+instead of the bias tables, and a 3x3 conv on the seed grid closes every block (after its MLP) and
+the interaction blocks (``conv_final``, before the skip from the injection blocks).
+
 Tensors are channels-last grids: the seed tokens are a [B, Hs, Ws, C] image with one seed per
 position (Hs = num_seeds_side x windows down), so shifting windows is a ``torch.roll`` of the grid.
 """
@@ -29,6 +34,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from gaussiansr_arch.archs.rope import add_rotary_positions, owner_rotations, rotate
 
 # Seeds (rows x images x columns) whose upsampled features and heads are computed at once at
 # inference: 8192 seeds -> 131072 Gaussians x 180 channels = 94 MB, whatever the image size.
@@ -115,6 +122,22 @@ def biased_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: to
     return out.transpose(1, 2).reshape(n, lq, c)
 
 
+def rotary_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, owner: nn.Module, heads: int):
+    """Multi-head softmax attention with RoPE on ``q`` and ``k`` (the rotations ``owner`` holds).
+
+    Shapes as :func:`biased_attention`; query ``i`` and key ``j`` take the ``i``-th and ``j``-th
+    positions of ``owner``'s raster.
+    """
+    n, lq, c = q.shape
+    lk = k.shape[1]
+    q = q.view(n, lq, heads, c // heads).transpose(1, 2)
+    k = k.view(n, lk, heads, c // heads).transpose(1, 2)
+    v = v.view(n, lk, heads, c // heads).transpose(1, 2)
+    rotation = owner_rotations(owner)
+    out = F.scaled_dot_product_attention(rotate(q, rotation), rotate(k, rotation), v)
+    return out.transpose(1, 2).reshape(n, lq, c)
+
+
 class FeedForward(nn.Module):
     """Linear -> ReLU -> Linear, same width in and out.
 
@@ -164,52 +187,66 @@ class WindowCrossAttention(nn.Module):
 
     Queries are the seed tokens (with their position embedding), keys and values the features of
     the ``window`` x ``window`` LR pixels; a learned bias per head and relative position
-    (:func:`cross_position_index`) is added to the logits.
+    (:func:`cross_position_index`) is added to the logits, or (``rope``) both are rotated by RoPE,
+    each numbered on the raster of ``max(seeds_side, window)`` columns as the official code does (the
+    natural (column, row) of both when ``seeds_side == window``, as in every released model).
 
     Args:
         channels (int): Width C. heads (int): Attention heads.
         seeds_side (int): Seeds per window side. window (int): Window side in LR pixels.
+        rope (bool): RoPE instead of the bias. Default: False.
     """
 
-    def __init__(self, channels: int, heads: int, seeds_side: int, window: int):
+    def __init__(self, channels: int, heads: int, seeds_side: int, window: int, rope: bool = False):
         super().__init__()
-        self.heads = heads
+        self.heads, self.rope = heads, rope
         self.q = nn.Linear(channels, channels)
         self.k = nn.Linear(channels, channels)
         self.v = nn.Linear(channels, channels)
         self.proj = nn.Linear(channels, channels)
         side = max(seeds_side, window)
+        if rope:
+            add_rotary_positions(self, heads, channels // heads, side)
+            return
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * side - 1) ** 2, heads))
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
         self.register_buffer('relative_position_index', cross_position_index(seeds_side, window))
 
     def forward(self, tokens: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
         """tokens [N, S, C] (seeds of N windows), feat [N, window^2, C] -> [N, S, C]."""
+        if self.rope:
+            return self.proj(rotary_attention(self.q(tokens), self.k(feat), self.v(feat), self, self.heads))
         index = self.relative_position_index
         bias = self.relative_position_bias_table[index.flatten()].view(*index.shape, -1).permute(2, 0, 1)
         return self.proj(biased_attention(self.q(tokens), self.k(feat), self.v(feat), bias, self.heads))
 
 
 class SeedSelfAttention(nn.Module):
-    """Self-attention among the seeds of a window, with Swin's relative position bias.
+    """Self-attention among the seeds of a window, with Swin's relative position bias or (``rope``) RoPE.
 
     Args:
         channels (int): Width C. heads (int): Attention heads. seeds_side (int): Seeds per window side.
+        rope (bool): RoPE at the seeds' (column, row) instead of the bias. Default: False.
     """
 
-    def __init__(self, channels: int, heads: int, seeds_side: int):
+    def __init__(self, channels: int, heads: int, seeds_side: int, rope: bool = False):
         super().__init__()
-        self.heads = heads
+        self.heads, self.rope = heads, rope
         self.q = nn.Linear(channels, channels)
         self.k = nn.Linear(channels, channels)
         self.v = nn.Linear(channels, channels)
         self.proj = nn.Linear(channels, channels)
+        if rope:
+            add_rotary_positions(self, heads, channels // heads, seeds_side)
+            return
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * seeds_side - 1) ** 2, heads))
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
         self.register_buffer('relative_position_index', self_position_index(seeds_side))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """[N, S, C] -> [N, S, C]."""
+        if self.rope:
+            return self.proj(rotary_attention(self.q(tokens), self.k(tokens), self.v(tokens), self, self.heads))
         index = self.relative_position_index
         bias = self.relative_position_bias_table[index.flatten()].view(*index.shape, -1).permute(2, 0, 1)
         return self.proj(biased_attention(self.q(tokens), self.k(tokens), self.v(tokens), bias, self.heads))
@@ -224,16 +261,17 @@ class ConditionInjectionLayer(nn.Module):
     Args:
         channels (int): Width C. heads (int): Attention heads. seeds_side (int): Seeds per window side.
         window (int): Window side (LR pixels). shift (int): Roll of the features (0 or window // 2).
+        rope (bool): RoPE in the cross-attention. Default: False.
     """
 
-    def __init__(self, channels: int, heads: int, seeds_side: int, window: int, shift: int):
+    def __init__(self, channels: int, heads: int, seeds_side: int, window: int, shift: int, rope: bool = False):
         super().__init__()
         self.seeds_side, self.window, self.shift = seeds_side, window, shift
         self.scale_injection = ScaleInjection(channels)
         self.scale_ffn_norm = nn.LayerNorm(channels)
         self.scale_ffn = FeedForward(channels, channels)
         self.attn_norm = nn.LayerNorm(channels)
-        self.attn = WindowCrossAttention(channels, heads, seeds_side, window)
+        self.attn = WindowCrossAttention(channels, heads, seeds_side, window, rope)
         self.feat_ffn_norm = nn.LayerNorm(channels)
         self.feat_ffn = FeedForward(channels, channels)
 
@@ -250,30 +288,45 @@ class ConditionInjectionLayer(nn.Module):
         return tokens + self.feat_ffn(self.feat_ffn_norm(tokens))
 
 
+def grid_conv(channels: int) -> nn.Conv2d:
+    """The 3x3 conv over the whole seed grid that closes the RoPE head's blocks."""
+    return nn.Conv2d(channels, channels, 3, 1, 1)
+
+
+def apply_grid_conv(conv: nn.Conv2d, tokens: torch.Tensor) -> torch.Tensor:
+    """``conv`` on channels-last [B, Hs, Ws, C] tokens (zero padding at the grid's border)."""
+    return conv(tokens.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+
 class ConditionInjectionBlock(nn.Module):
-    """LayerNorm -> ``num_layers`` :class:`ConditionInjectionLayer` -> MLP, plus a skip over the block.
+    """LayerNorm -> ``num_layers`` :class:`ConditionInjectionLayer` -> MLP (-> 3x3 conv with ``rope``),
+    plus a skip over the block.
 
     Args:
         channels, heads, seeds_side, window: As :class:`ConditionInjectionLayer`. num_layers (int): Layers.
+        rope (bool): The RoPE head's block (RoPE attention, closing conv). Default: False.
     """
 
-    def __init__(self, channels: int, heads: int, seeds_side: int, window: int, num_layers: int):
+    def __init__(self, channels: int, heads: int, seeds_side: int, window: int, num_layers: int, rope: bool = False):
         super().__init__()
         self.norm = nn.LayerNorm(channels)
         self.layers = nn.ModuleList(
             [
-                ConditionInjectionLayer(channels, heads, seeds_side, window, 0 if i % 2 == 0 else window // 2)
+                ConditionInjectionLayer(channels, heads, seeds_side, window, 0 if i % 2 == 0 else window // 2, rope)
                 for i in range(num_layers)
             ]
         )
         self.mlp = block_mlp(channels)
+        if rope:
+            self.conv = grid_conv(channels)
 
     def forward(self, tokens, pos, feat, scale_embedding):
         """Shapes as :meth:`ConditionInjectionLayer.forward`."""
         x = self.norm(tokens)
         for layer in self.layers:
             x = layer(x, pos, feat, scale_embedding)
-        return tokens + self.mlp(x)
+        x = self.mlp(x)
+        return tokens + (apply_grid_conv(self.conv, x) if hasattr(self, 'conv') else x)
 
 
 class GaussianInteractionLayer(nn.Module):
@@ -282,16 +335,17 @@ class GaussianInteractionLayer(nn.Module):
     Args:
         channels (int): Width C. heads (int): Attention heads. seeds_side (int): Seeds per window side.
         shift (int): Roll of the seed grid before attention (0 or seeds_side // 2), undone after.
+        rope (bool): RoPE in the self-attention. Default: False.
     """
 
-    def __init__(self, channels: int, heads: int, seeds_side: int, shift: int):
+    def __init__(self, channels: int, heads: int, seeds_side: int, shift: int, rope: bool = False):
         super().__init__()
         self.seeds_side, self.shift = seeds_side, shift
         self.scale_injection = ScaleInjection(channels)
         self.scale_ffn_norm = nn.LayerNorm(channels)
         self.scale_ffn = FeedForward(channels, channels)
         self.attn_norm = nn.LayerNorm(channels)
-        self.attn = SeedSelfAttention(channels, heads, seeds_side)
+        self.attn = SeedSelfAttention(channels, heads, seeds_side, rope)
         self.attn_ffn_norm = nn.LayerNorm(channels)
         self.attn_ffn = FeedForward(channels, channels)
 
@@ -311,25 +365,29 @@ class GaussianInteractionLayer(nn.Module):
 
 
 class GaussianInteractionBlock(nn.Module):
-    """LayerNorm -> ``num_layers`` :class:`GaussianInteractionLayer` -> MLP, plus a skip over the block."""
+    """LayerNorm -> ``num_layers`` :class:`GaussianInteractionLayer` -> MLP (-> 3x3 conv with ``rope``),
+    plus a skip over the block."""
 
-    def __init__(self, channels: int, heads: int, seeds_side: int, num_layers: int):
+    def __init__(self, channels: int, heads: int, seeds_side: int, num_layers: int, rope: bool = False):
         super().__init__()
         self.norm = nn.LayerNorm(channels)
         self.layers = nn.ModuleList(
             [
-                GaussianInteractionLayer(channels, heads, seeds_side, 0 if i % 2 == 0 else seeds_side // 2)
+                GaussianInteractionLayer(channels, heads, seeds_side, 0 if i % 2 == 0 else seeds_side // 2, rope)
                 for i in range(num_layers)
             ]
         )
         self.mlp = block_mlp(channels)
+        if rope:
+            self.conv = grid_conv(channels)
 
     def forward(self, tokens, scale_embedding):
         """tokens [B, Hs, Ws, C]; scale_embedding [B, C] -> [B, Hs, Ws, C]."""
         x = self.norm(tokens)
         for layer in self.layers:
             x = layer(x, scale_embedding)
-        return tokens + self.mlp(x)
+        x = self.mlp(x)
+        return tokens + (apply_grid_conv(self.conv, x) if hasattr(self, 'conv') else x)
 
 
 def output_mlp(channels: int, out: int) -> nn.Sequential:
@@ -374,6 +432,8 @@ class GaussianHead(nn.Module):
         num_seeds (int): Seed tokens per window, a square. Default: 144.
         window_size (int): Window side in LR pixels. Default: 12.
         shuffle_scales (Sequence[int]): Pixel-shuffle factors of the upsampler. Default: (2, 2).
+        rope (bool): The official ``Fea2GS_ROPE_AMP`` (module docstring); ``channels / num_heads``
+            must then be divisible by 4. Default: False.
     """
 
     def __init__(
@@ -388,6 +448,7 @@ class GaussianHead(nn.Module):
         num_seeds: int = 144,
         window_size: int = 12,
         shuffle_scales: Sequence[int] = (2, 2),
+        rope: bool = False,
     ):
         super().__init__()
         side = math.isqrt(num_seeds)
@@ -395,6 +456,8 @@ class GaussianHead(nn.Module):
             raise ValueError(f'num_seeds must be a square number, got {num_seeds}')
         if channels % num_heads:
             raise ValueError(f'channels ({channels}) must be divisible by num_heads ({num_heads})')
+        if rope and (channels // num_heads) % 4:
+            raise ValueError(f'rope needs channels / num_heads divisible by 4, got {channels} / {num_heads}')
         if window_size < 1 or len(shuffle_scales) < 1 or min(shuffle_scales) < 1:
             raise ValueError(f'window_size and shuffle_scales must be positive, got {window_size}, {shuffle_scales}')
         self.channels, self.seeds_side, self.window_size = channels, side, window_size
@@ -407,13 +470,18 @@ class GaussianHead(nn.Module):
         self.scale_mlp = nn.Sequential(nn.Linear(1, 4 * channels), nn.ReLU(), nn.Linear(4 * channels, channels))
         self.injection_blocks = nn.ModuleList(
             [
-                ConditionInjectionBlock(channels, num_heads, side, window_size, injection_layers)
+                ConditionInjectionBlock(channels, num_heads, side, window_size, injection_layers, rope)
                 for _ in range(injection_blocks)
             ]
         )
         self.interaction_blocks = nn.ModuleList(
-            [GaussianInteractionBlock(channels, num_heads, side, interaction_layers) for _ in range(interaction_blocks)]
+            [
+                GaussianInteractionBlock(channels, num_heads, side, interaction_layers, rope)
+                for _ in range(interaction_blocks)
+            ]
         )
+        if rope:
+            self.conv_final = grid_conv(channels)
         upsample = []
         for factor in shuffle_scales:
             upsample += [nn.Conv2d(channels, channels * factor * factor, 3, 1, 1), nn.PixelShuffle(factor)]
@@ -452,6 +520,8 @@ class GaussianHead(nn.Module):
         skip = tokens
         for block in self.interaction_blocks:
             tokens = block(tokens, scale_embedding)
+        if hasattr(self, 'conv_final'):
+            tokens = apply_grid_conv(self.conv_final, tokens)
         return tokens + skip
 
     def heads(self, x: torch.Tensor) -> torch.Tensor:

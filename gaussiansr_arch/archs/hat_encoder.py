@@ -23,6 +23,8 @@ from basicsr.archs.swinir_arch import DropPath, Mlp, window_partition, window_re
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from gaussiansr_arch.archs.rope import add_rotary_positions, owner_rotations, rotate
+
 # The masked-out logit of shifted windows (the official value; exp(-100) underflows to 0 in float32).
 MASKED = -100.0
 
@@ -110,21 +112,29 @@ class ChannelAttentionBlock(nn.Module):
 
 
 class WindowSelfAttention(nn.Module):
-    """Multi-head self-attention inside w x w windows with a learned relative-position bias."""
+    """Multi-head self-attention inside w x w windows with a learned relative-position bias, or with
+    RoPE (``rope``: ``rope_freqs``, positions of the w x w window, no bias; archs/rope.py)."""
 
-    def __init__(self, dim: int, window: int, num_heads: int, qkv_bias: bool, qk_scale: float | None):
+    def __init__(self, dim: int, window: int, num_heads: int, qkv_bias: bool, qk_scale: float | None, rope: bool):
         super().__init__()
-        self.num_heads = num_heads
+        self.num_heads, self.rope = num_heads, rope
         self.scale = qk_scale or (dim // num_heads) ** -0.5
-        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, num_heads))
+        if rope:
+            add_rotary_positions(self, num_heads, dim // num_heads, window)
+        else:
+            self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, num_heads))
+            trunc_normal_(self.relative_position_bias_table, std=0.02)
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
-        trunc_normal_(self.relative_position_bias_table, std=0.02)
 
-    def forward(self, x: torch.Tensor, index: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """x: [B*nw, n, C] windows; index: [n, n]; mask: [nw, n, n] or None -> [B*nw, n, C]."""
+    def forward(self, x: torch.Tensor, index: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor:
+        """x: [B*nw, n, C] windows; index: [n, n] (None with RoPE); mask: [nw, n, n] or None -> [B*nw, n, C]."""
         bw, n, c = x.shape
         q, k, v = self.qkv(x).view(bw, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        if self.rope:
+            rotation = owner_rotations(self)
+            out = F.scaled_dot_product_attention(rotate(q, rotation), rotate(k, rotation), v, scale=self.scale)
+            return self.proj(out.transpose(1, 2).reshape(bw, n, c))
         bias = _relative_bias(self.relative_position_bias_table, index)[None]  # [1, heads, n, n]
         if mask is not None:
             nw = mask.shape[0]
@@ -149,18 +159,22 @@ class HybridAttentionBlock(nn.Module):
         qkv_bias: bool,
         qk_scale: float | None,
         drop_path: float,
+        rope: bool = False,
     ):
         super().__init__()
         self.window, self.shift, self.conv_scale = window, shift, conv_scale
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = WindowSelfAttention(dim, window, num_heads, qkv_bias, qk_scale)
+        self.attn = WindowSelfAttention(dim, window, num_heads, qkv_bias, qk_scale, rope)
         self.conv_block = ChannelAttentionBlock(dim, compress_ratio, squeeze_factor)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio))
 
-    def forward(self, x: torch.Tensor, size: tuple[int, int], index: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x: [B, h*w, C] tokens of an h x w map (multiples of the window)."""
+    def forward(
+        self, x: torch.Tensor, size: tuple[int, int], index: torch.Tensor | None, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """x: [B, h*w, C] tokens of an h x w map (multiples of the window); shifted windows are masked
+        when ``mask`` is given (None with RoPE, as the official RoPE HAT: they attend across the wrap)."""
         h, w = size
         b, _, c = x.shape
         normed = self.norm1(x).view(b, h, w, c)
@@ -176,7 +190,12 @@ class HybridAttentionBlock(nn.Module):
 
 
 class OverlappingCrossAttention(nn.Module):
-    """OCAB: queries from w x w windows, keys/values from the overlapping o x o windows around them."""
+    """OCAB: queries from w x w windows, keys/values from the overlapping o x o windows around them.
+
+    With ``rope`` the relative-position bias is replaced by RoPE on the raster of the o x o key window:
+    keys at their (column, row) there, and the query window's w^2 tokens at the raster's first w^2
+    positions (as the official RoPE OCAB numbers them; not their (column, row) when w < o).
+    """
 
     def __init__(
         self,
@@ -187,18 +206,22 @@ class OverlappingCrossAttention(nn.Module):
         qkv_bias: bool,
         qk_scale: float | None,
         mlp_ratio: float,
+        rope: bool = False,
     ):
         super().__init__()
-        self.window, self.num_heads = window, num_heads
+        self.window, self.num_heads, self.rope = window, num_heads, rope
         self.overlap = overlap_window(window, overlap_ratio)
         self.scale = qk_scale or (dim // num_heads) ** -0.5
         self.norm1 = nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
-        self.relative_position_bias_table = nn.Parameter(torch.zeros((window + self.overlap - 1) ** 2, num_heads))
+        if rope:
+            add_rotary_positions(self, num_heads, dim // num_heads, max(window, self.overlap))
+        else:
+            self.relative_position_bias_table = nn.Parameter(torch.zeros((window + self.overlap - 1) ** 2, num_heads))
+            trunc_normal_(self.relative_position_bias_table, std=0.02)
         self.proj = nn.Linear(dim, dim)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio))
-        trunc_normal_(self.relative_position_bias_table, std=0.02)
 
     def _key_windows(self, t: torch.Tensor) -> torch.Tensor:
         """[B, C, h, w] -> [B*nw, o^2, C]: the o x o zero-padded windows centred on each w x w one."""
@@ -210,16 +233,19 @@ class OverlappingCrossAttention(nn.Module):
         """[N, n, C] -> [N, heads, n, C / heads]."""
         return t.view(t.shape[0], t.shape[1], self.num_heads, -1).transpose(1, 2)
 
-    def forward(self, x: torch.Tensor, size: tuple[int, int], index: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, size: tuple[int, int], index: torch.Tensor | None) -> torch.Tensor:
+        """x: [B, h*w, C] tokens; index: [w^2, o^2] rows of the bias table (None with RoPE)."""
         h, w = size
         b, _, c = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(b, h, w, 3, c).unbind(3)
-        q = window_partition(q, self.window).view(-1, self.window**2, c)
-        k, v = (self._key_windows(t.permute(0, 3, 1, 2)) for t in (k, v))
-        bias = _relative_bias(self.relative_position_bias_table, index)[None].to(q.dtype)
-        out = F.scaled_dot_product_attention(
-            self._heads(q), self._heads(k), self._heads(v), attn_mask=bias, scale=self.scale
-        )
+        q = self._heads(window_partition(q, self.window).view(-1, self.window**2, c))
+        k, v = (self._heads(self._key_windows(t.permute(0, 3, 1, 2))) for t in (k, v))
+        if self.rope:
+            rotation = owner_rotations(self)
+            out = F.scaled_dot_product_attention(rotate(q, rotation), rotate(k, rotation), v, scale=self.scale)
+        else:
+            bias = _relative_bias(self.relative_position_bias_table, index)[None].to(q.dtype)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
         out = out.transpose(1, 2).reshape(-1, self.window, self.window, c)
         x = self.proj(window_reverse(out, self.window, h, w).reshape(b, h * w, c)) + x
         return x + self.mlp(self.norm2(x))
@@ -274,7 +300,7 @@ class HATEncoder(nn.Module):
     padding) and the features are cropped back, so any size works. Defaults are HAT's SRx4
     configuration (~20.6M parameters with its head); HAT-L is ``depths``/``num_heads`` of 12 groups,
     GSASR's HAT-L additionally ``embed_dim`` 192, ``squeeze_factor`` 32 and ``out_feat`` 64
-    (docs/architecture.md, "HAT encoder").
+    (docs/architecture.md, "HAT encoder"), and its released model (``HATNOUP_ROPE_AMP``) ``rope``.
 
     Args:
         embed_dim (int): Feature channels. Default: 180.
@@ -297,6 +323,10 @@ class HATEncoder(nn.Module):
             the official HAT builds unshifted blocks). Default: 64.
         use_checkpoint (bool): Gradient checkpointing per RHAG while training. Default: False.
         num_in_ch (int): Input channels. Default: 3.
+        rope (bool): GSASR's ``HATNOUP_ROPE_AMP``: rotary position embeddings (learned mixed
+            frequencies, :mod:`gaussiansr_arch.archs.rope`) on the queries and keys of both attentions
+            instead of the relative-position bias tables, and shifted windows without a mask. The
+            head dimension ``embed_dim / num_heads`` must be divisible by 4. Default: False.
     """
 
     def __init__(
@@ -319,6 +349,7 @@ class HATEncoder(nn.Module):
         img_size: int = 64,
         use_checkpoint: bool = False,
         num_in_ch: int = 3,
+        rope: bool = False,
     ):
         super().__init__()
         if len(depths) != len(num_heads):
@@ -334,12 +365,15 @@ class HATEncoder(nn.Module):
             raise TypeError(f'compress_ratio / squeeze_factor leave no channels of embed_dim {embed_dim}')
         if any(embed_dim % h for h in num_heads):
             raise TypeError(f'embed_dim {embed_dim} is not divisible by every num_heads {list(num_heads)}')
-        self.window_size = window_size
+        if rope and any((embed_dim // h) % 4 for h in num_heads):
+            raise TypeError(f'rope needs embed_dim / num_heads divisible by 4, not {embed_dim} / {list(num_heads)}')
+        self.window_size, self.rope = window_size, rope
         self.use_checkpoint = use_checkpoint
         self.out_channels = out_feat or embed_dim
-        overlap = overlap_window(window_size, overlap_ratio)
-        self.register_buffer('relative_position_index_SA', self_attention_index(window_size))
-        self.register_buffer('relative_position_index_OCA', cross_attention_index(window_size, overlap))
+        if not rope:  # RoPE attention has no bias table to index (the official RoPE HAT keeps them, unused)
+            overlap = overlap_window(window_size, overlap_ratio)
+            self.register_buffer('relative_position_index_SA', self_attention_index(window_size))
+            self.register_buffer('relative_position_index_OCA', cross_attention_index(window_size, overlap))
 
         self.conv_first = nn.Conv2d(num_in_ch, embed_dim, 3, 1, 1)
         self.patch_embed = PatchEmbed(embed_dim, patch_norm)
@@ -359,10 +393,13 @@ class HATEncoder(nn.Module):
                     qkv_bias,
                     qk_scale,
                     rates.pop(0),
+                    rope,
                 )
                 for i in range(depth)
             ]
-            oca = OverlappingCrossAttention(embed_dim, window_size, overlap_ratio, heads, qkv_bias, qk_scale, mlp_ratio)
+            oca = OverlappingCrossAttention(
+                embed_dim, window_size, overlap_ratio, heads, qkv_bias, qk_scale, mlp_ratio, rope
+            )
             self.layers.append(ResidualHybridAttentionGroup(AttentionBlocks(blocks, oca), embed_dim, resi_connection))
         self.norm = nn.LayerNorm(embed_dim)
         self.conv_after_body = nn.Conv2d(embed_dim, embed_dim, 3, 1, 1) if resi_connection == '1conv' else nn.Identity()
@@ -393,8 +430,11 @@ class HATEncoder(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """[B, C, h, w] (multiples of the window) -> the normed output of the RHAGs, [B, C, h, w]."""
         b, c, h, w = x.shape
-        mask = shifted_window_mask(h, w, self.window_size, self.window_size // 2).to(x.device)
-        index_sa, index_oca = self.relative_position_index_SA, self.relative_position_index_OCA
+        if self.rope:
+            mask = index_sa = index_oca = None
+        else:
+            mask = shifted_window_mask(h, w, self.window_size, self.window_size // 2).to(x.device)
+            index_sa, index_oca = self.relative_position_index_SA, self.relative_position_index_OCA
         tokens = self.patch_embed(x)
         for layer in self.layers:
             if self.use_checkpoint and self.training and torch.is_grad_enabled():

@@ -9,10 +9,11 @@ from the shapes (channels, heads, blocks, layers, seeds, window, shuffle factors
 ``gaussiansr_arch.load_model``, ``gaussiansr-upscale --weights`` and ``strict_load_g: true`` use it
 alone. ``--param-key`` picks the set in both inputs (default: ``params_ema`` if present, else
 ``params``, else a bare state dict). ``HATNOUP`` (HAT's body and the first conv + LeakyReLU of its
-head, ``conv_before_upsample``) keeps its names as our ``hat`` encoder with ``out_feat``; its RoPE
-variant ``HATNOUP_ROPE_AMP`` (the released HAT-L model, with a ``Fea2GS_ROPE_AMP`` head) has rotary
-position embeddings instead of HAT's relative-position bias, which this package does not have: it is
-refused with one line.
+head, ``conv_before_upsample``) keeps its names as our ``hat`` encoder with ``out_feat``. The released
+"enhanced" models (HAT-L: ``HATNOUP_ROPE_AMP`` + ``Fea2GS_ROPE_AMP``; EDSR/RDN with ``Fea2GS_ROPE_AMP``)
+have rotary position embeddings (``rope_freqs``) instead of the relative-position biases: they become
+``encoder_opt.rope`` and ``rope`` (docs/gsasr.md); the RoPE HAT's two relative-position indices, which
+it computes but never reads, are dropped.
 
 What changes besides names (all exact, see :mod:`gaussiansr_arch.archs.gsasr_head`):
 
@@ -64,6 +65,7 @@ HEAD_MODULES = {
     'mlp_block_alpha': 'opacity_head',
     'mlp_block_rgb': 'colour_head',
     'mlp_block_mean': 'offset_head',
+    'conv_final': 'conv_final',  # Fea2GS_ROPE_AMP only
 }
 # Block lists: official name -> (ours, per-layer module names official -> ours).
 BLOCKS = {
@@ -95,26 +97,24 @@ DEAD_NORMS = {'window_crossattn_blocks': 'norm1', 'gs_selfattn_blocks': 'norm3'}
 SCALE_ATTENTION = 'gs_cross_attn_scale'
 ATTENTION_PROJECTIONS = {'qhead': 'q', 'khead': 'k', 'vhead': 'v'}
 _LAYER_KEY = re.compile(r'^(\w+)\.(\d+)\.blocks\.(\d+)\.(\w+)\.(.+)$')
-_BLOCK_KEY = re.compile(r'^(\w+)\.(\d+)\.(norm|mlp)\.(.+)$')
+_BLOCK_KEY = re.compile(r'^(\w+)\.(\d+)\.(norm|mlp|conv)\.(.+)$')  # conv: Fea2GS_ROPE_AMP only
 _EDSR_KEY = re.compile(r'^(conv_first|conv_after_body|body\.\d+\.conv[12])\.(weight|bias)$')
 # A key only HAT has (its overlapping cross-attention); HATNOUP's names are our HATEncoder's.
 _HAT_KEY = 'layers.0.residual_group.overlap_attn.'
 _ROPE_KEY = 'rope_freqs'
+# Buffers of HATNOUP_ROPE_AMP that its RoPE attention never reads (our RoPE HAT does not have them).
+_ROPE_HAT_UNUSED = ('relative_position_index_SA', 'relative_position_index_OCA')
 
 
 def convert_encoder(sd: dict) -> 'OrderedDict[str, torch.Tensor]':
     """``EDSRNOUP``, ``RDNNOUP`` or ``HATNOUP`` parameters -> our encoder's, with the ``encoder.`` prefix.
 
     Raises:
-        ToolError: another encoder (keys listed), or HAT with RoPE attention (``HATNOUP_ROPE_AMP``).
+        ToolError: another encoder (keys listed).
     """
-    if any(_ROPE_KEY in k for k in sd):
-        raise ToolError(
-            'RoPE attention (rope_freqs: the HAT-L release, HATNOUP_ROPE_AMP + Fea2GS_ROPE_AMP) is not '
-            "supported: this package's HAT and GSASR head have the relative-position bias"
-        )
     if any(k.startswith(_HAT_KEY) for k in sd):
-        return OrderedDict(('encoder.' + k, v) for k, v in sd.items())
+        rope = any(k.endswith(_ROPE_KEY) for k in sd)  # HATNOUP_ROPE_AMP
+        return OrderedDict(('encoder.' + k, v) for k, v in sd.items() if not (rope and k in _ROPE_HAT_UNUSED))
     out = OrderedDict()
     if 'SFENet1.weight' in sd:
         for key, value in sd.items():
@@ -232,9 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
-        'net_g', metavar='NET_G', help='official encoder weights (EDSRNOUP / RDNNOUP / HATNOUP, net_g_*.pth)'
+        'net_g',
+        metavar='NET_G',
+        help='official encoder weights (EDSRNOUP / RDNNOUP / HATNOUP / HATNOUP_ROPE_AMP, net_g_*.pth)',
     )
-    parser.add_argument('net_fea2gs', metavar='NET_FEA2GS', help='official head weights (Fea2GS, net_fea2gs_*.pth)')
+    parser.add_argument(
+        'net_fea2gs', metavar='NET_FEA2GS', help='official head weights (Fea2GS or Fea2GS_ROPE_AMP, net_fea2gs_*.pth)'
+    )
     parser.add_argument('dst', metavar='OUT', help='output weights (.safetensors or .pth)')
     parser.add_argument(
         '--param-key',
@@ -247,7 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> dict:
     params, network_g = convert(args.net_g, args.net_fea2gs, args.dst, args.param_key, args.force)
-    count = sum(v.numel() for k, v in params.items() if not k.endswith('relative_position_index'))
+    buffers = ('relative_position_index', 'rope_t_x', 'rope_t_y')
+    count = sum(v.numel() for k, v in params.items() if not k.endswith(buffers))
     print(f'wrote {args.dst}: {len(params)} tensors, {count} parameters, {network_g}')
     return network_g
 

@@ -20,6 +20,8 @@ What has no parameters cannot be seen, and takes the arch's default (the paper's
 * SwinIR ``drop_path_rate`` and the like (training only);
 * HAT ``conv_scale`` (0.01, every released HAT), ``img_size`` (64; only checked against the window)
   and ``drop_path_rate``;
+* GSASR's RoPE head (``rope``): its ``window_size`` when not wider than the seeds' side (taken equal
+  to it, as in every released model; the RoPE positions show only the wider of the two);
 * GSASR ``step_size`` (1.2) and ``tolerance``; its EDSR-baseline ``long_skip`` (off, GSASR's default).
 
 Weights written by this package's tools and by training with ``logger.save_safetensors`` record
@@ -118,14 +120,20 @@ HAT_IMG_SIZE = 64  # HATEncoder's default img_size (invisible in the weights)
 def _hat(enc: Mapping[str, torch.Tensor]) -> tuple[dict, int]:
     first = enc['conv_first.weight']
     embed_dim = int(first.shape[0])
-    group = r'layers\.(\d+)\.residual_group\.'
-    layers = indices(enc, group + r'overlap_attn\.relative_position_bias_table')
+    layers = indices(enc, r'layers\.(\d+)\.residual_group\.overlap_attn\.qkv\.weight')
     depths = [len(indices(enc, rf'layers\.{i}\.residual_group\.blocks\.(\d+)\.attn\.qkv\.weight')) for i in layers]
     block = 'layers.0.residual_group.blocks.0.'
-    table = enc[f'{block}attn.relative_position_bias_table']
-    window = (math.isqrt(int(table.shape[0])) + 1) // 2  # (2 ws - 1)^2 rows
-    oca = enc['layers.0.residual_group.overlap_attn.relative_position_bias_table']
-    extra = math.isqrt(int(oca.shape[0])) + 1 - 2 * window  # rows: (ws + overlap - 1)^2, overlap = ws + extra
+    rope = f'{block}attn.rope_freqs' in enc
+    if rope:  # RoPE positions: the w x w window's, and the o x o key window's for the OCAB
+        window = math.isqrt(int(enc[f'{block}attn.rope_t_x'].shape[0]))
+        extra = math.isqrt(int(enc['layers.0.residual_group.overlap_attn.rope_t_x'].shape[0])) - window
+        heads_of = 'rope_freqs'  # [2, heads, head_dim / 2]
+    else:
+        table = enc[f'{block}attn.relative_position_bias_table']
+        window = (math.isqrt(int(table.shape[0])) + 1) // 2  # (2 ws - 1)^2 rows
+        oca = enc['layers.0.residual_group.overlap_attn.relative_position_bias_table']
+        extra = math.isqrt(int(oca.shape[0])) + 1 - 2 * window  # rows: (ws + overlap - 1)^2, overlap = ws + extra
+        heads_of = 'relative_position_bias_table'  # [rows, heads]
     ratio = extra / window
     if int(window * ratio) != extra:  # rounding of the division: the smallest ratio giving ``extra``
         ratio = math.nextafter(ratio, math.inf)
@@ -133,9 +141,7 @@ def _hat(enc: Mapping[str, torch.Tensor]) -> tuple[dict, int]:
     opt = {
         'embed_dim': embed_dim,
         'depths': depths,
-        'num_heads': [
-            int(enc[f'layers.{i}.residual_group.overlap_attn.relative_position_bias_table'].shape[1]) for i in layers
-        ],
+        'num_heads': [int(enc[f'layers.{i}.residual_group.overlap_attn.{heads_of}'].shape[1]) for i in layers],
         'window_size': window,
         # any ratio r with embed_dim // r == the hidden channels builds the same network
         'compress_ratio': embed_dim // int(enc[f'{cab}0.weight'].shape[0]),
@@ -155,6 +161,8 @@ def _hat(enc: Mapping[str, torch.Tensor]) -> tuple[dict, int]:
         opt['qkv_bias'] = False
     if 'patch_embed.norm.weight' not in enc:
         opt['patch_norm'] = False
+    if rope:
+        opt['rope'] = True
     return opt, channels
 
 
@@ -164,7 +172,7 @@ def detect_encoder(enc: Mapping[str, torch.Tensor]) -> tuple[str, dict, int] | N
         return None
     if 'conv_second.weight' in enc and 'blocks.0.layers.0.conv.weight' in enc:
         return ('rdn', *_rdn(enc))
-    if 'layers.0.residual_group.overlap_attn.relative_position_bias_table' in enc:
+    if 'layers.0.residual_group.overlap_attn.qkv.weight' in enc:
         return ('hat', *_hat(enc))
     if 'layers.0.residual_group.blocks.0.attn.relative_position_bias_table' in enc:
         return ('swinir', *_swinir(enc))
