@@ -117,7 +117,9 @@ def test_every_train_yaml_gives_the_total_batch_not_a_per_process_one():
     """BasicSR multiplies batch_size_per_gpu by the process count; the YAMLs give the total instead."""
     for path in sorted(TRAIN.glob('*.yml')):
         data = load(path.name)['datasets']['train']
-        assert data.get('total_batch_size') == 16 and 'batch_size_per_gpu' not in data, path.name
+        assert 'batch_size_per_gpu' not in data, path.name
+        # LIIF's recipe trains at a total of 16; A-LIIF's official config at 8 (its YAML's header)
+        assert data.get('total_batch_size') == (8 if path.name.startswith('train_ALIIF_') else 16), path.name
 
 
 @pytest.mark.parametrize(
