@@ -1,8 +1,13 @@
 """What the converters of official checkpoints share: reading the official ``{'model': {name, args, sd}}``
-layout and the check that a converted file loads."""
+layout, the check that a converted file loads, and writing it."""
+
+import os
+from collections.abc import Callable
 
 from gaussiansr_arch.toolkit.errors import ToolError
-from gaussiansr_arch.utils.weights import check_fits, model_from_checkpoint
+from gaussiansr_arch.toolkit.outputs import check_output_dir, check_output_free, writing
+from gaussiansr_arch.utils.checkpoint import atomic_torch_save
+from gaussiansr_arch.utils.weights import check_fits, model_from_checkpoint, read_weights
 
 
 def check_loadable(converted: dict, src: str = '') -> None:
@@ -37,3 +42,31 @@ def split_official(ckpt, what: str = 'a LIIF checkpoint') -> tuple[str, dict, di
     if not isinstance(model, dict) or not {'name', 'sd'} <= set(model):
         raise ToolError(f"not {what} (expected a dict with 'model': {{'name', 'args', 'sd'}})")
     return model['name'], model.get('args') or {}, model['sd']
+
+
+def write_converted(src: str, dst: str, convert: Callable[[object], dict], force: bool = False) -> dict:
+    """Convert the official checkpoint ``src`` with ``convert`` and write a BasicSR weights file at ``dst``.
+
+    The output is checked before anything slow (exists without ``force``, a folder, an unwritable
+    folder), the converted weights must load strictly (:func:`check_loadable`) before anything is
+    written, the file records its source (name, and the official ``epoch`` when there is one), and it
+    is written atomically.
+
+    Returns:
+        dict: What was written.
+
+    Raises:
+        ToolError, WeightsError: any problem (one-line message); ``dst`` is then left untouched (a
+            write that fails, e.g. on a full disk, leaves no temporary file either).
+    """
+    check_output_free(dst, force)
+    check_output_dir(os.path.dirname(dst))
+    ckpt = read_weights(src, 'input checkpoint')
+    converted = convert(ckpt)
+    check_loadable(converted, src)
+    converted['source'] = {'file': os.path.basename(src)}
+    if isinstance(ckpt, dict) and isinstance(ckpt.get('epoch'), int):
+        converted['source']['epoch'] = ckpt['epoch']
+    with writing(dst):
+        atomic_torch_save(converted, dst)
+    return converted

@@ -19,16 +19,14 @@ replaced with ``--force``. Errors are one line on stderr and exit status 2, as f
 """
 
 import argparse
-import os
 import sys
 from collections import OrderedDict
 
 import torch
 
-from gaussiansr_arch.toolkit.conversion import check_loadable, split_official
+from gaussiansr_arch.toolkit.conversion import split_official, write_converted
 from gaussiansr_arch.toolkit.liif_layout import convert_edsr_encoder, edsr_encoder_opt, encoder_of
-from gaussiansr_arch.tools.common import Tool, ToolError, check_output_dir, writing
-from gaussiansr_arch.utils.checkpoint import atomic_torch_save
+from gaussiansr_arch.tools.common import Tool, ToolError
 from gaussiansr_arch.utils.weights import read_weights
 
 PROG = 'gaussiansr-convert-liif'
@@ -110,20 +108,7 @@ def convert_file(src: str, dst: str, force: bool = False, encoder_only: bool = F
         ToolError, WeightsError: any problem (one-line message); ``dst`` is then left untouched
             (a write that fails, e.g. on a full disk, leaves no temporary file either).
     """
-    if os.path.isdir(dst):
-        raise ToolError(f'output {dst} is a folder')
-    if os.path.exists(dst) and not force:
-        raise ToolError(f'output {dst} exists; pass --force to overwrite it')
-    check_output_dir(os.path.dirname(dst))
-    ckpt = load_checkpoint(src)
-    converted = convert_checkpoint(ckpt, encoder_only=encoder_only)
-    check_loadable(converted, src)
-    converted['source'] = {'file': os.path.basename(src)}
-    if isinstance(ckpt, dict) and isinstance(ckpt.get('epoch'), int):
-        converted['source']['epoch'] = ckpt['epoch']
-    with writing(dst):
-        atomic_torch_save(converted, dst)
-    return converted
+    return write_converted(src, dst, lambda ckpt: convert_checkpoint(ckpt, encoder_only=encoder_only), force)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,17 +18,14 @@ atomically and an existing one is only replaced with ``--force``.
 """
 
 import argparse
-import os
 import sys
 from collections import OrderedDict
 
 import torch
 
-from gaussiansr_arch.toolkit.conversion import check_loadable, split_official
+from gaussiansr_arch.toolkit.conversion import split_official, write_converted
 from gaussiansr_arch.toolkit.liif_layout import encoder_of
-from gaussiansr_arch.tools.common import Tool, ToolError, check_output_dir, check_output_free, writing
-from gaussiansr_arch.utils.checkpoint import atomic_torch_save
-from gaussiansr_arch.utils.weights import read_weights
+from gaussiansr_arch.tools.common import Tool, ToolError
 
 PROG = 'gaussiansr-convert-lte'
 OFFICIAL_NAME = 'lte'
@@ -97,25 +94,8 @@ def convert_checkpoint(ckpt) -> dict:
 
 
 def convert_file(src: str, dst: str, force: bool = False) -> dict:
-    """Convert ``src`` to a BasicSR weights file at ``dst`` (atomic write).
-
-    Returns:
-        dict: What was written.
-
-    Raises:
-        ToolError, WeightsError: any problem (one-line message); ``dst`` is then left untouched.
-    """
-    check_output_free(dst, force)
-    check_output_dir(os.path.dirname(dst))
-    ckpt = read_weights(src, 'input checkpoint')
-    converted = convert_checkpoint(ckpt)
-    check_loadable(converted, src)
-    converted['source'] = {'file': os.path.basename(src)}
-    if isinstance(ckpt, dict) and isinstance(ckpt.get('epoch'), int):
-        converted['source']['epoch'] = ckpt['epoch']
-    with writing(dst):
-        atomic_torch_save(converted, dst)
-    return converted
+    """Convert ``src`` to a BasicSR weights file at ``dst`` (``toolkit.conversion.write_converted``)."""
+    return write_converted(src, dst, convert_checkpoint, force)
 
 
 def build_parser() -> argparse.ArgumentParser:
