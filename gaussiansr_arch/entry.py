@@ -8,7 +8,8 @@
   every other argument goes to BasicSR's own parser (through ``sys.argv``, restored afterwards);
   torch.distributed.launch's ``--local-rank`` is renamed to BasicSR's ``--local_rank``;
 * the ``-opt`` YAML is checked first (:mod:`gaussiansr_arch.utils.option_checks`);
-* :func:`gaussiansr_arch.utils.basicsr_patches.install`: CPU DDP, crash-safe CPU resume;
+* :func:`gaussiansr_arch.utils.basicsr_patches.install`: CPU DDP, crash-safe CPU resume, a resume that
+  continues the run's batch stream;
 * usage errors BasicSR reports as tracebacks (unknown registry type, missing or mistyped options,
   unreadable images, missing LMDB keys, weights of another arch, truncated weight files, unusable
   resume states, a non-finite loss) exit with one line (:mod:`gaussiansr_arch.utils.entry_errors`);

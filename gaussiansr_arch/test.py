@@ -2,7 +2,7 @@
 
     gaussiansr-test -opt options/test/test_GaussianSR_EDSR-baseline_Set5.yml [--root DIR]
 
-What ``--root``, the option checks, the two BasicSR patches and the one-line errors are: gaussiansr_arch/entry.py.
+What ``--root``, the option checks, the BasicSR patches and the one-line errors are: gaussiansr_arch/entry.py.
 """
 
 from basicsr.test import test_pipeline

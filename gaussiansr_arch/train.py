@@ -3,7 +3,7 @@
     gaussiansr-train -opt options/train/train_GaussianSR_EDSR-baseline_DIV2K.yml [--auto_resume] [--root DIR]
     torchrun --nproc_per_node=2 -m gaussiansr_arch.train -opt X.yml --launcher pytorch
 
-What ``--root``, the option checks, the two BasicSR patches and the one-line errors are: gaussiansr_arch/entry.py.
+What ``--root``, the option checks, the BasicSR patches and the one-line errors are: gaussiansr_arch/entry.py.
 """
 
 from basicsr.train import train_pipeline

@@ -2,7 +2,8 @@
 misbehaves and the patched one does not; and what needs no patch (builders, load_network) is BasicSR's.
 
 The pipeline-level checks are elsewhere: tests/test_ddp.py (torchrun on CPUs), tests/test_model_training.py
-(SIGKILL + --auto_resume), tests/test_reliability.py (one-line errors through the entry).
+(SIGKILL + --auto_resume), tests/test_data_stream.py (a resumed run's batches), tests/test_reliability.py
+(one-line errors through the entry).
 """
 
 import socket
@@ -41,10 +42,17 @@ def installed():
     return basicsr_patches.ORIGINALS
 
 
-def test_install_patches_two_names_where_basicsr_looks_them_up(installed):
-    assert set(installed) == {'basicsr.utils.options.init_dist', 'basicsr.train.load_resume_state'}
+def test_install_patches_three_names_where_basicsr_looks_them_up(installed):
+    assert set(installed) == {
+        'basicsr.utils.options.init_dist',
+        'basicsr.train.load_resume_state',
+        'basicsr.train.create_train_val_dataloader',
+    }
     assert basicsr.utils.options.init_dist is basicsr_patches.init_dist
     assert basicsr.train.load_resume_state is resume.load_resume_state
+    # its effect (a resumed run continues the batch stream) is shown in tests/test_data_stream.py
+    assert basicsr.train.create_train_val_dataloader is basicsr_patches.create_train_val_dataloader
+    assert installed['basicsr.train.create_train_val_dataloader'].__module__ == 'basicsr.train'
     basicsr_patches.install()  # idempotent: the originals stay BasicSR's
     assert installed['basicsr.utils.options.init_dist'] is basicsr.utils.dist_util.init_dist
     assert installed['basicsr.train.load_resume_state'].__module__ == 'basicsr.train'

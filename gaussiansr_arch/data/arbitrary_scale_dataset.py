@@ -94,7 +94,8 @@ class ArbitraryScaleImageDataset(data.Dataset):
     ``k``-th batch without communicating. ``batch_index = worker_id + num_workers * (calls // batch)``
     counts this process's ``__getitem__`` calls (DataLoader hands batches to workers round-robin).
     Limitations: the sequence restarts whenever workers restart (every epoch unless
-    ``persistent_workers``); with ``num_workers: 0`` it continues across epochs; the pairing of
+    ``persistent_workers``); with ``num_workers: 0`` it continues across epochs and across a
+    resume by ``gaussiansr-train`` (:meth:`resume_stream`); the pairing of
     scales with images still changes with the sampler's shuffling; it assumes full batches
     (BasicSR's train loader uses ``drop_last``).
 
@@ -180,6 +181,15 @@ class ArbitraryScaleImageDataset(data.Dataset):
 
     def __len__(self) -> int:
         return len(self.gt_index.locations)
+
+    def resume_stream(self, batches_done: int) -> None:
+        """Count ``batches_done`` batches as drawn, so a resumed run continues the stream's draws.
+
+        Called by :func:`gaussiansr_arch.utils.data_stream.continue_data_stream` on the process's
+        dataset (exact with ``num_worker_per_gpu: 0``; worker copies restart every epoch anyway).
+        """
+        if self.batch_size is not None:
+            self._calls = batches_done * self.batch_size
 
     def batch_scale_for(self, batch_index: int) -> float:
         """The scale of batch ``batch_index`` in ``batch_scale`` mode (same on every rank)."""

@@ -32,6 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from gaussiansr_arch.archs.arbitrary_scale import DEFAULT_CHUNK_SIZE
 from gaussiansr_arch.archs.precision import check_precision, compile_arch
 from gaussiansr_arch.utils.checkpoint import atomic_torch_save
+from gaussiansr_arch.utils.data_stream import rng_state
 from gaussiansr_arch.utils.entry_errors import check_network_file
 from gaussiansr_arch.utils.total_batch import check_total_batch
 from gaussiansr_arch.utils.weights import is_safetensors, read_network_state, save_weights
@@ -245,6 +246,14 @@ class ArbitraryScaleSRModel(SRModel):
             scale = float(scale[0])
         return scale
 
+    def validation(self, dataloader, current_iter, tb_logger, save_img=False):
+        """BasicSR's validation, leaving the global RNG as it found it (validation loaders draw
+        their seeds from it), so a validation does not change the training that follows and a
+        resumed run, which does not repeat it, draws the same noise (utils/data_stream.py)."""
+        devices = [torch.cuda.current_device()] if self.device.type == 'cuda' else []
+        with torch.random.fork_rng(devices=devices):
+            super().validation(dataloader, current_iter, tb_logger, save_img)
+
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
         """BasicSR's validation loop, with a dataset's own ``metrics`` when it defines them.
 
@@ -327,7 +336,8 @@ class ArbitraryScaleSRModel(SRModel):
         """Save the resume state atomically; it also records the experiment name.
 
         The name lets ``load_resume_state`` refuse a state from another experiment (whose
-        network files would otherwise be looked up in this experiment's folder).
+        network files would otherwise be looked up in this experiment's folder); ``data_stream``
+        (the run's batch stream origin) lets the resumed run see the batches this run would have.
         """
         if current_iter == -1:
             return  # BasicSR keeps no 'latest' state
@@ -340,6 +350,9 @@ class ArbitraryScaleSRModel(SRModel):
         }
         if getattr(self, 'grad_scaler', None) is not None:
             state['grad_scaler'] = self.grad_scaler.state_dict()
+        if self.opt.get('data_stream'):  # set by gaussiansr-train (utils/data_stream.py)
+            state['data_stream'] = dict(self.opt['data_stream'])
+            state['rng'] = rng_state()
         atomic_torch_save(state, osp.join(self.opt['path']['training_states'], f'{current_iter}.state'))
 
     def resume_training(self, resume_state: dict) -> None:

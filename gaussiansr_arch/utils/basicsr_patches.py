@@ -1,6 +1,6 @@
 """Where basicsr 1.4.2 itself must behave differently, and why: the only patches of BasicSR.
 
-:func:`install` (idempotent; run by the train/test entries) sets two module attributes, each where
+:func:`install` (idempotent; run by the train/test entries) sets three module attributes, each where
 BasicSR looks the name up, so library users calling ``basicsr.utils.dist_util.init_dist`` or BasicSR's
 builders directly keep BasicSR's behaviour. Each patch works around an upstream defect with no hook
 to override (it runs before any model exists); ``tests/test_basicsr_patches.py`` shows for each one
@@ -21,6 +21,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from gaussiansr_arch.utils import resume
+from gaussiansr_arch.utils.data_stream import continue_data_stream
 
 # 'module.attribute' -> BasicSR's own object, saved by install().
 ORIGINALS: dict = {}
@@ -41,6 +42,15 @@ def init_dist(launcher: str, backend: str = 'nccl', **kwargs) -> None:
     dist.init_process_group(backend='gloo', **kwargs)
 
 
+def create_train_val_dataloader(opt: dict, logger):
+    """``basicsr.train.create_train_val_dataloader``, then a resumed run's train loader continues its
+    batch stream (:mod:`gaussiansr_arch.utils.data_stream`)."""
+    result = ORIGINALS['basicsr.train.create_train_val_dataloader'](opt, logger)
+    train_loader, train_sampler = result[0], result[1]
+    continue_data_stream(opt, train_loader, train_sampler, logger)
+    return result
+
+
 def _patches() -> list:
     """(module, attribute, replacement) for every patch."""
     import basicsr.train
@@ -59,6 +69,11 @@ def _patches() -> list:
         # .state even when a kill truncated it or its net_g_<iter>.pth is missing. The replacement
         # (utils/resume.py) also refuses a state of another experiment in one line.
         (basicsr.train, 'load_resume_state', resume.load_resume_state),
+        # Upstream defect: basicsr/train.py train_pipeline() restarts the saved epoch's sampler from
+        # its first batch on resume (and datasets' batch counters restart), so a resumed run trains on
+        # other batches than the run it continues; the loop offers no hook between building the
+        # loaders and iterating them, so the builder it calls by this name is wrapped.
+        (basicsr.train, 'create_train_val_dataloader', create_train_val_dataloader),
     ]
 
 
