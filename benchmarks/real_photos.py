@@ -14,6 +14,8 @@ draws come from its position in the stream, not from the RNG that weight initial
     python benchmarks/real_photos.py options --work $WORK --shared $SHARED
     OMP_NUM_THREADS=1 gaussiansr-train -opt $WORK/options/gaussiansr.yml --root $WORK --auto_resume
     python benchmarks/real_photos.py report --work $WORK --shared $SHARED
+    # a second seed (weights and data order): options/<arm>_seed1.yml, experiments real_photos_<arm>_seed1
+    python benchmarks/real_photos.py options --work $WORK --shared $SHARED --seed 1 --arms gaussiansr bicubic64
 
 ``report`` writes ``$WORK/report/curves.png`` and prints the tables of docs/benchmarks.md section 8.
 """
@@ -89,12 +91,20 @@ def val_sets(shared: Path, work: Path) -> dict:
     return sets
 
 
-def arm_options(arm: str, shared: Path, work: Path, budget: dict = CPU_BUDGET) -> dict:
-    """The paper YAML of ``arm`` with the CPU budget applied."""
+def run_name(arm: str, seed: int = 0) -> str:
+    """The run of ``arm`` at ``seed``: seed 0 is the arm itself, others ``<arm>_seed<N>``."""
+    return arm if seed == 0 else f'{arm}_seed{seed}'
+
+
+def arm_options(arm: str, shared: Path, work: Path, budget: dict = CPU_BUDGET, seed: int = 0) -> dict:
+    """The paper YAML of ``arm`` with the CPU budget applied; ``seed`` > 0 changes both the weight
+    initialisation (``manual_seed``) and the data order (``sample_seed``), and nothing else."""
     with open(TRAIN_OPTIONS / ARMS[arm], encoding='utf-8') as f:
         opt = yaml.safe_load(f)
     opt = copy.deepcopy(opt)
-    opt['name'] = f'real_photos_{arm}'
+    opt['name'] = f'real_photos_{run_name(arm, seed)}'
+    if seed:
+        opt['manual_seed'] = seed
     opt['num_gpu'] = 0
     train_set = opt['datasets']['train']
     train_set.pop('total_batch_size', None)  # the budget's batch_size_per_gpu replaces the paper's 16
@@ -106,7 +116,7 @@ def arm_options(arm: str, shared: Path, work: Path, budget: dict = CPU_BUDGET) -
         sample_q=budget['sample_q'],
         batch_size_per_gpu=budget['batch_size_per_gpu'],
         num_worker_per_gpu=budget['num_worker_per_gpu'],
-        sample_seed=budget['sample_seed'],
+        sample_seed=budget['sample_seed'] + seed,
         batch_scale=budget['batch_scale'],
     )
     opt['datasets'] = {'train': train_set, **val_sets(shared, work)}
@@ -125,18 +135,19 @@ def arm_options(arm: str, shared: Path, work: Path, budget: dict = CPU_BUDGET) -
     return opt
 
 
-def write_options(shared: Path, work: Path) -> list[Path]:
+def write_options(shared: Path, work: Path, seed: int = 0, arms=tuple(ARMS)) -> list[Path]:
     out = work / 'options'
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for arm in ARMS:
-        path = out / f'{arm}.yml'
+    for arm in arms:
+        path = out / f'{run_name(arm, seed)}.yml'
         header = (
             f'# {ARMS[arm]} with the CPU budget of benchmarks/real_photos.py (CPU_BUDGET); '
             'written by `python benchmarks/real_photos.py options`.\n'
         )
         tmp = path.with_suffix('.yml.tmp')
-        tmp.write_text(header + yaml.safe_dump(arm_options(arm, shared, work), sort_keys=False), encoding='utf-8')
+        opt = arm_options(arm, shared, work, seed=seed)
+        tmp.write_text(header + yaml.safe_dump(opt, sort_keys=False), encoding='utf-8')
         tmp.replace(path)
         paths.append(path)
     return paths
@@ -168,15 +179,33 @@ def bicubic_psnr(shared: Path, work: Path) -> dict:
     return table
 
 
+def seeded_runs(work: Path) -> list[tuple[str, int]]:
+    """(arm, seed) of every run under ``work/experiments``: the main arms (seed 0), then other seeds."""
+    runs = [(arm, 0) for arm in ARMS]
+    for arm in ARMS:
+        for folder in sorted((work / 'experiments').glob(f'real_photos_{arm}_seed*')):
+            seed = folder.name.rsplit('_seed', 1)[1]
+            if seed.isdigit():
+                runs.append((arm, int(seed)))
+    return runs
+
+
+def run_label(run: str) -> str:
+    arm, _, seed = run.partition('_seed')
+    return ARM_LABELS[arm] + (f' (seed {seed})' if seed else '')
+
+
 def arm_curves(work: Path) -> dict:
-    """{arm: {dataset: {iter: psnr}}} from the BasicSR logs and the authors' arm's ``curves.json``."""
+    """{run: {dataset: {iter: psnr}}} from the BasicSR logs and the authors' arm's ``curves.json``
+    (run: the arm, or ``<arm>_seed<N>``)."""
     from gaussiansr_arch.toolkit.training_log import parse_logs
 
     curves = {}
-    for arm in ARMS:
-        logs = sorted((work / 'experiments' / f'real_photos_{arm}').glob('train_*.log'))
+    for arm, seed in seeded_runs(work):
+        run = run_name(arm, seed)
+        logs = sorted((work / 'experiments' / f'real_photos_{run}').glob('train_*.log'))
         if logs:
-            curves[arm] = {ds: pts for (ds, metric), pts in parse_logs(map(str, logs)).items() if metric == 'psnr'}
+            curves[run] = {ds: pts for (ds, metric), pts in parse_logs(map(str, logs)).items() if metric == 'psnr'}
     authors = work / 'experiments' / 'real_photos_authors' / 'curves.json'
     if authors.exists():
         saved = json.loads(authors.read_text(encoding='utf-8'))
@@ -207,11 +236,11 @@ def train_losses(work: Path) -> dict:
 
 def batch_digests(work: Path) -> dict:
     out = {}
-    for arm in (*ARMS, 'authors'):
-        path = work / 'experiments' / f'real_photos_{arm}' / 'batch_digests.txt'
+    for run in (*(run_name(a, s) for a, s in seeded_runs(work)), 'authors'):
+        path = work / 'experiments' / f'real_photos_{run}' / 'batch_digests.txt'
         if path.exists():
             lines = [line.split() for line in path.read_text().splitlines() if line.strip()]
-            out[arm] = {int(i): d for i, d in lines}  # a resumed run rewrites its lost iterations
+            out[run] = {int(i): d for i, d in lines}  # a resumed run rewrites its lost iterations
     return out
 
 
@@ -224,24 +253,26 @@ def report(shared: Path, work: Path) -> None:
     bicubic = bicubic_psnr(shared, work)
     curves = arm_curves(work)
     digests = batch_digests(work)
-    if 'gaussiansr' in digests:
-        ref = digests['gaussiansr']
-        for arm, dig in digests.items():
-            if arm == 'gaussiansr':
-                continue
-            common = sorted(set(ref) & set(dig))
-            same = sum(ref[i] == dig[i] for i in common)
-            print(
-                f'batches {arm} vs gaussiansr: {same}/{len(common)} identical (iterations 1..{max(common, default=0)})'
-            )
+    for run, dig in digests.items():
+        seed = run.partition('_seed')[2]
+        ref_run = 'gaussiansr' + (f'_seed{seed}' if seed else '')  # the same seed's GaussianSR
+        if run == ref_run or ref_run not in digests:
+            continue
+        ref = digests[ref_run]
+        common = sorted(set(ref) & set(dig))
+        same = sum(ref[i] == dig[i] for i in common)
+        print(f'batches {run} vs {ref_run}: {same}/{len(common)} identical (iterations 1..{max(common, default=0)})')
     datasets = [f'{s}-x{k}' for s in SETS for k in SCALES]
     fig, axes = plt.subplots(len(SETS), len(SCALES), figsize=(4.2 * len(SCALES), 3.4 * len(SETS)), squeeze=False)
+    colours = {arm: f'C{i}' for i, arm in enumerate(ARM_LABELS)}
     for ax, ds in zip(axes.flat, datasets, strict=True):
-        for arm, per_ds in curves.items():
+        for run, per_ds in curves.items():
             pts = per_ds.get(ds, {})
             if pts:
                 its = sorted(pts)
-                ax.plot(its, [pts[i] for i in its], marker='o', ms=3, label=ARM_LABELS[arm])
+                arm, _, seed = run.partition('_seed')
+                style = dict(ls='--', marker='x') if seed else dict(ls='-', marker='o')
+                ax.plot(its, [pts[i] for i in its], ms=3, color=colours[arm], label=run_label(run), **style)
         ax.axhline(bicubic[ds], color='k', ls='--', lw=1, label='bicubic')
         ax.set_title(f'{ds} (PSNR-Y, crop = scale)')
         ax.set_xlabel('iteration')
@@ -270,7 +301,7 @@ def report(shared: Path, work: Path) -> None:
         fig.savefig(out / 'train_loss.png', dpi=110)
         print(f'wrote {out / "train_loss.png"}')
 
-    print('\n| dataset | bicubic | ' + ' | '.join(ARM_LABELS[a] for a in curves) + ' |')
+    print('\n| dataset | bicubic | ' + ' | '.join(run_label(a) for a in curves) + ' |')
     print('|---|---|' + '---|' * len(curves))
     for ds in datasets:
         cells = []
@@ -284,14 +315,17 @@ def report(shared: Path, work: Path) -> None:
             crossing = f'above bicubic from {passed}' if passed else f'below bicubic up to {last}'
             cells.append(f'{pts[last]:.2f} @{last} ({crossing})')
         print(f'| {ds} | {bicubic[ds]:.2f} | ' + ' | '.join(cells) + ' |')
-    for label, other in (('T5 (GaussianSR - Bicubic-64)', 'bicubic64'), ('T4 (GaussianSR - LIIF)', 'liif')):
-        if other in curves and 'gaussiansr' in curves:
-            common = set.intersection(*(set(curves[a].get(ds, {})) for a in ('gaussiansr', other) for ds in datasets))
-            if common:
-                t = max(common)
-                diffs = [curves['gaussiansr'][ds][t] - curves[other][ds][t] for ds in datasets]
+    seeds = sorted({seed for _, seed in seeded_runs(work)})
+    for label, arm in (('T5 (GaussianSR - Bicubic-64)', 'bicubic64'), ('T4 (GaussianSR - LIIF)', 'liif')):
+        for seed in seeds:
+            ours, other = run_name('gaussiansr', seed), run_name(arm, seed)
+            if other not in curves or ours not in curves:
+                continue
+            common = set.intersection(*(set(curves[a].get(ds, {})) for a in (ours, other) for ds in datasets))
+            for t in sorted(common):
+                diffs = [curves[ours][ds][t] - curves[other][ds][t] for ds in datasets]
                 figures = ' / '.join(f'{d:+.2f}' for d in diffs)
-                print(f'{label} at iteration {t}: {figures}  ({", ".join(datasets)})')
+                print(f'{label}, seed {seed}, at iteration {t}: {figures}  ({", ".join(datasets)})')
     if 'authors' in curves and 'gaussiansr' in curves:
         common = set.intersection(*(set(curves[a].get(ds, {})) for a in ('authors', 'gaussiansr') for ds in datasets))
         if common:
@@ -305,13 +339,15 @@ def main(argv=None) -> int:
     parser.add_argument('command', choices=('options', 'report'))
     parser.add_argument('--work', type=Path, required=True, help='folder for data, options, runs and the report')
     parser.add_argument('--shared', type=Path, default=HERE.parents[1] / 'shared', help='the ../shared folder')
+    parser.add_argument('--seed', type=int, default=0, help='options: the seed of the runs (0: the main arms)')
+    parser.add_argument('--arms', nargs='+', choices=tuple(ARMS), default=tuple(ARMS), help='options: which arms')
     args = parser.parse_args(argv)
     work, shared = args.work.resolve(), args.shared.resolve()
     if not (shared / 'datasets' / 'benchmark' / 'Set5' / 'HR').is_dir():
         print(f'real_photos: no Set5 under {shared}/datasets/benchmark', file=sys.stderr)
         return 2
     if args.command == 'options':
-        for path in write_options(shared, work):
+        for path in write_options(shared, work, args.seed, args.arms):
             print(path)
     else:
         report(shared, work)
