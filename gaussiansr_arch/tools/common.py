@@ -100,6 +100,40 @@ class Tool:
         return self.run, self.main
 
 
+def converter_tool(prog: str, method: str, arch: str, src_example: str, convert_checkpoint: Callable) -> Tool:
+    """The tool of an official-checkpoint converter: ``src dst [--force]``, written through
+    :func:`gaussiansr_arch.toolkit.conversion.write_converted` (checks, strict load, atomic write).
+
+    Args:
+        prog (str): The console script (``gaussiansr-convert-<method>``).
+        method (str): The method as its paper names it (the help text's).
+        arch (str): Our arch class the file is for.
+        src_example (str): An official checkpoint's file name, for the help text.
+        convert_checkpoint (Callable): Official checkpoint -> ``{'params', 'network_g'}``.
+    """
+    import argparse
+
+    from gaussiansr_arch.toolkit.conversion import write_converted
+
+    def build_parser() -> argparse.ArgumentParser:
+        parser = argparse.ArgumentParser(
+            prog=prog,
+            description=f"Convert an official {method} checkpoint to a BasicSR weights file ({{'params': ..., "
+            f"'network_g': ...}}) for this package's {arch} arch.",
+        )
+        parser.add_argument('src', help=f'official checkpoint (e.g. {src_example})')
+        parser.add_argument('dst', help='output .pth')
+        parser.add_argument('--force', action='store_true', help='overwrite dst if it exists')
+        return parser
+
+    def body(args: argparse.Namespace) -> dict:
+        converted = write_converted(args.src, args.dst, convert_checkpoint, args.force)
+        print(f'wrote {args.dst}: {len(converted["params"])} tensors, {converted["network_g"]}')
+        return converted
+
+    return Tool(build_parser, body, prog)
+
+
 # ---------------------------------------------------------------------------- parsing
 def add_weights_args(parser, weights_help: str) -> None:
     """``--weights``, ``--opt`` and ``--param-key``: how every tool names a trained model (read by

@@ -20,16 +20,15 @@ Errors are one line on stderr and exit status 2, as for every tool; the output i
 atomically and an existing one is only replaced with ``--force``.
 """
 
-import argparse
 import re
 import sys
 from collections import OrderedDict
 
 import torch
 
-from gaussiansr_arch.toolkit.conversion import split_official, write_converted
+from gaussiansr_arch.toolkit.conversion import split_official
 from gaussiansr_arch.toolkit.liif_layout import encoder_of
-from gaussiansr_arch.tools.common import Tool, ToolError
+from gaussiansr_arch.tools.common import ToolError, converter_tool
 
 PROG = 'gaussiansr-convert-aliif'
 OFFICIAL_NAME = 'liif'
@@ -115,31 +114,9 @@ def convert_checkpoint(ckpt) -> dict:
     return {'params': params, 'network_g': network_g}
 
 
-def convert_file(src: str, dst: str, force: bool = False) -> dict:
-    """Convert ``src`` to a BasicSR weights file at ``dst`` (``toolkit.conversion.write_converted``)."""
-    return write_converted(src, dst, convert_checkpoint, force)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The command-line interface of ``gaussiansr-convert-aliif``."""
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="Convert an official A-LIIF checkpoint to a BasicSR weights file ({'params': ..., "
-        "'network_g': ...}) for this package's ALIIF arch.",
-    )
-    parser.add_argument('src', help='official checkpoint (e.g. epoch-last.pth of the official train_liif.py)')
-    parser.add_argument('dst', help='output .pth')
-    parser.add_argument('--force', action='store_true', help='overwrite dst if it exists')
-    return parser
-
-
-def _run(args: argparse.Namespace) -> dict:
-    converted = convert_file(args.src, args.dst, force=args.force)
-    print(f'wrote {args.dst}: {len(converted["params"])} tensors, {converted["network_g"]}')
-    return converted
-
-
-run, main = Tool(build_parser, _run, PROG).entry_points()
+TOOL = converter_tool(PROG, 'A-LIIF', 'ALIIF', 'epoch-last.pth of the official train_liif.py', convert_checkpoint)
+build_parser = TOOL.build_parser
+run, main = TOOL.entry_points()
 
 if __name__ == '__main__':
     sys.exit(main())
