@@ -5,6 +5,7 @@ wrote it from the official code): ``official_state.safetensors`` (a small offici
 dict, random weights; its metadata ``model`` is the official ``{name, args}``) and
 ``cases.safetensors`` (inputs and official outputs; metadata ``cases``: per case, ``out_size`` or
 null). :class:`GoldenFixture` reads them and writes the state in the official checkpoint layout;
+:func:`module_fixtures` gives a test module its ``converted`` and ``cases`` fixtures;
 :func:`parity_diffs` runs our converted model on a case; :class:`ConverterCli` runs a
 ``gaussiansr-convert-*`` tool and checks the errors and ``--force`` every converter shares.
 """
@@ -91,6 +92,24 @@ class GoldenFixture:
         path = tmp_path / file
         torch.save({'model': model, 'epoch': 1000}, path)
         return path
+
+
+def module_fixtures(fixture: GoldenFixture, converter: ModuleType, output_name: str) -> tuple:
+    """The pytest fixtures ``converted`` (the fixture's official checkpoint converted once per module by
+    the converter's command line, as a user runs it) and ``cases``; assign them to those names."""
+
+    @pytest.fixture(scope='module')
+    def converted(tmp_path_factory) -> Path:
+        tmp = tmp_path_factory.mktemp(fixture.method)
+        dst = tmp / output_name
+        assert converter.main([str(fixture.official_checkpoint(tmp)), str(dst)]) == 0
+        return dst
+
+    @pytest.fixture(scope='module')
+    def cases() -> dict:
+        return fixture.cases()
+
+    return converted, cases
 
 
 def parity_diffs(net, case: str, cases: dict, out_size, chunk_size: int = 500, want=None) -> dict:

@@ -7,11 +7,8 @@ official code): the state dict is put in the official checkpoint layout, convert
 official code nor its weights.
 """
 
-from pathlib import Path
-
 import pytest
 import torch
-from golden_fixtures import ConverterCli, GoldenFixture, max_diff, parity_diffs
 
 import gaussiansr_arch
 from gaussiansr_arch.archs.aliif_arch import ALIIF
@@ -19,6 +16,8 @@ from gaussiansr_arch.archs.liif_arch import LIIF, MetaSR
 from gaussiansr_arch.tools import convert_aliif
 from gaussiansr_arch.utils.arch_detect import detect_network_opt
 from gaussiansr_arch.utils.weights import save_weights
+
+from golden_fixtures import ConverterCli, GoldenFixture, max_diff, module_fixtures, parity_diffs
 
 # float32: the official state is stored as float16, the values the official model ran with
 FIXTURE = GoldenFixture('aliif', float32=True)
@@ -33,17 +32,7 @@ NETWORK_OPT = {
 }
 
 
-@pytest.fixture(scope='module')
-def converted(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp('aliif')
-    dst = tmp / 'ALIIF_official.pth'
-    assert convert_aliif.main([str(FIXTURE.official_checkpoint(tmp)), str(dst)]) == 0
-    return dst
-
-
-@pytest.fixture(scope='module')
-def cases() -> dict:
-    return FIXTURE.cases()
+converted, cases = module_fixtures(FIXTURE, convert_aliif, 'ALIIF_official.pth')
 
 
 @pytest.mark.parametrize('case', list(CASES))

@@ -6,11 +6,8 @@ dict is put in the official checkpoint layout, converted by ``gaussiansr-convert
 here on the same inputs, so these tests need neither the official code nor its weights.
 """
 
-from pathlib import Path
-
 import pytest
 import torch
-from golden_fixtures import FIXTURES, ConverterCli, GoldenFixture, max_diff, parity_diffs
 from safetensors.torch import load_file
 
 import gaussiansr_arch
@@ -18,6 +15,8 @@ from gaussiansr_arch.archs.itsrn_arch import ITSRN
 from gaussiansr_arch.tools import convert_itsrn
 from gaussiansr_arch.utils.arch_detect import detect_network_opt
 from gaussiansr_arch.utils.weights import save_weights
+
+from golden_fixtures import FIXTURES, ConverterCli, GoldenFixture, max_diff, module_fixtures, parity_diffs
 
 FIXTURE = GoldenFixture('itsrn')
 CASES = FIXTURE.case_sizes
@@ -27,17 +26,7 @@ TOLERANCE = 1e-5
 OFFICIAL_NAMES = {'kernel_mlp.': 'imnet.layers.', 'score_mlp.': 'Score.layers.', 'ensemble_mlp.': 'Weight.layers.'}
 
 
-@pytest.fixture(scope='module')
-def converted(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp('itsrn')
-    dst = tmp / 'ITSRN_official.pth'
-    assert convert_itsrn.main([str(FIXTURE.official_checkpoint(tmp)), str(dst)]) == 0
-    return dst
-
-
-@pytest.fixture(scope='module')
-def cases() -> dict:
-    return FIXTURE.cases()
+converted, cases = module_fixtures(FIXTURE, convert_itsrn, 'ITSRN_official.pth')
 
 
 @pytest.mark.parametrize('case', list(CASES))

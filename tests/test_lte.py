@@ -6,11 +6,8 @@ put in the official checkpoint layout, converted by ``gaussiansr-convert-lte`` a
 same inputs, so these tests need neither the official code nor its weights.
 """
 
-from pathlib import Path
-
 import pytest
 import torch
-from golden_fixtures import ConverterCli, GoldenFixture, max_diff, parity_diffs
 
 import gaussiansr_arch
 from gaussiansr_arch.archs.lte_arch import LTE
@@ -18,23 +15,15 @@ from gaussiansr_arch.tools import convert_lte
 from gaussiansr_arch.utils.arch_detect import detect_network_opt
 from gaussiansr_arch.utils.weights import save_weights
 
+from golden_fixtures import ConverterCli, GoldenFixture, max_diff, module_fixtures, parity_diffs
+
 FIXTURE = GoldenFixture('lte')
 CASES = FIXTURE.case_sizes
 CLI = ConverterCli(convert_lte, 'gaussiansr-convert-lte', 'LTE')
 TOLERANCE = 1e-5
 
 
-@pytest.fixture(scope='module')
-def converted(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp('lte')
-    dst = tmp / 'LTE_official.pth'
-    assert convert_lte.main([str(FIXTURE.official_checkpoint(tmp)), str(dst)]) == 0
-    return dst
-
-
-@pytest.fixture(scope='module')
-def cases() -> dict:
-    return FIXTURE.cases()
+converted, cases = module_fixtures(FIXTURE, convert_lte, 'LTE_official.pth')
 
 
 @pytest.mark.parametrize('case', list(CASES))

@@ -113,3 +113,23 @@ def encoder_of(args: dict, sd: dict, rdn: bool = False) -> tuple[str, dict, dict
     enc_sd = convert_edsr_encoder(enc_raw)
     enc_args = spec.get('args') or {}
     return ours, edsr_encoder_opt(enc_sd, enc_args.get('res_scale', default_res_scale)), enc_sd
+
+
+def renamed_head(sd: dict, prefixes: dict) -> 'OrderedDict[str, torch.Tensor]':
+    """The official state dict's non-encoder keys under our names (``prefixes``: official -> ours).
+
+    Raises:
+        ToolError: keys under none of the prefixes (the first three listed).
+    """
+    out, unexpected = OrderedDict(), []
+    for key, value in sd.items():
+        if key.startswith('encoder.'):
+            continue
+        prefix = next((p for p in prefixes if key.startswith(p)), None)
+        if prefix is None:
+            unexpected.append(key)
+        else:
+            out[prefixes[prefix] + key[len(prefix) :]] = value
+    if unexpected:
+        raise ToolError(f'unexpected key(s) {unexpected[:3]} ({len(unexpected)} in all)')
+    return out

@@ -25,7 +25,7 @@ from collections import OrderedDict
 import torch
 
 from gaussiansr_arch.toolkit.conversion import split_official
-from gaussiansr_arch.toolkit.liif_layout import encoder_of
+from gaussiansr_arch.toolkit.liif_layout import encoder_of, renamed_head
 from gaussiansr_arch.tools.common import ToolError, converter_tool
 from gaussiansr_arch.utils.arch_detect import mlp_shape
 
@@ -58,17 +58,7 @@ def _renamed(sd: dict) -> 'OrderedDict[str, torch.Tensor]':
     Raises:
         ToolError: keys under none of :data:`PREFIXES` (listed), or no kernel MLP.
     """
-    out, unexpected = OrderedDict(), []
-    for key, value in sd.items():
-        if key.startswith('encoder.'):
-            continue
-        prefix = next((p for p in PREFIXES if key.startswith(p)), None)
-        if prefix is None:
-            unexpected.append(key)
-        else:
-            out[PREFIXES[prefix] + key[len(prefix) :]] = value
-    if unexpected:
-        raise ToolError(f'unexpected key(s) {unexpected[:3]} ({len(unexpected)} in all)')
+    out = renamed_head(sd, PREFIXES)
     for ours, official in (('kernel_mlp', 'imnet'), ('score_mlp', 'Score'), ('ensemble_mlp', 'Weight')):
         if mlp_shape(out, f'{ours}.') is None:
             raise ToolError(f'no {official}.layers.* MLP: not an ITSRN state dict')

@@ -23,7 +23,7 @@ from collections import OrderedDict
 import torch
 
 from gaussiansr_arch.toolkit.conversion import split_official
-from gaussiansr_arch.toolkit.liif_layout import encoder_of
+from gaussiansr_arch.toolkit.liif_layout import encoder_of, renamed_head
 from gaussiansr_arch.tools.common import ToolError, converter_tool
 
 PROG = 'gaussiansr-convert-lte'
@@ -43,17 +43,7 @@ def _renamed(sd: dict) -> 'OrderedDict[str, torch.Tensor]':
     Raises:
         ToolError: keys under none of :data:`PREFIXES` (listed).
     """
-    out, unexpected = OrderedDict(), []
-    for key, value in sd.items():
-        if key.startswith('encoder.'):
-            continue
-        prefix = next((p for p in PREFIXES if key.startswith(p)), None)
-        if prefix is None:
-            unexpected.append(key)
-        else:
-            out[PREFIXES[prefix] + key[len(prefix) :]] = value
-    if unexpected:
-        raise ToolError(f'unexpected key(s) {unexpected[:3]} ({len(unexpected)} in all)')
+    out = renamed_head(sd, PREFIXES)
     if 'estimator.coef.weight' not in out:
         raise ToolError('no coef.weight: not an LTE state dict')
     return out
