@@ -40,20 +40,22 @@ CUDA (``query_rgb`` calls it). Everything runs on the CPU in float32; no officia
     python scripts/make_aliif_fixtures.py --official-code /tmp/aliif
 """
 
-import argparse
 import contextlib
-import importlib
 import io
-import json
 import math
 import sys
-import types
-from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
-ROOT = Path(__file__).resolve().parents[1]
+from official_fixtures import (
+    ROOT,
+    import_registry_package,
+    parse_args,
+    random_queries,
+    whole_image_queries,
+    write_fixtures,
+)
+
 OUT_DIR = ROOT / 'tests' / 'fixtures' / 'aliif'
 COMMIT = '3d55f82a7c3cb0847dd037d5ca954899381fd09f'
 MODEL_SPEC = {
@@ -75,23 +77,6 @@ CASES = {
 RANDOM_QUERIES, RANDOM_SCALE = 200, 3.3
 
 
-def import_official(checkout: Path):
-    """The official ``models`` (with edsr, mlp, expansion, basis and liif registered) and ``utils`` modules."""
-    sys.path.insert(0, str(checkout))
-    if importlib.util.find_spec('tensorboardX') is None:
-        stub = types.ModuleType('tensorboardX')
-        stub.SummaryWriter = None
-        sys.modules['tensorboardX'] = stub
-    package = types.ModuleType('models')
-    package.__path__ = [str(checkout / 'models')]
-    sys.modules['models'] = package
-    registry = importlib.import_module('models.models')
-    package.register, package.make = registry.register, registry.make
-    for name in ('edsr', 'mlp', 'expansion', 'basis', 'liif'):
-        importlib.import_module(f'models.{name}')
-    return package, importlib.import_module('utils')
-
-
 def redraw_decoder_weights(model, generator: torch.Generator) -> None:
     """The bases' and the expansion MLP's weights, in place, uniform in +-sqrt(6 / fan_in) (He-uniform)."""
     sd = model.state_dict()  # shares the parameters' storage (the basis lists hold the same tensors)
@@ -105,22 +90,10 @@ def redraw_decoder_weights(model, generator: torch.Generator) -> None:
         sd[key].copy_((torch.rand(sd[key].shape, generator=generator) * 2 - 1) * math.sqrt(6 / fan_in))
 
 
-def whole_image_queries(utils, size):
-    coord = utils.make_coord(size).unsqueeze(0)
-    cell = torch.ones_like(coord)
-    cell[:, :, 0] *= 2 / size[0]
-    cell[:, :, 1] *= 2 / size[1]
-    return coord, cell
-
-
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--official-code', type=Path, required=True, help=f'checkout of LeeHW-THU/A-LIIF at {COMMIT}')
-    parser.add_argument('--out', type=Path, default=OUT_DIR)
-    args = parser.parse_args(argv)
-    if not torch.cuda.is_available():
-        torch.Tensor.cuda = lambda self, *a, **k: self
-    models, utils = import_official(args.official_code.resolve())
+    args = parse_args(__doc__, 'LeeHW-THU/A-LIIF', COMMIT, OUT_DIR, argv)
+    modules = ('edsr', 'mlp', 'expansion', 'basis', 'liif')
+    models, utils = import_registry_package(args.official_code.resolve(), modules)
 
     torch.manual_seed(0)
     with contextlib.redirect_stdout(io.StringIO()):  # the basis prints 'init_basis_use_kaiming'
@@ -135,25 +108,17 @@ def main(argv=None) -> int:
         for name, (lr_size, out_size) in CASES.items():
             lr = torch.rand(1, 3, *lr_size, generator=g)
             if out_size is None:
-                coord = (torch.rand(1, RANDOM_QUERIES, 2, generator=g) * 2 - 1) * 1.02  # a few beyond the border
-                cell = torch.tensor([2 / (lr_size[0] * RANDOM_SCALE), 2 / (lr_size[1] * RANDOM_SCALE)]).expand(
-                    1, RANDOM_QUERIES, 2
-                )
+                coord, cell = random_queries(g, 1, lr_size, RANDOM_QUERIES, RANDOM_SCALE)
             else:
-                coord, cell = whole_image_queries(utils, out_size)
+                coord, cell = whole_image_queries(utils.make_coord, out_size)
             tensors[f'{name}.lr'] = lr
-            tensors[f'{name}.coord'] = coord.contiguous()
-            tensors[f'{name}.cell'] = cell.contiguous()
+            tensors[f'{name}.coord'] = coord
+            tensors[f'{name}.cell'] = cell
             tensors[f'{name}.sr'] = model((lr - 0.5) / 0.5, coord, cell) * 0.5 + 0.5
             cases[name] = {'lr_size': list(lr_size), 'out_size': list(out_size) if out_size else None}
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    meta = {'source': f'https://github.com/LeeHW-THU/A-LIIF@{COMMIT}', 'torch': torch.__version__}
-    state = {k: v.half().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, args.out / 'official_state.safetensors', {**meta, 'model': json.dumps(MODEL_SPEC)})
-    save_file(tensors, args.out / 'cases.safetensors', {**meta, 'cases': json.dumps(cases)})
-    for path in sorted(args.out.glob('*.safetensors')):
-        print(f'wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: {path.stat().st_size} bytes')
+    source = f'https://github.com/LeeHW-THU/A-LIIF@{COMMIT}'
+    state = {k: v.half() for k, v in model.state_dict().items()}  # the float16 values it ran with
+    write_fixtures(args.out, source, state, MODEL_SPEC, tensors, cases)
     return 0
 
 

@@ -33,17 +33,13 @@ float32.
     python scripts/make_itsrn_fixtures.py --official-code /tmp/itsrn
 """
 
-import argparse
 import importlib
-import json
 import sys
-import types
-from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
-ROOT = Path(__file__).resolve().parents[1]
+from official_fixtures import ROOT, parse_args, prepare_cpu_import, random_queries, whole_image_queries, write_fixtures
+
 OUT_DIR = ROOT / 'tests' / 'fixtures' / 'itsrn'
 COMMIT = '5523d1ac2f02698eb502ed3ac779b9cd897fcadf'
 MODEL_SPEC = {
@@ -68,16 +64,6 @@ CASES = {
 RANDOM_QUERIES, RANDOM_SCALE = 300, 3.3
 
 
-def import_official(checkout: Path):
-    """The official ``models`` package (ITNSR, rdn and mlp registered) and ``utils`` module."""
-    sys.path.insert(0, str(checkout / 'code'))
-    if importlib.util.find_spec('tensorboardX') is None:
-        stub = types.ModuleType('tensorboardX')
-        stub.SummaryWriter = None
-        sys.modules['tensorboardX'] = stub
-    return importlib.import_module('models'), importlib.import_module('utils')
-
-
 def shrink_rdn(rdn) -> None:
     """Cut the official RDN (configuration 'A') to RDN_BLOCKS blocks of RDN_LAYERS dense layers."""
     g0 = rdn.SFENet2.out_channels
@@ -89,22 +75,10 @@ def shrink_rdn(rdn) -> None:
     rdn.D = RDN_BLOCKS
 
 
-def whole_image_queries(utils, size):
-    coord = utils.make_coord(size).unsqueeze(0)
-    scale = torch.ones_like(coord)
-    scale[:, :, 0] *= 1 / size[0]
-    scale[:, :, 1] *= 1 / size[1]
-    return coord, scale
-
-
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--official-code', type=Path, required=True, help=f'checkout of codyshen0000/ITSRN at {COMMIT}')
-    parser.add_argument('--out', type=Path, default=OUT_DIR)
-    args = parser.parse_args(argv)
-    if not torch.cuda.is_available():
-        torch.Tensor.cuda = lambda self, *a, **k: self
-    models, utils = import_official(args.official_code.resolve())
+    args = parse_args(__doc__, 'codyshen0000/ITSRN', COMMIT, OUT_DIR, argv)
+    prepare_cpu_import(args.official_code.resolve() / 'code')
+    models, utils = importlib.import_module('models'), importlib.import_module('utils')
 
     torch.manual_seed(0)
     model = models.make(MODEL_SPEC)
@@ -115,27 +89,19 @@ def main(argv=None) -> int:
     with torch.no_grad():
         for name, (batch, lr_size, out_size) in CASES.items():
             lr = torch.rand(batch, 3, *lr_size, generator=g)
+            # ITSRN's per-query scale is (1 / H, 1 / W): half LIIF's cell
             if out_size is None:
-                coord = (torch.rand(batch, RANDOM_QUERIES, 2, generator=g) * 2 - 1) * 1.02  # a few beyond the border
-                scale = torch.ones_like(coord)
-                scale[:, :, 0] *= 1 / (lr_size[0] * RANDOM_SCALE)
-                scale[:, :, 1] *= 1 / (lr_size[1] * RANDOM_SCALE)
+                coord, scale = random_queries(g, batch, lr_size, RANDOM_QUERIES, RANDOM_SCALE, factor=1)
             else:
-                coord, scale = whole_image_queries(utils, out_size)
+                coord, scale = whole_image_queries(utils.make_coord, out_size, factor=1, batch=batch)
             tensors[f'{name}.lr'] = lr
-            tensors[f'{name}.coord'] = coord.contiguous()
-            tensors[f'{name}.cell'] = (scale * 2).contiguous()  # LIIF's cell (exact: a power of two)
+            tensors[f'{name}.coord'] = coord
+            tensors[f'{name}.cell'] = scale * 2  # LIIF's cell (exact: a power of two)
             tensors[f'{name}.sr'] = model((lr - 0.5) / 0.5, coord, scale) * 0.5 + 0.5
             cases[name] = {'lr_size': list(lr_size), 'out_size': list(out_size) if out_size else None}
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    meta = {'source': f'https://github.com/codyshen0000/ITSRN@{COMMIT}', 'torch': torch.__version__}
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    source = f'https://github.com/codyshen0000/ITSRN@{COMMIT}'
     spec = {**MODEL_SPEC, 'rdn_cut': {'blocks': RDN_BLOCKS, 'layers': RDN_LAYERS}}
-    save_file(state, args.out / 'official_state.safetensors', {**meta, 'model': json.dumps(spec)})
-    save_file(tensors, args.out / 'cases.safetensors', {**meta, 'cases': json.dumps(cases)})
-    for path in sorted(args.out.glob('*.safetensors')):
-        print(f'wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: {path.stat().st_size} bytes')
+    write_fixtures(args.out, source, model.state_dict(), spec, tensors, cases)
     return 0
 
 

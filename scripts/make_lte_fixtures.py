@@ -29,17 +29,19 @@ float32.
     python scripts/make_lte_fixtures.py --official-code /tmp/lte
 """
 
-import argparse
-import importlib
-import json
 import sys
-import types
-from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
-ROOT = Path(__file__).resolve().parents[1]
+from official_fixtures import (
+    ROOT,
+    import_registry_package,
+    parse_args,
+    random_queries,
+    whole_image_queries,
+    write_fixtures,
+)
+
 OUT_DIR = ROOT / 'tests' / 'fixtures' / 'lte'
 COMMIT = 'a8815d6ac8a643cd0463a092fa0f58e03935b343'
 MODEL_SPEC = {
@@ -62,39 +64,9 @@ CASES = {
 RANDOM_QUERIES, RANDOM_SCALE = 400, 3.3
 
 
-def import_official(checkout: Path):
-    """The official ``models`` (with edsr, mlp and lte registered) and ``utils`` modules."""
-    sys.path.insert(0, str(checkout))
-    if importlib.util.find_spec('tensorboardX') is None:
-        stub = types.ModuleType('tensorboardX')
-        stub.SummaryWriter = None
-        sys.modules['tensorboardX'] = stub
-    package = types.ModuleType('models')
-    package.__path__ = [str(checkout / 'models')]
-    sys.modules['models'] = package
-    registry = importlib.import_module('models.models')
-    package.register, package.make = registry.register, registry.make
-    for name in ('edsr', 'mlp', 'lte'):
-        importlib.import_module(f'models.{name}')
-    return package, importlib.import_module('utils')
-
-
-def whole_image_queries(utils, size):
-    coord = utils.make_coord(size).unsqueeze(0)
-    cell = torch.ones_like(coord)
-    cell[:, :, 0] *= 2 / size[0]
-    cell[:, :, 1] *= 2 / size[1]
-    return coord, cell
-
-
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--official-code', type=Path, required=True, help=f'checkout of jaewon-lee-b/lte at {COMMIT}')
-    parser.add_argument('--out', type=Path, default=OUT_DIR)
-    args = parser.parse_args(argv)
-    if not torch.cuda.is_available():
-        torch.Tensor.cuda = lambda self, *a, **k: self
-    models, utils = import_official(args.official_code.resolve())
+    args = parse_args(__doc__, 'jaewon-lee-b/lte', COMMIT, OUT_DIR, argv)
+    models, utils = import_registry_package(args.official_code.resolve(), ('edsr', 'mlp', 'lte'))
 
     torch.manual_seed(0)
     model = models.make(MODEL_SPEC).eval()
@@ -104,16 +76,13 @@ def main(argv=None) -> int:
         for name, (lr_size, out_size) in CASES.items():
             lr = torch.rand(1, 3, *lr_size, generator=g)
             if out_size is None:
-                coord = (torch.rand(1, RANDOM_QUERIES, 2, generator=g) * 2 - 1) * 1.02  # a few beyond the border
-                cell = torch.tensor([2 / (lr_size[0] * RANDOM_SCALE), 2 / (lr_size[1] * RANDOM_SCALE)]).expand(
-                    1, RANDOM_QUERIES, 2
-                )
+                coord, cell = random_queries(g, 1, lr_size, RANDOM_QUERIES, RANDOM_SCALE)
             else:
-                coord, cell = whole_image_queries(utils, out_size)
+                coord, cell = whole_image_queries(utils.make_coord, out_size)
             inp = (lr - 0.5) / 0.5
             tensors[f'{name}.lr'] = lr
-            tensors[f'{name}.coord'] = coord.contiguous()
-            tensors[f'{name}.cell'] = cell.contiguous()
+            tensors[f'{name}.coord'] = coord
+            tensors[f'{name}.cell'] = cell
             tensors[f'{name}.sr'] = model(inp, coord, cell) * 0.5 + 0.5
             case = {'lr_size': list(lr_size), 'out_size': list(out_size) if out_size else None}
             scale = out_size[0] / lr_size[0] if out_size else RANDOM_SCALE
@@ -122,14 +91,8 @@ def main(argv=None) -> int:
                 tensors[f'{name}.sr_cell_clip'] = model(inp, coord, cell * factor) * 0.5 + 0.5
                 case['cell_clip_factor'] = factor
             cases[name] = case
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    meta = {'source': f'https://github.com/jaewon-lee-b/lte@{COMMIT}', 'torch': torch.__version__}
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    save_file(state, args.out / 'official_state.safetensors', {**meta, 'model': json.dumps(MODEL_SPEC)})
-    save_file(tensors, args.out / 'cases.safetensors', {**meta, 'cases': json.dumps(cases)})
-    for path in sorted(args.out.glob('*.safetensors')):
-        print(f'wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: {path.stat().st_size} bytes')
+    source = f'https://github.com/jaewon-lee-b/lte@{COMMIT}'
+    write_fixtures(args.out, source, model.state_dict(), MODEL_SPEC, tensors, cases)
     return 0
 
 
