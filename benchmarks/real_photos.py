@@ -44,6 +44,7 @@ ARM_LABELS = {
     'authors': "authors' code",
 }
 SETS = ('Set5', 'Set14')
+LAST_VALIDATIONS = 4  # T4/T5 are also averaged over each seed's last four common validations
 SCALES = (2, 3, 4)
 
 # The CPU budget: the only differences from the paper YAMLs (docs/benchmarks.md section 8).
@@ -326,6 +327,11 @@ def report(shared: Path, work: Path) -> None:
                 diffs = [curves[ours][ds][t] - curves[other][ds][t] for ds in datasets]
                 figures = ' / '.join(f'{d:+.2f}' for d in diffs)
                 print(f'{label}, seed {seed}, at iteration {t}: {figures}  ({", ".join(datasets)})')
+            last = sorted(common)[-LAST_VALIDATIONS:]
+            if len(last) == LAST_VALIDATIONS:  # one seed's checkpoint-to-checkpoint swing, averaged down
+                means = [sum(curves[ours][ds][t] - curves[other][ds][t] for t in last) / len(last) for ds in datasets]
+                figures = ' / '.join(f'{d:+.2f}' for d in means)
+                print(f'{label}, seed {seed}, mean over iterations {", ".join(map(str, last))}: {figures}')
     if 'authors' in curves and 'gaussiansr' in curves:
         common = set.intersection(*(set(curves[a].get(ds, {})) for a in ('authors', 'gaussiansr') for ds in datasets))
         if common:
