@@ -198,16 +198,28 @@ def test_output_of_wrong_size_is_a_gap(tmp_path, capsys):
     assert len(page.gaps) == 1 and page.gaps[0].startswith('output (10, 24, 3)')
 
 
-def test_demo_compare_step_writes_the_report(run, tmp_path, capsys):
-    """The demo's step 4 (its compare call, without the training) writes report.html and prints where it is."""
+def test_demo_compare_step_writes_the_report_and_its_summary(run, tmp_path, capsys):
+    """The demo's step 4 (its compare call, without the training) on a folder laid out as the demo
+    writes it (``<data>/heldout/HR``) writes report.html, prints where it is, and the closing table
+    reads the results under the name compare gave the set (a lookup under 'HR' once crashed the demo)."""
     opt = tmp_path / 'run.yml'
     opt.write_text(yaml.safe_dump({'network_g': copy.deepcopy(TINY_GAUSSIANSR_OPT)}))
+    heldout = tmp_path / 'data' / 'heldout' / 'HR'
+    shutil.copytree(run.hr, heldout)
     out = tmp_path / 'compare'
-    results = demo.compare_heldout(str(run.root / 'tiny.pth'), str(opt), str(run.hr), str(out))
-    assert (demo.MODEL_LABEL, 'Tiny', 3.5) in results
+    results = demo.compare_heldout(str(run.root / 'tiny.pth'), str(opt), str(heldout), str(out))
+    assert (demo.MODEL_LABEL, 'heldout', 3.5) in results
     assert f'interactive comparison report (open it in a browser): {out / "report.html"}' in capsys.readouterr().out
     text = (out / 'report.html').read_text()
     assert demo.MODEL_LABEL in text and '(x2, x3.5, x4)' in text
+    rows, wins = demo.heldout_summary(results, str(heldout))
+    assert [row.split(' |')[0] for row in rows] == ['| x2', '| x3.5', '| x4']
+    bicubic, ours = (float(np.mean(results[(m, 'heldout', 4.0)].psnr)) for m in ('Bicubic', demo.MODEL_LABEL))
+    assert rows[2].endswith(f'| {ours - bicubic:+.2f} |')
+    assert wins == all(
+        np.mean(results[(demo.MODEL_LABEL, 'heldout', s)].psnr) > np.mean(results[('Bicubic', 'heldout', s)].psnr)
+        for s in demo.VAL_SCALES
+    )
 
 
 # ---------------------------------------------------------------------------- in headless Chromium
