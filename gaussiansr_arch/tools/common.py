@@ -10,6 +10,7 @@ that is a file or cannot be created, and a write that fails (full disk, permissi
 one-line errors too, with nothing partial left behind.
 """
 
+import argparse
 import glob
 import math
 import os
@@ -22,6 +23,7 @@ import torch
 import yaml
 
 from gaussiansr_arch.archs.coordinates import check_scale, check_size
+from gaussiansr_arch.toolkit.conversion import write_converted
 from gaussiansr_arch.toolkit.errors import ToolError
 from gaussiansr_arch.toolkit.lmdb_tools import default_workers, verify_or_fail
 from gaussiansr_arch.toolkit.outputs import (  # noqa: F401  (the tools import these from here too)
@@ -111,9 +113,6 @@ def converter_tool(prog: str, method: str, arch: str, src_example: str, convert_
         src_example (str): An official checkpoint's file name, for the help text.
         convert_checkpoint (Callable): Official checkpoint -> ``{'params', 'network_g'}``.
     """
-    import argparse
-
-    from gaussiansr_arch.toolkit.conversion import write_converted
 
     def build_parser() -> argparse.ArgumentParser:
         parser = argparse.ArgumentParser(

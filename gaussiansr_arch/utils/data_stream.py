@@ -17,7 +17,7 @@ Under DDP each rank's RNG differs and only rank 0 saves, so the RNG is not resto
 
 A state without ``data_stream`` (saved by an older version) is resumed as before: its stream
 restarts at the saved epoch, and that resume becomes the origin of what follows. ``basicsr.train``'s
-data loaders are wrapped by :mod:`gaussiansr_arch.utils.basicsr_patches` (``resume_data_stream``).
+data loaders are wrapped by :mod:`gaussiansr_arch.utils.basicsr_patches` (``create_train_val_dataloader``).
 """
 
 import itertools
@@ -84,11 +84,12 @@ def resume_position(state: dict, batches_per_epoch: int) -> ResumePosition:
     if stream is None or batches_per_epoch < 1:
         return restart
     batches_done = resume_iter - stream.origin_iter
-    # batches of the saved epoch already trained on (all of them when the save ended an epoch)
-    skip = batches_done - (resume_epoch - stream.origin_epoch) * batches_per_epoch
     expected_epoch = stream.origin_epoch + max(batches_done - 1, 0) // batches_per_epoch
-    if batches_done < 0 or resume_epoch != expected_epoch or not 0 <= skip <= batches_per_epoch:
+    if batches_done < 0 or resume_epoch != expected_epoch:
         return restart
+    # batches of the saved epoch already trained on: 1 to batches_per_epoch (all of them when the
+    # save ended an epoch), 0 when the state is the stream's origin
+    skip = batches_done - (resume_epoch - stream.origin_epoch) * batches_per_epoch
     return ResumePosition(stream, batches_done, skip, True)
 
 
